@@ -1,0 +1,54 @@
+# sd-squeeze: what compression and acceleration do to Stable Diffusion, in one DAG.
+#   snakemake --cores all                                   # embedded default, offline, CPU
+#   snakemake --cores all --configfile config/sd15.yaml     # Stable Diffusion 1.5 on a GPU
+# Stages live in rules/*.smk; the logic in src/sdsqueeze (tested under tests/).
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/prompts.smk"
+include: "rules/generate.smk"
+include: "rules/metrics.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report/index.html",
+
+
+# Named targets for partial rebuilds: `snakemake --cores all prompts` and so on.
+rule models:
+    input:
+        model_json(),
+
+
+rule prompts_all:
+    input:
+        prompts_csv(),
+
+
+rule generate_all:
+    input:
+        [d for v in VARIANTS for d in variant_shards(v)],
+
+
+rule metrics_all:
+    input:
+        f"results/metrics/{MODEL}/summary.csv",
+
+
+localrules:
+    all,
+    models,
+    prompts_all,
+    generate_all,
+    metrics_all,
+    report,

@@ -1,0 +1,63 @@
+# Shared set-up: config validation (before any job runs), path helpers, wildcard constraints.
+import os
+import sys
+
+SRC = os.path.join(workflow.basedir, "src")
+# Scripts (also in --use-conda envs) import the workflow's own package, installed or not.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, SRC)
+
+from sdsqueeze import config as sq_config  # noqa: E402
+from sdsqueeze.prompts import n_shards  # noqa: E402
+from sdsqueeze.variants import resolve_variant  # noqa: E402
+
+try:
+    sq_config.validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
+except sq_config.ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+MODEL = config["model"]["name"]
+PROMPTSET = config["prompts"]["name"]
+VARIANTS = sorted(config["variants"])
+REFERENCE = config["reference"]
+SHARDS = list(range(n_shards(config["prompts"]["n"], config["prompts"]["shard_size"])))
+ON_GPU = config["device"] != "cpu"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    promptset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    variant="|".join(map(lambda v: v.replace("+", r"\+").replace(".", r"\."), VARIANTS)),
+    shard=r"\d+",
+
+
+def model_json(model=MODEL):
+    return f"resources/models/{model}/model.json"
+
+
+def prompts_csv(promptset=PROMPTSET):
+    return f"results/prompts/{promptset}.csv"
+
+
+def shard_dir(variant, shard, model=MODEL):
+    return f"results/images/{model}/{variant}/shard-{shard}"
+
+
+def variant_shards(variant, model=MODEL):
+    return [shard_dir(variant, s, model) for s in SHARDS]
+
+
+def gpu_resources():
+    """What a generation-class job asks of the scheduler: one GPU when the config runs on CUDA."""
+    return 1 if ON_GPU else 0
+
+
+onstart:
+    # Checked once before the first job (not on dry runs): a missing model ends the run here.
+    from sdsqueeze.models import ModelUnavailableError, check_model_available
+
+    try:
+        check_model_available(config["model"]["source"])
+    except ModelUnavailableError as err:
+        print(f"\nERROR: {err}\n", file=sys.stderr)
+        raise SystemExit(1)

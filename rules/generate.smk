@@ -1,0 +1,27 @@
+# Stage: generation. ONE rule for every variant; a job renders one prompt shard.
+
+
+rule generate:
+    input:
+        model=model_json("{model}"),
+        prompts=prompts_csv(PROMPTSET),
+    output:
+        directory("results/images/{model}/{variant}/shard-{shard}"),
+    params:
+        spec=lambda wc: resolve_variant(config, wc.variant),
+        shard_size=config["prompts"]["shard_size"],
+        samples_per_prompt=config["prompts"]["samples_per_prompt"],
+        device=config["device"],
+    threads: config["threads"]
+    log:
+        "logs/generate/{model}/{variant}/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/generate/{model}/{variant}/shard-{shard}.tsv"
+    resources:
+        mem_mb=32000 if ON_GPU else 4000,
+        runtime=240 if ON_GPU else 30,
+        gpu=gpu_resources(),
+    conda:
+        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+    script:
+        "../scripts/generate.py"

@@ -1,0 +1,14 @@
+"""Entry point of rule prompts: COCO captions -> results/prompts/{promptset}.csv."""
+
+from sdsqueeze import io, prompts, smk
+
+
+def main(snakemake):
+    p = snakemake.params
+    coco = prompts.load_coco_captions(snakemake.input.captions)
+    selected = prompts.select_prompts(coco, n=p.n, seed=p.seed, min_words=p.min_words,
+                                      generic=p.generic_phrases, prefix=p.prefix, suffix=p.suffix)
+    io.write_csv(snakemake.output[0], selected)
+
+
+smk.run(snakemake, main)  # noqa: F821

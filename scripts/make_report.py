@@ -1,0 +1,17 @@
+"""Entry point of rule report: results/report/index.html and its figures."""
+
+import shutil
+
+from sdsqueeze import smk
+from sdsqueeze.report import build_report
+
+
+def main(snakemake):
+    inputs = {name: list(snakemake.input[name]) if not isinstance(snakemake.input[name], str)
+              else [snakemake.input[name]] for name in snakemake.input.keys()}
+    build_report(inputs, snakemake.params.config, snakemake.output.html,
+                 commands=[snakemake.params.command])
+    shutil.copyfile(snakemake.input.summary, snakemake.output.summary_table)
+
+
+smk.run(snakemake, main)  # noqa: F821

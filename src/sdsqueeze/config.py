@@ -1,0 +1,109 @@
+"""Config validation with messages a researcher can act on.
+
+``check`` runs the JSON schema and turns the most relevant violation into one sentence naming
+the key and what is allowed; ``snakemake.utils.validate`` then fills the schema's defaults.
+Cross-key rules the schema cannot express (the reference must be a variant) follow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says which key and what is allowed."""
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _key_path(error) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _resolve(schema: dict, sub: dict) -> dict:
+    ref = sub.get("$ref")
+    if ref and ref.startswith("#/$defs/"):
+        return {**schema["$defs"][ref.split("/")[-1]], **{k: v for k, v in sub.items() if k != "$ref"}}
+    return sub
+
+
+def _describe(error, schema: dict) -> str:
+    where = _key_path(error)
+    sub = _resolve(schema, error.schema) if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        unexpected = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
+        return f"unknown key '{'.'.join(filter(None, [where if where != '(top level)' else '', unexpected[0]]))}'; allowed here: {allowed}"
+    if error.validator == "enum":
+        return f"'{where}' is {error.instance!r}; allowed: {', '.join(map(str, error.validator_value))}"
+    if error.validator == "type":
+        return f"'{where}' is {error.instance!r} ({type(error.instance).__name__}); expected {error.validator_value}"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+        bounds = {k: sub[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf") if k in sub}
+        return f"'{where}' is {error.instance!r}; allowed: {bounds}"
+    if error.validator == "required":
+        return f"'{where}' misses {error.message.split(' is a required')[0]}; it is required"
+    if error.validator == "pattern" and isinstance(error.instance, str) and list(error.schema_path)[-2:-1] == ["propertyNames"]:
+        return f"'{where}' has a key {error.instance!r} that must match {error.validator_value}"
+    if error.validator == "pattern":
+        return f"'{where}' is {error.instance!r}; it must match {error.validator_value}"
+    return f"'{where}': {error.message}"
+
+
+def check(config: dict, schema: dict | None = None) -> None:
+    """Raise ConfigError with one actionable message for the first schema violation."""
+    import jsonschema
+
+    schema = schema or load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"invalid config: {_describe(error, schema)}")
+
+
+def check_semantics(config: dict) -> None:
+    """Rules across keys, checked after defaults are filled."""
+    if config["reference"] not in config["variants"]:
+        raise ConfigError(
+            f"invalid config: 'reference' is {config['reference']!r}, which is not a variant; "
+            f"allowed: {', '.join(sorted(config['variants']))}"
+        )
+    captions = Path(config["prompts"]["captions"])
+    if not captions.exists() and not config["prompts"].get("download_url"):
+        raise ConfigError(
+            f"invalid config: 'prompts.captions' file {captions} does not exist and "
+            "'prompts.download_url' is not set; give the path to a COCO captions JSON"
+        )
+
+
+def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Friendly schema check, then Snakemake's validate (fills defaults), then cross-key rules."""
+    from snakemake.utils import validate as snakemake_validate
+
+    check(config, load_schema(schema_path))
+    snakemake_validate(config, str(schema_path), set_default=True)
+    for name in list(config["variants"]):
+        config["variants"][name] = config["variants"][name] or {}
+    check_semantics(config)
+    return config
+
+
+def resolve_device(requested: str) -> str:
+    """Turn the config's device into a torch device string, failing clearly without CUDA."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device '{requested}' was asked for, but this torch ({torch.__version__}) sees no CUDA GPU "
+            "on this machine; run on a GPU node or set device: cpu (or auto)"
+        )
+    return requested

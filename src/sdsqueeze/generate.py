@@ -1,0 +1,128 @@
+"""Generate one prompt shard for one variant: PNGs, final latents, a manifest and provenance."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from . import io, seeding
+from .variants import Prepared, prepare
+
+MANIFEST_COLUMNS = [
+    "prompt_id", "sample", "seed", "variant", "file", "seconds", "peak_memory_mb", "memory_kind",
+]
+
+
+def image_name(prompt_id: int, sample: int) -> str:
+    return f"p{int(prompt_id):05d}_s{int(sample)}.png"
+
+
+def expand_samples(prompts: pd.DataFrame, samples_per_prompt: int) -> pd.DataFrame:
+    """One row per image to make: (prompt_id, sample, seed, prompt)."""
+    rows = [
+        {"prompt_id": int(r.prompt_id), "sample": k, "seed": seeding.sample_seed(int(r.seed), k),
+         "prompt": r.prompt}
+        for r in prompts.itertuples() for k in range(samples_per_prompt)
+    ]
+    return pd.DataFrame(rows)
+
+
+class PeakMemory:
+    """Peak memory of a region: CUDA allocator peak on GPU, process peak RSS on CPU."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def reset(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+
+    def read(self) -> tuple[float, str]:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+        # ru_maxrss is KiB on Linux; it never decreases, so it bounds the process's peak so far.
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss_process"
+
+
+def run_batch(prepared: Prepared, prompts: list[str], latents):
+    """One pipeline call; returns (PIL images, final latents on CPU)."""
+    spec = prepared.spec
+    captured = {}
+
+    def on_step_end(pipe, step, timestep, callback_kwargs):
+        for callback in prepared.step_callbacks:
+            callback_kwargs = callback(pipe, step, timestep, callback_kwargs) or callback_kwargs
+        captured["latents"] = callback_kwargs["latents"]
+        return callback_kwargs
+
+    out = prepared.pipe(
+        prompt=prompts,
+        latents=latents,
+        num_inference_steps=int(spec["steps"]),
+        guidance_scale=float(spec["guidance"]),
+        height=int(spec["height"]),
+        width=int(spec["width"]),
+        output_type="pil",
+        callback_on_step_end=on_step_end,
+        callback_on_step_end_tensor_inputs=["latents"],
+        **prepared.call_kwargs,
+    )
+    return out.images, captured["latents"].detach().float().cpu()
+
+
+def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
+                   device: str, samples_per_prompt: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Render every (prompt, sample) of a shard into ``out_dir`` (written atomically as a whole)."""
+    import torch
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    prepared = prepare(pipe, spec)
+    todo = expand_samples(prompts, samples_per_prompt)
+    shape = seeding.latent_shape(pipe, int(spec["height"]), int(spec["width"]))
+    memory = PeakMemory(device)
+    batch = int(spec["batch_size"])
+    dtype = next(pipe.unet.parameters()).dtype if hasattr(pipe, "unet") else pipe.transformer.dtype
+    rows, final_latents = [], {}
+    with io.atomic_dir(out_dir) as tmp:
+        bar = tqdm(total=len(todo), desc=f"{spec['name']}", unit="img", disable=not progress,
+                   file=sys.stderr)
+        for start in range(0, len(todo), batch):
+            chunk = todo.iloc[start : start + batch]
+            # Drawn in float32 on the CPU, then cast: the pipeline uses given latents' dtype as is.
+            latents = seeding.initial_latents(chunk.seed.tolist(), shape).to(dtype)
+            memory.reset()
+            began = time.perf_counter()
+            with torch.inference_mode():
+                images, finals = run_batch(prepared, chunk.prompt.tolist(), latents)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds = (time.perf_counter() - began) / len(chunk)
+            peak, kind = memory.read()
+            for row, image, final in zip(chunk.itertuples(), images, finals):
+                name = image_name(row.prompt_id, row.sample)
+                image.save(tmp / name, format="PNG")
+                final_latents[name] = final.contiguous()
+                rows.append({
+                    "prompt_id": row.prompt_id, "sample": row.sample, "seed": row.seed,
+                    "variant": spec["name"], "file": name, "seconds": seconds,
+                    "peak_memory_mb": peak, "memory_kind": kind,
+                })
+            bar.update(len(chunk))
+        bar.close()
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        manifest.to_csv(tmp / "manifest.csv", index=False)
+        save_file(final_latents, str(tmp / "latents.safetensors"))
+        params = {k: v for k, v in spec.items()}
+        io.write_json(tmp / "provenance.json", io.provenance(params, device, notes=prepared.notes))
+    return manifest

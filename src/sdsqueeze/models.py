@@ -1,0 +1,203 @@
+"""Models: the embedded tiny Stable-Diffusion-architecture pipeline, and loading any diffusers model.
+
+The tiny model is built from a seed and written with ``save_pretrained``; every later stage loads
+it back through ``DiffusionPipeline.from_pretrained``, the very code path a hub id or a local
+diffusers folder takes, so nothing downstream knows which kind of model it has.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TINY_SOURCE = "tiny"
+SD15_SCHEDULER = dict(  # Stable Diffusion 1.x's own scheduler settings
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    num_train_timesteps=1000,
+    skip_prk_steps=True,
+    steps_offset=1,
+    set_alpha_to_one=False,
+)
+DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+class ModelUnavailableError(RuntimeError):
+    """The configured model cannot be found locally and cannot be downloaded."""
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of the embedded model: SD 1.x's architecture, shrunk to run in seconds on a CPU."""
+
+    seed: int = 0
+    image_size: int = 128  # pixels; the VAE downsamples by 8 like SD's
+    unet_channels: tuple[int, ...] = (32, 64, 64)
+    text_hidden: int = 64
+    text_layers: int = 2
+
+
+def write_clip_tokenizer(out_dir: Path) -> None:
+    """Write a Hugging Face CLIP tokenizer from the BPE vocabulary that ``open_clip`` ships.
+
+    The hub's openai/clip-vit-large-patch14 tokenizer is exactly this vocabulary (49,408 tokens);
+    rebuilding its vocab.json/merges.txt here lets real English prompts tokenize offline.
+    """
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = lines[1 : 49152 - 256 - 2 + 1]  # the same slice CLIP and open_clip take
+    byte_chars = list(bytes_to_unicode().values())
+    vocab = byte_chars + [c + "</w>" for c in byte_chars]
+    vocab += ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = CLIPTokenizer(
+        str(out_dir / "vocab.json"), str(out_dir / "merges.txt"), model_max_length=77
+    )
+    tokenizer.save_pretrained(out_dir)
+
+
+def build_tiny_pipeline(spec: TinySpec = TinySpec()):
+    """Construct the tiny pipeline in memory with seeded weights (no files touched)."""
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(spec.seed)
+    unet = UNet2DConditionModel(
+        sample_size=spec.image_size // 8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=spec.unet_channels,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1,
+        cross_attention_dim=spec.text_hidden,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=spec.image_size,
+        scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=spec.text_hidden,
+            intermediate_size=4 * spec.text_hidden,
+            num_hidden_layers=spec.text_layers,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=spec.text_hidden,
+        )
+    )
+    with tempfile.TemporaryDirectory() as tok_dir:
+        write_clip_tokenizer(Path(tok_dir))
+        tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    return StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=PNDMScheduler(**SD15_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_tiny_pipeline(out_dir: str | os.PathLike, spec: TinySpec = TinySpec()) -> Path:
+    out_dir = Path(out_dir)
+    build_tiny_pipeline(spec).save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
+def is_local_pipeline(source: str) -> bool:
+    return (Path(source) / "model_index.json").is_file()
+
+
+def check_model_available(source: str) -> None:
+    """Fail fast, before any job runs, when a model can be neither found nor downloaded."""
+    if source == TINY_SOURCE or is_local_pipeline(source):
+        return
+    if os.path.isdir(source) or source.startswith((".", "/", "~")):
+        raise ModelUnavailableError(
+            f"model.source '{source}' is a path but holds no diffusers pipeline (model_index.json). "
+            "Point it at a folder written by `DiffusionPipeline.save_pretrained`."
+        )
+    try:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(source, "model_index.json"), str):
+            return
+        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+        hf_hub_download(source, "model_index.json")
+    except Exception as err:  # offline, unknown id, gated repo: all end the same way for the user
+        raise ModelUnavailableError(
+            f"model '{source}' is not in the local Hugging Face cache and could not be fetched "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200]}). Provide it by running "
+            f"`huggingface-cli download {source}` where the hub is reachable (then share HF_HOME), "
+            "or set model.source to a local folder saved with `save_pretrained`."
+        ) from None
+
+
+def resolve_dtype(name: str):
+    import torch
+
+    return getattr(torch, DTYPES[name])
+
+
+def load_pipeline(path_or_id: str, device: str = "cpu", dtype: str = "float32"):
+    """Load any diffusers text-to-image pipeline the same way, tiny model included."""
+    import torch
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+    check_model_available(path_or_id)
+    pipe = DiffusionPipeline.from_pretrained(path_or_id, dtype=resolve_dtype(dtype))
+    if getattr(pipe, "safety_checker", None) is not None:
+        # Blacked-out images would corrupt every quality metric; the study measures the model.
+        pipe.safety_checker = None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(torch.device(device))
+
+
+def describe_pipeline(pipe) -> dict[str, Any]:
+    """Parameter counts per component, for provenance and reports."""
+    counts = {}
+    for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            counts[name] = sum(p.numel() for p in module.parameters())
+    return {"class": type(pipe).__name__, "parameters": counts}
+
+
+def fetch_pipeline(source: str) -> str:
+    """A local folder as is; a hub id downloaded (only the files a pipeline loads) into the HF cache."""
+    if is_local_pipeline(source):
+        return str(Path(source).resolve())
+    check_model_available(source)
+    from diffusers import DiffusionPipeline
+
+    return str(DiffusionPipeline.download(source))

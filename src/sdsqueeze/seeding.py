@@ -1,0 +1,41 @@
+"""Seeds and initial noise: one seed per (prompt, sample), noise always drawn on the CPU.
+
+Drawing on the CPU means a CPU run and a GPU run of the same variant start from bit-identical
+latents, so differences between them are the model's, not the random number generator's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+SEED_SPACE = 2**31 - 1
+
+
+def prompt_seed(global_seed: int, prompt_id: int) -> int:
+    """A fixed, well-spread seed for one prompt, derived from the global seed."""
+    digest = hashlib.sha256(f"sdsqueeze:{global_seed}:{prompt_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % SEED_SPACE
+
+
+def sample_seed(base_seed: int, sample: int) -> int:
+    """Seed of the sample-th image of a prompt (sample 0 uses the prompt's own seed)."""
+    return (base_seed + sample) % SEED_SPACE
+
+
+def initial_latents(seeds: list[int], shape: tuple[int, ...]):
+    """Standard-normal latents, one independent draw per seed, stacked on dim 0 (float32, CPU)."""
+    import torch
+
+    draws = [
+        torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s)), dtype=torch.float32)
+        for s in seeds
+    ]
+    return torch.stack(draws)
+
+
+def latent_shape(pipe, height: int, width: int) -> tuple[int, int, int]:
+    """(channels, h, w) of one latent for any diffusers text-to-image pipeline."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer")
+    channels = denoiser.config.in_channels
+    factor = pipe.vae_scale_factor
+    return (channels, height // factor, width // factor)

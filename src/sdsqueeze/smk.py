@@ -1,0 +1,33 @@
+"""Glue for Snakemake `script:` entry points: logging to the rule's log, one clear error line."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import Callable
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
+
+
+def run(snakemake, main: Callable[[object], None]) -> None:
+    """Call ``main(snakemake)`` with stdout/stderr sent to the rule's log file.
+
+    Errors a user can fix (bad input, missing model or GPU) end the job with their message, also
+    repeated on the console; anything else keeps its traceback in the log for debugging.
+    """
+    log_path = snakemake.log[0] if len(snakemake.log) else None
+    console = sys.stderr
+    stream = open(log_path, "w") if log_path else contextlib.nullcontext(sys.stderr)
+    with stream as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        logging.basicConfig(stream=handle, level=logging.INFO, force=True,
+                            format="%(asctime)s %(levelname)s %(message)s")
+        try:
+            import torch
+
+            torch.set_num_threads(int(snakemake.threads))
+            main(snakemake)
+        except USER_ERRORS as err:
+            logging.exception("job failed")
+            print(f"ERROR ({snakemake.rule}): {err}", file=console)
+            sys.exit(1)
