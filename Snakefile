@@ -7,7 +7,12 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-configfile: "config.yaml"
+# Each config/*.yaml is a complete experiment: given with --configfile it replaces config.yaml
+# (further --configfile files are layered on top of the first, e.g. config/sweep-seed.yaml).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
 
 
 include: "rules/common.smk"

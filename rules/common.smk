@@ -2,10 +2,8 @@
 import os
 import sys
 
-SRC = os.path.join(workflow.basedir, "src")
-# Scripts (also in --use-conda envs) import the workflow's own package, installed or not.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
-sys.path.insert(0, SRC)
+# The Snakefile imports the workflow's own package (scripts do the same via scripts/_srcpath.py).
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from sdsqueeze import config as sq_config  # noqa: E402
 from sdsqueeze.prompts import n_shards  # noqa: E402
@@ -22,6 +20,11 @@ VARIANTS = sorted(config["variants"])
 REFERENCE = config["reference"]
 SHARDS = list(range(n_shards(config["prompts"]["n"], config["prompts"]["shard_size"])))
 ON_GPU = config["device"] != "cpu"
+# The command that reproduces this run, written into the report (CLI config files included).
+RUN_COMMAND = " ".join(
+    ["snakemake --cores all"]
+    + [f"--configfile {os.path.relpath(c)}" for c in workflow.overwrite_configfiles]
+)
 
 
 wildcard_constraints:

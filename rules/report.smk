@@ -22,7 +22,7 @@ rule report:
         summary_table=report("results/report/summary.csv", category="Tables", caption="../report/summary.rst"),
     params:
         config=config,
-        command=" ".join(["snakemake"] + sys.argv[1:]) if sys.argv else "snakemake",
+        command=RUN_COMMAND,
     log:
         "logs/report.log",
     conda:

@@ -1,5 +1,7 @@
 """Entry point of rule fetch_coco_captions: download COCO's annotation archive, keep one file."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 import urllib.request
 import zipfile
 from pathlib import Path

@@ -1,5 +1,7 @@
 """Entry point of rule prompts: COCO captions -> results/prompts/{promptset}.csv."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 from sdsqueeze import io, prompts, smk
 
 

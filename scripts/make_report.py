@@ -1,5 +1,7 @@
 """Entry point of rule report: results/report/index.html and its figures."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 import shutil
 
 from sdsqueeze import smk

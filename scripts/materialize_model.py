@@ -1,5 +1,7 @@
 """Entry point of rule materialize_model: build the tiny model, or resolve a hub id / local path."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 from pathlib import Path
 
 from sdsqueeze import io, models, smk

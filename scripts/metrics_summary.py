@@ -1,5 +1,7 @@
 """Entry point of rule metrics_summary: bootstrap intervals per variant, and the timing table."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 import pandas as pd
 
 from sdsqueeze import io, metrics, smk

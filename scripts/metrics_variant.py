@@ -1,5 +1,7 @@
 """Entry point of rule metrics_variant: per-image PSNR/SSIM of one variant against the reference."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 from sdsqueeze import io, metrics, smk
 
 

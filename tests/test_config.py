@@ -1,0 +1,81 @@
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sdsqueeze import config as sq_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def default_config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_defaults_are_filled(default_config):
+    cfg = sq_config.validate(copy.deepcopy(default_config))
+    assert cfg["metrics"]["confidence"] == 0.95
+    assert cfg["prompts"]["samples_per_prompt"] == 1
+
+
+@pytest.mark.parametrize("config_file", sorted((REPO / "config").glob("*.yaml")))
+def test_shipped_configs_are_valid(config_file, default_config):
+    layered = yaml.safe_load(config_file.read_text())
+    if "model" not in layered:  # an overlay: check it on top of the default
+        from snakemake.utils import update_config
+
+        base = copy.deepcopy(default_config)
+        update_config(base, layered)
+        layered = base
+    layered.setdefault("prompts", {})
+    layered["prompts"].setdefault("download_url", "http://example.invalid")  # files need not exist
+    sq_config.check(layered)
+
+
+BAD_CONFIGS = [
+    (lambda c: c.update(colour="red"), r"unknown key 'colour'; allowed here: .*device"),
+    (lambda c: c["generation"].update(stepz=3), r"unknown key 'generation.stepz'; allowed here: .*steps"),
+    (lambda c: c["generation"].update(steps=0), r"'generation.steps' is 0; allowed: .*minimum': 1"),
+    (lambda c: c["generation"].update(dtype="int3"), r"'generation.dtype' is 'int3'; allowed: float32, float16, bfloat16"),
+    (lambda c: c.update(reference="nope"), r"'reference' is 'nope', which is not a variant; allowed: .*fp32-classic"),
+    (lambda c: c["variants"].update({"bad/name": {}}), r"'variants' has a key 'bad/name' that must match"),
+    (lambda c: c["variants"]["fp32-sdpa"].update(attention=3), r"'variants.fp32-sdpa.attention' is 3 \(int\); expected string"),
+    (lambda c: c.update(device="tpu"), r"'device' is 'tpu'; it must match"),
+    (lambda c: c["prompts"].update(n="8"), r"'prompts.n' is '8' \(str\); expected integer"),
+    (lambda c: c["prompts"].update(captions="missing.json"), r"'prompts.captions' file missing.json does not exist"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD_CONFIGS)
+def test_bad_config_is_rejected_with_its_own_message(default_config, mutate, message, monkeypatch):
+    monkeypatch.chdir(REPO)
+    mutate(default_config)
+    with pytest.raises(sq_config.ConfigError, match=message):
+        sq_config.validate(default_config)
+
+
+def test_bad_config_stops_snakemake_before_any_job(tmp_path, default_config):
+    default_config["generation"]["stepz"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(default_config))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(bad),
+         "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode != 0
+    assert "unknown key 'generation.stepz'" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(sq_config.ConfigError, match="set device: cpu"):
+        sq_config.resolve_device("cuda")
+    assert sq_config.resolve_device("auto") == "cpu"

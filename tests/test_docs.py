@@ -1,0 +1,19 @@
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    """The shell lines of the README's first code block: commands (a) and (b)."""
+    block = (REPO / "README.md").read_text().split("```bash", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    commands = readme_commands()
+    assert len(commands) == 2
+    run_main, run_tests = commands
+    assert "snakemake --cores all" in run_main and "pytest" in run_tests
+    assert run_tests in (REPO / ".ci" / "run").read_text()
+    for command in commands:
+        assert "torch==2.14.1 torchvision==0.29.1" in command

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from sdsqueeze import models
+
+
+def test_tokenizer_matches_clip_vocabulary(tiny_pipe):
+    """The rebuilt HF tokenizer gives the same ids as open_clip's real CLIP tokenizer."""
+    import open_clip
+
+    text = "A red double-decker bus parked next to a brick building."
+    ours = tiny_pipe.tokenizer(text).input_ids
+    theirs = open_clip.get_tokenizer("ViT-B-32")([text])[0].tolist()
+    assert ours == theirs[: len(ours)]
+    assert len(tiny_pipe.tokenizer) == 49408
+    assert tiny_pipe.tokenizer.model_max_length == 77
+
+
+def test_tiny_loads_through_from_pretrained_as_sd_pipeline(tiny_dir, tiny_pipe):
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    index = json.loads((tiny_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    assert type(tiny_pipe) is StableDiffusionPipeline
+    assert isinstance(tiny_pipe.unet, UNet2DConditionModel)
+    assert tiny_pipe.unet.config.cross_attention_dim == tiny_pipe.text_encoder.config.hidden_size
+
+
+def test_tiny_weights_are_seeded():
+    a = models.build_tiny_pipeline(models.TinySpec(seed=3, image_size=64))
+    b = models.build_tiny_pipeline(models.TinySpec(seed=3, image_size=64))
+    c = models.build_tiny_pipeline(models.TinySpec(seed=4, image_size=64))
+    wa, wb, wc = (p.unet.conv_in.weight for p in (a, b, c))
+    assert (wa == wb).all()
+    assert not (wa == wc).all()
+
+
+def test_missing_hub_model_fails_with_one_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailableError) as err:
+        models.check_model_available("nobody/no-such-model-sdsqueeze")
+    message = str(err.value)
+    assert "nobody/no-such-model-sdsqueeze" in message
+    assert "huggingface-cli download" in message and "model.source" in message
+
+
+def test_path_without_pipeline_is_rejected(tmp_path):
+    with pytest.raises(models.ModelUnavailableError, match="model_index.json"):
+        models.check_model_available(str(tmp_path))
