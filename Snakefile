@@ -50,6 +50,9 @@ rule metrics_all:
         f"results/metrics/{MODEL}/summary.csv",
 
 
+# `explore` (rules/report.smk) runs notebooks/explore_variants.py.ipynb; needs the `notebook` extra.
+
+
 localrules:
     all,
     models,
@@ -57,3 +60,4 @@ localrules:
     generate_all,
     metrics_all,
     report,
+    explore,

@@ -12,6 +12,7 @@ rule generate:
         shard_size=config["prompts"]["shard_size"],
         samples_per_prompt=config["prompts"]["samples_per_prompt"],
         device=config["device"],
+        torch_threads=config["threads"],  # results depend on it: a change reruns generation
     threads: config["threads"]
     log:
         "logs/generate/{model}/{variant}/shard-{shard}.log",

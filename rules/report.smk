@@ -29,3 +29,19 @@ rule report:
         "../envs/report.yaml"
     script:
         "../scripts/make_report.py"
+
+
+rule explore:
+    input:
+        summary=f"results/metrics/{MODEL}/summary.csv",
+        timing=f"results/metrics/{MODEL}/timing.csv",
+    output:
+        "results/notebooks/variant_ranking.csv",
+    params:
+        reference=REFERENCE,
+    log:
+        notebook="results/notebooks/explore_variants.ipynb",
+    conda:
+        "../envs/notebook.yaml"
+    notebook:
+        "../notebooks/explore_variants.py.ipynb"
