@@ -108,7 +108,8 @@ def provenance(params: dict[str, Any], device: str, **extra: Any) -> dict[str, A
 
     return {
         "sdsqueeze": __version__,
-        "params_hash": stable_hash(params),
+        # Hash of the config values this output depends on (the job's params).
+        "config_hash": stable_hash(params),
         "params": params,
         "python": platform.python_version(),
         "packages": package_versions(),
