@@ -1,5 +1,6 @@
 """Operators, measured bits, grid planning and the surface fit (no diffusion model needed)."""
 
+import os
 import zlib
 
 import numpy as np
@@ -121,3 +122,35 @@ def test_seed_procedure_normalises_scores_logs_and_plots(tmp_path):
     paths = [tmp_path / n for n in ("res.png", "surf.png", "heat.png")]
     fit.plot_fit(runs, result, *paths)
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+GPU_MODEL_CONFIG = """
+device: cuda
+model: {name: sd15, source: stable-diffusion-v1-5/stable-diffusion-v1-5}
+generation: {dtype: float16, attention: sdpa, scheduler: pndm, steps: 50, height: 512, width: 512}
+variants: {fp16-sdpa: {}, fp32-classic: {dtype: float32, attention: classic}}
+reference: fp32-classic
+"""
+
+
+def test_layered_seed_sweep_dry_run_plans_5400_runs_in_under_200_jobs(tmp_path):
+    """`snakemake -n --configfile <model config> config/sweep-seed.yaml`, offline."""
+    import re
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    model_config = tmp_path / "gpu-model.yaml"
+    model_config.write_text(GPU_MODEL_CONFIG)
+    snakemake = Path(sys.executable).parent / "snakemake"
+    began = time.time()
+    out = subprocess.run([str(snakemake), "-n", "--nolock", "--configfile", str(model_config),
+                          "config/sweep-seed.yaml"], capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    seconds = time.time() - began
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
+    assert int(counts["sweep_generate"]) == 25 and int(counts["sweep_metrics"]) == 25
+    assert int(counts["total"]) < 200
+    assert seconds < 30

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..sweep.fit import PARAMS
 from .page import ReportContext, Section, source_note, table_html
 
 
@@ -23,11 +24,16 @@ def _copy_figure(ctx: ReportContext, source: str, name: str) -> str:
     return f'<img class="figure" src="{ctx.rel(target)}" alt="{html.escape(name)}">'
 
 
+def _signed(value: float) -> str:
+    """'+ 4.5' or '− 4.5': a formula reads better than '+ -4.5'."""
+    return f"{'−' if value < 0 else '+'} {abs(value):.4g}"
+
+
 def formula_html(fit: dict) -> str:
     p = {name: entry["value"] for name, entry in fit["params"].items()}
     norm = fit["normalisation"]
-    return (f"<pre>Q(s', r') = {p['L']:.4g} / (1 + exp({p['K1']:.4g} (s' − {p['B1']:.4g}) "
-            f"+ {p['K2']:.4g} (r' − {p['B2']:.4g}))) + {p['D']:.4g}\n"
+    return (f"<pre>Q(s', r') = {p['L']:.4g} / (1 + exp({p['K1']:.4g} (s' {_signed(-p['B1'])}) "
+            f"{_signed(p['K2'])} (r' {_signed(-p['B2'])}))) {_signed(p['D'])}\n"
             f"s' = (step − {norm['step'][0]:g}) / {norm['step'][1] - norm['step'][0]:g},  "
             f"r' = ({norm['level_name']} − {norm['level'][0]:g}) / "
             f"{norm['level'][1] - norm['level'][0]:g},  Q = ln(score + 1e-6)</pre>")
@@ -69,7 +75,7 @@ def sweep_section(ctx: ReportContext) -> Section | None:
     params = pd.DataFrame([{"parameter": k, "value": v["value"], "std. error": v["stderr"],
                             "bounds": f"[{v['lower']:g}, {v['upper']:g}]",
                             "on bound": "yes" if v["on_bound"] else ""}
-                           for k, v in fit["params"].items()])
+                           for k, v in ((k, fit["params"][k]) for k in PARAMS)])
     rates = (runs.groupby(["step", "level"], as_index=False)
              .agg(runs=("file", "size"), bits_ans=("bits_ans", "mean"), bits_zlib=("bits_zlib", "mean"),
                   entropy_bits=("entropy_bits", "mean"), psnr_gray_db=("psnr_gray_db", "mean"),
