@@ -45,7 +45,11 @@ class Grid:
 
 def grid_from_config(config: dict) -> Grid:
     sweep = config["sweep"]
-    variant = config["variants"][sweep["variant"] or config["reference"]] or {}
+    variant_name = sweep["variant"] or config["reference"]
+    if variant_name not in config["variants"]:
+        raise ValueError(f"sweep.variant is '{variant_name}', which is not a variant; "
+                         f"allowed: {', '.join(sorted(config['variants']))}")
+    variant = config["variants"][variant_name] or {}
     steps_total = sweep["num_inference_steps"] or variant.get("steps", config["generation"]["steps"])
     levels = sweep["ratios"] if sweep["operator"] == "seed-round" else sweep["bits"]
     grid = Grid(

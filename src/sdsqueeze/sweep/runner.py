@@ -110,8 +110,7 @@ def pipeline_call(prepared: Prepared, prompt: str, latents, steps: int, on_step_
         ).images
 
 
-def compress_callback(grid: Grid, step: int, levels, rows: list, on_compressed=None, tap=None,
-                      expected=None):
+def compress_callback(grid: Grid, step: int, levels, rows: list, tap=None, expected=None):
     """The operator as a diffusers step-end callback: after the scheduler step at index ``step``,
     each row of the batch is compressed at its own level. ``rows`` receives the bits measured."""
 
