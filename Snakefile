@@ -20,6 +20,7 @@ include: "rules/models.smk"
 include: "rules/prompts.smk"
 include: "rules/generate.smk"
 include: "rules/metrics.smk"
+include: "rules/sweep.smk"
 include: "rules/report.smk"
 
 

@@ -121,3 +121,4 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
 
 
 SECTIONS = [variants_section, image_grid_section]
+from .sweep import sweep_section; SECTIONS.append(sweep_section)  # noqa: E402,E702

@@ -1,0 +1,26 @@
+# The sweep's grid (validated) and path helpers; rules in rules/sweep.smk.
+from sdsqueeze.sweep.plan import grid_from_config  # noqa: E402
+
+SWEEP = config["sweep"]
+if SWEEP["enabled"]:
+    try:
+        SWEEP_GRID = grid_from_config(config)
+    except ValueError as err:
+        raise WorkflowError(f"invalid config: {err}") from None
+    SWEEP_OPERATOR = SWEEP_GRID.operator.name
+    SWEEP_SHARDS = list(range(SWEEP_GRID.n_shards))
+
+
+def sweep_dir(model=MODEL):
+    return f"results/sweep/{model}/{SWEEP_OPERATOR}"
+
+
+def sweep_outputs():
+    """What the report reads from the sweep; empty when the sweep is off."""
+    if not SWEEP["enabled"]:
+        return []
+    d = sweep_dir()
+    return [f"{d}/sweep.csv", f"{d}/evaluations.json", f"{d}/fit/fit.json",
+            f"{d}/fit/surface.png", f"{d}/fit/heatmap.png", f"{d}/fit/residuals.png"]
+
+

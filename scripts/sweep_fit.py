@@ -1,0 +1,22 @@
+"""Entry point of rule sweep_fit: the seed's sigmoid surface, from the sweep CSV alone."""
+
+import logging
+
+import pandas as pd
+
+from sdsqueeze import io, smk
+from sdsqueeze.sweep import fit
+
+
+def main(snakemake):
+    runs = pd.read_csv(snakemake.input[0])
+    options = snakemake.params.fit
+    result = fit.fit_surface(runs, options["convention"], options["psnr_cap_db"])
+    for warning in result["warnings"]:
+        logging.warning(warning)
+    io.write_json(snakemake.output.fit, result)
+    fit.plot_fit(runs, result, snakemake.output.residuals, snakemake.output.surface,
+                 snakemake.output.heatmap)
+
+
+smk.run(snakemake, main)  # noqa: F821

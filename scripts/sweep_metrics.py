@@ -1,0 +1,13 @@
+"""Entry point of rule sweep_metrics: PSNR/SSIM (gray and RGB) and LPIPS of one shard's runs."""
+
+from sdsqueeze import config, io, smk
+from sdsqueeze.sweep import quality
+
+
+def main(snakemake):
+    device = config.resolve_device(snakemake.params.device)
+    scored = quality.score_shard(snakemake.input[0], quality.Lpips(device))
+    io.write_csv(snakemake.output[0], scored)
+
+
+smk.run(snakemake, main)  # noqa: F821

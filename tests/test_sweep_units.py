@@ -1,0 +1,156 @@
+"""Operators, measured bits, grid planning and the surface fit (no diffusion model needed)."""
+
+import os
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from sdsqueeze.sweep import bits, fit, plan
+from sdsqueeze.sweep.operator import make_operator, seed_round, seed_scale, uniform
+
+
+def test_seed_operator_is_the_seeds_formula():
+    x = torch.randn(4, 8, 8) * 2
+    for ratio in (1.0, 0.9, 0.8, 0.75, 0.66, 0.5, 0.4, 0.33, 0.25):
+        scale = round(1 / ratio, 2)
+        out = seed_round(x, ratio)
+        assert torch.equal(out.latent, torch.round(x * scale) / scale)
+        assert torch.equal(out.codes, torch.round(x * scale).long())
+    assert seed_scale(0.66) == 1.52 and seed_scale(0.33) == 3.03
+    assert torch.equal(seed_round(x, 1.0).latent, torch.round(x))  # ratio 1.0: integers, the coarsest
+
+
+def test_uniform_quantizer_error_and_range():
+    x = torch.randn(4, 8, 8) * torch.tensor([1.0, 2.0, 3.0, 4.0])[:, None, None]
+    for per_channel in (True, False):
+        out = uniform(x, 4, per_channel)
+        assert out.codes.min() >= 0 and out.codes.max() <= 15
+        dims = (1, 2) if per_channel else (0, 1, 2)
+        step = (x.amax(dim=dims, keepdim=True) - x.amin(dim=dims, keepdim=True)) / 15
+        assert torch.all((out.latent - x).abs() <= step / 2 + 1e-6)
+        assert out.side_bits == (4 if per_channel else 1) * 64
+    assert make_operator("uniform", "tensor").label(6) == "bits6"
+    assert make_operator("seed-round").label(0.75) == "ratio0.75"
+
+
+def test_bits_are_real_bytes_that_decode_and_grow_with_precision():
+    latent = torch.randn(4, 16, 16, generator=torch.Generator().manual_seed(0))
+    codes = seed_round(latent, 0.25).codes.numpy()
+    # zlib: the bytes decompress to the codes
+    raw = np.frombuffer(zlib.decompress(bits.zlib_bytes(codes)), dtype="<i2").reshape(codes.shape)
+    assert np.array_equal(raw, codes)
+    # ANS: constriction decodes the words back with the parameters counted in the size
+    words = bits.ans_words(codes)
+    params = [(low, high, mean, std) for _, low, high, mean, std in bits.channel_gaussians(codes)]
+    assert np.array_equal(bits.ans_decode(words, params, codes[0].size), codes.reshape(4, -1))
+    sizes = {r: bits.measure(seed_round(latent, r).codes)["bits_ans"] for r in (1.0, 0.5, 0.25)}
+    assert sizes[1.0] < sizes[0.5] < sizes[0.25]
+    measured = bits.measure(codes)
+    assert measured["bits_ans"] >= measured["entropy_bits"]  # a real code cannot beat the entropy
+
+
+def seed_config():
+    from sdsqueeze.config import load_schema
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(open("config.yaml"))
+    config["sweep"].update(yaml.safe_load(open("config/sweep-seed.yaml"))["sweep"])
+    config["prompts"]["n"] = 1
+    validate(config, "schemas/config.schema.yaml", set_default=True)
+    assert load_schema()  # the schema parses
+    return config
+
+
+def test_seed_grid_plans_5400_runs_in_few_shards_and_saves_evaluations():
+    grid = plan.grid_from_config(seed_config())
+    assert grid.n_runs == 5400 and grid.n_shards == 25
+    assert sum(len(grid.shard_items(s)) for s in range(grid.n_shards)) == 50
+    for calls in (grid.num_inference_steps, grid.num_inference_steps + 1):  # plain, PNDM
+        planned = plan.planned_evaluations(grid, calls)
+        assert planned["naive"] == 5400 * calls
+        assert planned["shared_over_naive"] <= 0.6
+    assert plan.compressed_name(grid.operator, 10, 0.75, 42) == "step10_ratio0.75_seed42_compressed.png"
+
+
+def test_grid_rejects_a_step_outside_the_run():
+    config = seed_config()
+    config["sweep"]["num_inference_steps"] = 20
+    with pytest.raises(ValueError, match="sweep.steps go up to 24"):
+        plan.grid_from_config(config)
+
+
+def synthetic_table(true, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    s, r = np.meshgrid(np.linspace(0, 1, 12), np.linspace(0, 1, 9))
+    q = fit.surface((s.ravel(), r.ravel()), *true) + noise * rng.standard_normal(s.size)
+    return pd.DataFrame({"s_norm": s.ravel(), "r_norm": r.ravel(), "Q": q})
+
+
+def test_fit_recovers_a_known_surface_with_errors():
+    true = dict(zip(fit.PARAMS, (-3.0, 8.0, 0.4, -6.0, 0.6, -0.2)))
+    result = fit.fit_q(synthetic_table(tuple(true.values()), noise=0.01))
+    assert result["r2"] > 0.99 and not result["on_bound"]
+    for name, value in true.items():
+        estimate = result["params"][name]
+        assert abs(estimate["value"] - value) < 5 * estimate["stderr"] + 0.05 * abs(value)
+
+
+def test_fit_reports_a_parameter_on_its_bound(monkeypatch):
+    monkeypatch.setitem(fit.BOUNDS, "K1", (-100.0, 1.0))  # the true K1 = 8 is out of reach
+    result = fit.fit_q(synthetic_table((-3.0, 8.0, 0.4, -6.0, 0.6, -0.2)))
+    assert "K1" in result["on_bound"] and result["params"]["K1"]["on_bound"]
+
+
+def test_seed_procedure_normalises_scores_logs_and_plots(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = [{"step": k, "level": r, "level_name": "ratio", "seed": seed,
+             "psnr_gray_db": 20 + k - 8 * r + rng.normal(0, 0.3),
+             "ssim_gray": 0.5 + 0.02 * k - 0.2 * r + rng.normal(0, 0.01)}
+            for k in (2, 6, 10, 14) for r in (1.0, 0.5, 0.25) for seed in (42, 43)]
+    rows[0]["psnr_gray_db"] = float("inf")  # an identical image
+    runs = pd.DataFrame(rows)
+    table = fit.fit_table(runs, "gray", 100.0)
+    assert table.score.min() >= 0 and table.score.max() <= 1 and table.psnr_capped.sum() == 1
+    assert np.allclose(table.Q, np.log(table.score + 1e-6))
+    result = fit.fit_surface(runs, "gray", 100.0)
+    assert result["n_runs"] == 24 and result["n_psnr_capped"] == 1 and 0 < result["r2"] <= 1
+    assert set(result["params"]) == set(fit.PARAMS)
+    paths = [tmp_path / n for n in ("res.png", "surf.png", "heat.png")]
+    fit.plot_fit(runs, result, *paths)
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+GPU_MODEL_CONFIG = """
+device: cuda
+model: {name: sd15, source: stable-diffusion-v1-5/stable-diffusion-v1-5}
+generation: {dtype: float16, attention: sdpa, scheduler: pndm, steps: 50, height: 512, width: 512}
+variants: {fp16-sdpa: {}, fp32-classic: {dtype: float32, attention: classic}}
+reference: fp32-classic
+"""
+
+
+def test_layered_seed_sweep_dry_run_plans_5400_runs_in_under_200_jobs(tmp_path):
+    """`snakemake -n --configfile <model config> config/sweep-seed.yaml`, offline."""
+    import re
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    model_config = tmp_path / "gpu-model.yaml"
+    model_config.write_text(GPU_MODEL_CONFIG)
+    snakemake = Path(sys.executable).parent / "snakemake"
+    began = time.time()
+    out = subprocess.run([str(snakemake), "-n", "--nolock", "--configfile", str(model_config),
+                          "config/sweep-seed.yaml"], capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    seconds = time.time() - began
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
+    assert int(counts["sweep_generate"]) == 25 and int(counts["sweep_metrics"]) == 25
+    assert int(counts["total"]) < 200
+    assert seconds < 30
