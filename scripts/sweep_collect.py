@@ -1,5 +1,7 @@
 """Entry point of rule sweep_collect: one tidy CSV for the whole sweep, and its UNet evaluations."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 import pandas as pd
 
 from sdsqueeze import io, smk

@@ -1,5 +1,7 @@
 """Entry point of rule sweep_fit: the seed's sigmoid surface, from the sweep CSV alone."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 import logging
 
 import pandas as pd

@@ -1,5 +1,7 @@
 """Entry point of rule sweep_generate: one shard of (prompt, seed) trajectories and their runs."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 import json
 
 import pandas as pd

@@ -1,5 +1,7 @@
 """Entry point of rule sweep_metrics: PSNR/SSIM (gray and RGB) and LPIPS of one shard's runs."""
 
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
 from sdsqueeze import config, io, smk
 from sdsqueeze.sweep import quality
 
