@@ -1,0 +1,97 @@
+"""Where the metrics' pretrained weights come from, in a fixed order, and why they are missing.
+
+Order: (1) the config's ``metrics.weights_dir`` (a folder a researcher or a cluster fills once),
+(2) the library's usual cache (torch hub's ``checkpoints/`` folder, the Hugging Face hub cache),
+(3) a download into that cache when ``metrics.download`` allows it and the network answers.
+When none works, ``WeightsUnavailable`` carries every place tried; the metric's rows then say
+``unavailable: <reason>`` instead of a number.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class WeightsUnavailable(RuntimeError):
+    """No usable weights file; the message lists where we looked and why each failed."""
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A single checkpoint file a metric needs: its canonical name and its official URL."""
+
+    filename: str
+    url: str
+
+
+# The files the libraries themselves download (same names, so an existing cache is reused).
+FID_INCEPTION = WeightsFile(
+    "pt_inception-2015-12-05-6726825d.pth",
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+)
+ALEXNET = WeightsFile(
+    "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+)
+
+
+def torch_hub_checkpoints() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def resolve_file(weights: WeightsFile, weights_dir: str | Path | None, download: bool) -> Path:
+    """The local path of ``weights``: weights_dir, then torch hub's cache, then a download."""
+    tried = []
+    if weights_dir:
+        candidate = Path(weights_dir) / weights.filename
+        if candidate.is_file():
+            return candidate
+        tried.append(f"not in weights_dir {weights_dir}")
+    else:
+        tried.append("metrics.weights_dir not set")
+    cached = torch_hub_checkpoints() / weights.filename
+    if cached.is_file():
+        return cached
+    tried.append(f"not in torch hub cache {cached.parent}")
+    if not download:
+        tried.append("download disabled (metrics.download: false)")
+    else:
+        import torch
+
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(weights.url, str(cached), progress=False)
+            return cached
+        except Exception as err:  # noqa: BLE001 - any network failure means "not available"
+            tried.append(f"download failed ({type(err).__name__}: {err})")
+    raise WeightsUnavailable(f"{weights.filename}: " + "; ".join(tried))
+
+
+def resolve_hf_file(repo_id: str, filenames: tuple[str, ...], local_names: tuple[Path, ...],
+                    download: bool) -> Path:
+    """The first of ``local_names`` that exists, else a file of ``repo_id`` from the HF cache,
+    else downloaded from the hub when allowed."""
+    from huggingface_hub import hf_hub_download
+
+    tried = []
+    for path in local_names:
+        if path.is_file():
+            return path
+    tried.append("not in weights_dir (" + ", ".join(str(p) for p in local_names) + ")"
+                 if local_names else "metrics.weights_dir not set")
+    for local_only in (True, False) if download else (True,):
+        for filename in filenames:
+            try:
+                return Path(hf_hub_download(repo_id, filename, local_files_only=local_only))
+            except Exception as err:  # noqa: BLE001 - cache miss, offline, or missing file
+                last = f"{type(err).__name__}"
+        tried.append(("download from" if not local_only else "not in HF cache for")
+                     + f" {repo_id} ({last})")
+    if not download:
+        tried.append("download disabled (metrics.download: false)")
+    raise WeightsUnavailable("; ".join(tried))
