@@ -264,7 +264,8 @@ def pareto_section(ctx: ReportContext) -> Section | None:
                 ax.annotate(p.variant, (getattr(p, cost), p.value), fontsize=8,
                             xytext=(4, 4), textcoords="offset points")
             front = pareto_front(sub, cost, bool(sub.higher.iloc[0]))
-            ax.plot(front[cost], front.value, "--", color="#888", zorder=2, label="Pareto front")
+            ax.plot(front[cost], front.value, "--o", color="#888", mfc="none", ms=13, zorder=2,
+                    label="Pareto front")
             arrow = "↑ better" if sub.higher.iloc[0] else "↓ better"
             ax.set(xlabel=xlabel, ylabel=f"{sub.label.iloc[0]} ({arrow})")
             ax.grid(alpha=0.3)
@@ -329,6 +330,7 @@ def steps_section(ctx: ReportContext) -> Section | None:
     fig.savefig(figure, dpi=100)
     plt.close(fig)
     table = points.pivot_table(index=["scheduler", "steps"], columns="label", values="value").reset_index()
+    table.columns.name = None
     body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="quality vs denoising steps per scheduler">'
             + table_html(table.round(4), "Quality by scheduler and step count")
             + "<p class='muted'>Variants whose spec equals the reference's except for scheduler and step "
