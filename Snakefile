@@ -43,6 +43,7 @@ rule generate_all:
 rule metrics_all:
     input:
         f"results/metrics/{MODEL}/summary.csv",
+        f"results/metrics/{MODEL}/distribution.csv",
 
 
 localrules:

@@ -187,3 +187,13 @@ def test_without_weights_every_metric_says_unavailable_never_zero(variants, tmp_
     dist = evaluate.distribution_metrics(dirs, "ref", prompts, settings, tmp_path / "scratch")
     assert len(dist) == 9 and dist.value.isna().all()
     assert dist.status.str.contains("pt_inception-2015-12-05-6726825d.pth").all()
+
+
+def test_settings_follow_the_schema_defaults():
+    from report_fixtures import default_config
+
+    config = default_config()
+    settings = evaluate.Settings.from_config(config)
+    assert settings == evaluate.Settings(device="cpu")  # schema defaults equal the dataclass's
+    assert set(config["metrics"]) >= {"weights_dir", "download", "clip_model", "clip_pretrained",
+                                      "coco_images", "is_splits", "batch_size"}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+DOWNLOAD_TIMEOUT_S = 30
 
 
 class WeightsUnavailable(RuntimeError):
@@ -61,14 +62,20 @@ def resolve_file(weights: WeightsFile, weights_dir: str | Path | None, download:
     if not download:
         tried.append("download disabled (metrics.download: false)")
     else:
+        import socket
+
         import torch
 
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a firewalled cluster node must not hang the job
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(weights.url, str(cached), progress=False)
             return cached
         except Exception as err:  # noqa: BLE001 - any network failure means "not available"
             tried.append(f"download failed ({type(err).__name__}: {err})")
+        finally:
+            socket.setdefaulttimeout(previous)
     raise WeightsUnavailable(f"{weights.filename}: " + "; ".join(tried))
 
 
