@@ -11,7 +11,7 @@ from sdsqueeze.quality import evaluate
 
 def main(snakemake):
     p = snakemake.params
-    settings = evaluate.Settings.from_config(p.config)
+    settings = evaluate.Settings.from_config(p.config).resolved()
     shards = metrics.read_manifests(snakemake.input.shards)
     dirs = {v: sorted({str(Path(f).parent) for f in shards[shards.variant == v].path}) for v in p.variants}
     prompts = pd.read_csv(snakemake.input.prompts)

@@ -7,7 +7,7 @@ from sdsqueeze.quality import evaluate
 
 
 def main(snakemake):
-    settings = evaluate.Settings.from_config(snakemake.params.config)
+    settings = evaluate.Settings.from_config(snakemake.params.config).resolved()
     prompts = pd.read_csv(snakemake.input.prompts)
     table = evaluate.per_image_quality(snakemake.input.variant, snakemake.input.reference, prompts, settings)
     io.write_csv(snakemake.output[0], table)

@@ -26,7 +26,7 @@ def test_every_section_and_metric_appears(page):
         assert f">{title}</h2>" in text, title
     for label in ("speedup", "memory reduction", "FID vs reference", "CLIP score", "LPIPS", "SSIM", "IS", "FID vs COCO"):
         assert label in text, label
-    assert {f.name for f in figures} >= {"pareto.png", "steps.png", "image_grid.png"}
+    assert {f.name for f in figures} >= {"variants.png", "steps.png", "image_grid.png"}
     assert all(f.is_file() and f.stat().st_size > 1000 for f in figures)
 
 

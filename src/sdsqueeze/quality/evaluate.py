@@ -38,8 +38,15 @@ class Settings:
         m = config.get("metrics", {})
         keys = {k: m[k] for k in ("weights_dir", "download", "clip_model", "clip_pretrained",
                                   "coco_images", "is_splits", "batch_size") if k in m}
-        device = config.get("device", "cpu")
-        return cls(**keys, device="cpu" if device == "mps" else device)
+        return cls(**keys, device=config.get("device", "cpu"))
+
+    def resolved(self) -> "Settings":
+        """With ``auto``/``cuda`` turned into a usable torch device (clear error without CUDA)."""
+        from dataclasses import replace
+
+        from ..config import resolve_device
+
+        return replace(self, device=resolve_device(self.device))
 
 
 def unavailable(err: Exception) -> str:

@@ -271,7 +271,7 @@ def pareto_section(ctx: ReportContext) -> Section | None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    figure = ctx.figure_path("pareto.png")
+    figure = ctx.figure_path("variants.png")  # the report rule declares this name
     fig.savefig(figure, dpi=100)
     plt.close(fig)
     body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="Pareto plots: speed and memory vs quality">'
