@@ -197,3 +197,16 @@ def test_settings_follow_the_schema_defaults():
     assert settings == evaluate.Settings(device="cpu")  # schema defaults equal the dataclass's
     assert set(config["metrics"]) >= {"weights_dir", "download", "clip_model", "clip_pretrained",
                                       "coco_images", "is_splits", "batch_size"}
+
+
+def test_hugging_face_weights_missing_say_why(tmp_path):
+    with pytest.raises(weights.WeightsUnavailable) as err:
+        weights.resolve_hf_file("sdsqueeze-tests/no-such-repo", clip.HF_FILENAMES,
+                                clip.local_candidates(tmp_path, "ViT-L-14", "openai"), download=False)
+    message = str(err.value)
+    assert "ViT-L-14-openai.safetensors" in message and "not in HF cache" in message
+    assert "download disabled" in message
+
+
+def test_unreachable_host_is_reported_fast():
+    assert "unreachable" in weights.unreachable("https://sdsqueeze.invalid", timeout=2)

@@ -79,26 +79,49 @@ def resolve_file(weights: WeightsFile, weights_dir: str | Path | None, download:
     raise WeightsUnavailable(f"{weights.filename}: " + "; ".join(tried))
 
 
+def unreachable(url: str, timeout: float = 5) -> str | None:
+    """Why ``url``'s host cannot be reached (None when it can): one quick TCP connection, so an
+    offline machine does not sit through the hub client's retries with back-off (~45 s)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout).close()
+        return None
+    except OSError as err:
+        return f"{parsed.hostname} unreachable: {err}"
+
+
 def resolve_hf_file(repo_id: str, filenames: tuple[str, ...], local_names: tuple[Path, ...],
                     download: bool) -> Path:
     """The first of ``local_names`` that exists, else a file of ``repo_id`` from the HF cache,
     else downloaded from the hub when allowed."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
 
-    tried = []
     for path in local_names:
         if path.is_file():
             return path
-    tried.append("not in weights_dir (" + ", ".join(str(p) for p in local_names) + ")"
-                 if local_names else "metrics.weights_dir not set")
-    for local_only in (True, False) if download else (True,):
-        for filename in filenames:
-            try:
-                return Path(hf_hub_download(repo_id, filename, local_files_only=local_only))
-            except Exception as err:  # noqa: BLE001 - cache miss, offline, or missing file
-                last = f"{type(err).__name__}"
-        tried.append(("download from" if not local_only else "not in HF cache for")
-                     + f" {repo_id} ({last})")
+    tried = ["not in weights_dir (" + ", ".join(str(p) for p in local_names) + ")"
+             if local_names else "metrics.weights_dir not set"]
+    for filename in filenames:
+        try:
+            return Path(hf_hub_download(repo_id, filename, local_files_only=True))
+        except Exception:  # noqa: BLE001 - a cache miss
+            pass
+    tried.append(f"not in HF cache {constants.HF_HUB_CACHE} for {repo_id}")
     if not download:
         tried.append("download disabled (metrics.download: false)")
+    elif constants.HF_HUB_OFFLINE:
+        tried.append("download impossible: HF_HUB_OFFLINE is set")
+    elif (reason := unreachable(constants.ENDPOINT)) is not None:
+        tried.append(f"download impossible ({reason})")
+    else:
+        errors = []
+        for filename in filenames:
+            try:
+                return Path(hf_hub_download(repo_id, filename))
+            except Exception as err:  # noqa: BLE001 - missing file or network failure
+                errors.append(f"{filename}: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}")
+        tried.append("download failed (" + "; ".join(errors) + ")")
     raise WeightsUnavailable("; ".join(tried))
