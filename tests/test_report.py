@@ -57,3 +57,10 @@ def test_efficiency_and_pareto_front():
                            "value": [0.0, 0.1, 0.3, 0.2]})
     front = pareto_front(points, "seconds", higher=False)  # lower LPIPS is better
     assert list(front.variant) == ["b", "a", "ref"]
+
+
+def test_tiny_differences_stay_visible():
+    from sdsqueeze.report.sections import _fmt_interval
+
+    assert _fmt_interval(-3.7e-08, -5.4e-08, -2.2e-08, 4) == "-3.70e-08 [-5.40e-08, -2.20e-08]"
+    assert _fmt_interval(0.5, 0.25, 0.75, 2) == "0.50 [0.25, 0.75]"

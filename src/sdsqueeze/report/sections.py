@@ -29,10 +29,17 @@ METRICS = {
 OK = "ok"
 
 
+def _num(x: float, digits: int) -> str:
+    """Fixed digits, but values too small to show that way (e.g. −3.7e-08) in scientific form."""
+    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
+        return f"{x:.2e}"
+    return f"{x:.{digits}f}"
+
+
 def _fmt_interval(mean: float, low: float, high: float, digits: int) -> str:
     if np.isinf(mean):
         return "identical (∞)"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{_num(mean, digits)} [{_num(low, digits)}, {_num(high, digits)}]"
 
 
 class Notes:
