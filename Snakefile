@@ -49,6 +49,7 @@ rule generate_all:
 rule metrics_all:
     input:
         f"results/metrics/{MODEL}/summary.csv",
+        f"results/metrics/{MODEL}/distribution.csv",
 
 
 # `explore` (rules/report.smk) runs notebooks/explore_variants.py.ipynb; needs the `notebook` extra.

@@ -1,21 +1,27 @@
 # Stage: metrics. Every variant against the reference on the same prompts and seeds.
+# Per variant (one job): PSNR, SSIM, LPIPS against the reference image, CLIP score against the prompt.
+# Per model (one job): FID against the reference variant and COCO, Inception Score. See docs/metrics.md.
 
 
 rule metrics_variant:
     input:
         variant=lambda wc: variant_shards(wc.variant, wc.model),
         reference=lambda wc: variant_shards(REFERENCE, wc.model),
+        prompts=prompts_csv(),
     output:
         "results/metrics/{model}/per_image/{variant}.csv",
     params:
         reference=REFERENCE,
+        config=config,
+    threads: 2
     log:
         "logs/metrics/{model}/{variant}.log",
     benchmark:
         "results/benchmarks/metrics/{model}/{variant}.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=8000,
         runtime=30,
+        gpu=gpu_resources(),
     conda:
         "../envs/metrics.yaml"
     script:
@@ -29,6 +35,7 @@ rule metrics_summary:
     output:
         summary="results/metrics/{model}/summary.csv",
         timing="results/metrics/{model}/timing.csv",
+        differences="results/metrics/{model}/differences.csv",
     params:
         variants=VARIANTS,
         reference=REFERENCE,
@@ -41,3 +48,28 @@ rule metrics_summary:
         "../envs/metrics.yaml"
     script:
         "../scripts/metrics_summary.py"
+
+
+rule metrics_distribution:
+    input:
+        shards=lambda wc: [d for v in VARIANTS for d in variant_shards(v, wc.model)],
+        prompts=prompts_csv(),
+    output:
+        "results/metrics/{model}/distribution.csv",
+    params:
+        variants=VARIANTS,
+        reference=REFERENCE,
+        config=config,
+    threads: 2
+    log:
+        "logs/metrics/{model}/distribution.log",
+    benchmark:
+        "results/benchmarks/metrics/{model}/distribution.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=gpu_resources(),
+    conda:
+        "../envs/metrics.yaml"
+    script:
+        "../scripts/metrics_distribution.py"

@@ -10,6 +10,8 @@ def report_inputs(wildcards=None):
         "shards": [d for v in VARIANTS for d in variant_shards(v)],
         "prompts": prompts_csv(),
         "sweep": sweep_outputs(),
+        "distribution": f"results/metrics/{MODEL}/distribution.csv",
+        "differences": f"results/metrics/{MODEL}/differences.csv",
     }
 
 

@@ -1,12 +1,17 @@
-"""Entry point of rule metrics_variant: per-image PSNR/SSIM of one variant against the reference."""
+"""Entry point of rule metrics_variant: per-image PSNR, SSIM, LPIPS (vs the reference) and CLIP score."""
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
-from sdsqueeze import io, metrics, smk
+import pandas as pd
+
+from sdsqueeze import io, smk
+from sdsqueeze.quality import evaluate
 
 
 def main(snakemake):
-    table = metrics.per_image_quality(snakemake.input.variant, snakemake.input.reference)
+    settings = evaluate.Settings.from_config(snakemake.params.config).resolved()
+    prompts = pd.read_csv(snakemake.input.prompts)
+    table = evaluate.per_image_quality(snakemake.input.variant, snakemake.input.reference, prompts, settings)
     io.write_csv(snakemake.output[0], table)
 
 

@@ -65,10 +65,14 @@ p.source{color:#6e6e73;font-size:.85rem} p.caption{font-weight:600;margin-bottom
 img.figure{max-width:100%;border:1px solid #e5e5ea;border-radius:6px;margin:.5rem 0}
 pre{background:#f5f5f7;padding:.8rem;border-radius:6px;overflow-x:auto;font-size:.82rem}
 nav a{margin-right:1rem} .muted{color:#6e6e73}
+ul.glance{background:#f5f9ff;border:1px solid #cfe0fb;border-radius:8px;padding:.8rem 1rem .8rem 2rem;
+     font-size:1.02rem} ol.notes{font-size:.82rem;color:#6e6e73;word-break:break-word}
+table.data{display:block;overflow-x:auto}
 """
 
 
-def render_page(title: str, sections: list[Section], config: dict, commands: list[str]) -> str:
+def render_page(title: str, sections: list[Section], config: dict, commands: list[str],
+                glance_html: str = "") -> str:
     nav = " ".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in sections)
     body = "\n".join(
         f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>\n{s.body_html}\n</section>'
@@ -85,10 +89,13 @@ def render_page(title: str, sections: list[Section], config: dict, commands: lis
 <p class="muted">Model <code>{html.escape(str(config['model']['source']))}</code> on
 <code>{html.escape(str(config['device']))}</code>; reference variant
 <code>{html.escape(config['reference'])}</code>.</p>
+{glance_html}
 <nav>{nav} <a href="#config">Config</a></nav>
 {body}
 <section id="config"><h2>Commands and config</h2>
 <p>Produced by:</p><pre>{command_lines}</pre>
+<p>Rebuild one part: <code>snakemake --cores all metrics_all</code>, or a single file such as
+<code>snakemake --cores all results/metrics/{html.escape(str(config['model']['name']))}/distribution.csv</code>.</p>
 <p>The validated config, defaults filled:</p><pre>{config_yaml}</pre></section>
 </body></html>
 """
@@ -98,7 +105,7 @@ def build_report(inputs: dict[str, list[str]], config: dict, out_html: str | Pat
                  sections: list[Callable[[ReportContext], Section | None]] | None = None,
                  commands: list[str] | None = None) -> list[Path]:
     """Write the page and its figures; returns the figure paths."""
-    from .sections import SECTIONS
+    from .sections import SECTIONS, glance
 
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +116,6 @@ def build_report(inputs: dict[str, list[str]], config: dict, out_html: str | Pat
         if section is not None:
             section.anchor = section.anchor or make.__name__
             built.append(section)
-    page = render_page(config["report"]["title"], built, config, commands or [])
+    page = render_page(config["report"]["title"], built, config, commands or [], glance(ctx))
     io.write_text(out_html, page)
     return ctx.figures

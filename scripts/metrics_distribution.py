@@ -1,0 +1,25 @@
+"""Entry point of rule metrics_distribution: FID (vs reference, vs COCO) and IS of every variant."""
+
+import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from sdsqueeze import io, metrics, smk
+from sdsqueeze.quality import evaluate
+
+
+def main(snakemake):
+    p = snakemake.params
+    settings = evaluate.Settings.from_config(p.config).resolved()
+    shards = metrics.read_manifests(snakemake.input.shards)
+    dirs = {v: sorted({str(Path(f).parent) for f in shards[shards.variant == v].path}) for v in p.variants}
+    prompts = pd.read_csv(snakemake.input.prompts)
+    with tempfile.TemporaryDirectory() as scratch:
+        table = evaluate.distribution_metrics(dirs, p.reference, prompts, settings, Path(scratch))
+    io.write_csv(snakemake.output[0], table)
+
+
+smk.run(snakemake, main)  # noqa: F821

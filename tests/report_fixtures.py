@@ -1,0 +1,69 @@
+"""A small but complete set of metric files, as the metrics rules write them, for report tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from quality_fixtures import smooth_images, write_shard
+from sdsqueeze import config as sq_config
+from sdsqueeze import io, metrics
+from sdsqueeze.quality import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS_MISSING = "unavailable: pt_inception-2015-12-05-6726825d.pth: metrics.weights_dir not set; download disabled"
+
+
+def default_config() -> dict:
+    return sq_config.validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
+
+
+def write_report_inputs(root: Path, config: dict, n: int = 6) -> dict[str, list[str]]:
+    """Shards, prompts, per-image CSVs, summary/differences/timing/distribution for every variant."""
+    reference = config["reference"]
+    variants = sorted(config["variants"])
+    prompt_ids = list(range(1, n + 1))
+    seeds = [100 + p for p in prompt_ids]
+    base = smooth_images(n, 64, seed=3)
+    rng = np.random.default_rng(0)
+    shards, per_image = [], []
+    for k, variant in enumerate(variants):
+        noise = 0 if variant in (reference, "fp32-sdpa") else 8 * k
+        images = np.clip(base.astype(int) + rng.integers(-noise - 1, noise + 1, base.shape), 0, 255).astype(np.uint8)
+        if noise == 0:
+            images = base
+        shard = write_shard(root / "images" / variant / "shard-0", variant, images, prompt_ids, seeds)
+        manifest = pd.read_csv(shard / "manifest.csv")
+        manifest["seconds"] = 1.0 / (1 + k) if variant != reference else 1.2
+        manifest["peak_memory_mb"] = 1000 - 50 * k
+        manifest.to_csv(shard / "manifest.csv", index=False)
+        shards.append(str(shard))
+    for variant, shard in zip(variants, shards):
+        table = metrics.per_image_quality([shard], [shards[variants.index(reference)]])
+        table["lpips"] = np.nan
+        table["lpips_status"] = "unavailable: alexnet-owt-7be5be79.pth: metrics.weights_dir not set"
+        table["clip_score"] = 25 + rng.normal(0, 1, len(table))
+        table["clip_score_status"] = "ok"
+        per_image.append(table)
+        io.write_csv(root / "per_image" / f"{variant}.csv", table)
+    frame = pd.concat(per_image, ignore_index=True)
+    names = ["psnr", "ssim", "lpips", "clip_score"]
+    io.write_csv(root / "summary.csv", stats.summarize(frame, names, 0.95, 300, 0))
+    io.write_csv(root / "differences.csv", stats.paired_differences(frame, reference, names, 0.95, 300, 0))
+    io.write_csv(root / "timing.csv", metrics.timing_table(metrics.read_manifests(shards)))
+    dist = pd.DataFrame([{"variant": v, "metric": m, "value": np.nan, "std": np.nan, "n_images": n,
+                          "n_compared": np.nan, "status": WEIGHTS_MISSING}
+                         for v in variants for m in ("fid_reference", "fid_coco", "inception_score")])
+    io.write_csv(root / "distribution.csv", dist)
+    pd.DataFrame({"prompt_id": prompt_ids, "image_id": prompt_ids, "caption": "c",
+                  "prompt": [f"prompt <{p}> & co" for p in prompt_ids], "seed": seeds}).to_csv(
+        root / "prompts.csv", index=False)
+    return {
+        "summary": [str(root / "summary.csv")], "timing": [str(root / "timing.csv")],
+        "differences": [str(root / "differences.csv")], "distribution": [str(root / "distribution.csv")],
+        "per_image": [str(root / "per_image" / f"{v}.csv") for v in variants],
+        "shards": shards, "prompts": [str(root / "prompts.csv")],
+    }

@@ -1,0 +1,58 @@
+"""Bootstrap over prompts and paired differences against the reference."""
+
+import numpy as np
+import pandas as pd
+
+from sdsqueeze.quality import stats
+
+
+def per_image_frame(seed=0, n_prompts=12, samples=2):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for variant, clip_shift, lpips in (("ref", 0.0, 0.0), ("same", 0.0, 0.0), ("worse", -3.0, 0.3)):
+        for p in range(n_prompts):
+            for s in range(samples):
+                base = 30 + rng.normal(0, 1)
+                rows.append({"variant": variant, "prompt_id": p, "sample": s, "seed": 100 * p + s,
+                             "clip_score": base + clip_shift + (rng.normal(0, 0.5) if variant == "worse" else 0),
+                             "lpips": lpips + (abs(rng.normal(0, 0.05)) if lpips else 0.0),
+                             "ssim": 1 - lpips, "psnr": np.inf if variant != "worse" else 20.0,
+                             "lpips_status": "ok", "clip_score_status": "ok"})
+    frame = pd.DataFrame(rows)
+    # "same" has exactly the reference's CLIP scores (same images).
+    frame.loc[frame.variant == "same", "clip_score"] = frame.loc[frame.variant == "ref", "clip_score"].to_numpy()
+    return frame
+
+
+def test_summary_bootstraps_over_prompts_not_images():
+    frame = per_image_frame()
+    summary = stats.summarize(frame, ["clip_score", "lpips"], 0.95, 500, 0).set_index(["variant", "metric"])
+    row = summary.loc[("worse", "clip_score")]
+    assert row.n_prompts == 12 and row.n == 24
+    assert row.ci_low < row["mean"] < row.ci_high
+    per_prompt_means = frame[frame.variant == "worse"].groupby("prompt_id").clip_score.mean()
+    assert row["mean"] == np.float64(per_prompt_means.mean())
+    assert (summary.status == "ok").all()
+
+
+def test_paired_differences_mark_ties_and_differences():
+    diffs = stats.paired_differences(per_image_frame(), "ref", ["clip_score", "lpips", "ssim", "psnr"],
+                                     0.95, 500, 0).set_index(["variant", "metric"])
+    assert diffs.loc[("same", "clip_score")].verdict == stats.NOT_DISTINGUISHABLE
+    assert diffs.loc[("same", "lpips")].verdict == stats.NOT_DISTINGUISHABLE
+    worse = diffs.loc[("worse", "clip_score")]
+    assert worse.verdict == stats.DIFFERS and worse.ci_high < 0 and worse.difference < -2
+    assert diffs.loc[("worse", "ssim")].difference < 0
+    assert "psnr" not in diffs.index.get_level_values("metric")
+    assert "ref" not in diffs.index.get_level_values("variant")
+
+
+def test_unavailable_metric_keeps_its_row_and_reason():
+    frame = per_image_frame()
+    frame["lpips"] = np.nan
+    frame["lpips_status"] = "unavailable: alexnet-owt-7be5be79.pth: not in weights_dir"
+    summary = stats.summarize(frame, ["lpips"], 0.95, 200, 0)
+    assert len(summary) == 3 and summary["mean"].isna().all()
+    assert summary.status.str.startswith("unavailable: alexnet").all()
+    diffs = stats.paired_differences(frame, "ref", ["lpips"], 0.95, 200, 0)
+    assert len(diffs) == 2 and diffs.verdict.str.startswith("unavailable").all()
