@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/_srcpath.py
 
 
 @pytest.fixture(scope="session")
