@@ -49,6 +49,7 @@ class EncodeReport:
     kl_bits: list[float] = field(default_factory=list)
     chunks: list[int] = field(default_factory=list)
     index_bits: list[float] = field(default_factory=list)  # ideal code length of the step's indices
+    latents: dict = field(default_factory=dict)  # recon timestep -> the sender's x_t there
     seconds: float = 0.0
 
 
@@ -215,6 +216,8 @@ def encode_rate_points(image: np.ndarray, pipe, recon_timesteps: list[int],
         report.chunks.append(plan.n_chunks)
         report.index_bits.append(sum(rcc.index_code_length(i, plan.chunk) for i in indices))
         x_t, t_prev = mean_p + std * z.reshape(x_t.shape), s
+        if s in recon_timesteps:
+            report.latents[s] = x_t.clone()
     files = {}
     for t_r in recon_timesteps:
         n_steps = len(coded_timesteps(model.horizon, settings.step_stride, t_r))
