@@ -15,6 +15,7 @@ include: "rules/models.smk"
 include: "rules/prompts.smk"
 include: "rules/generate.smk"
 include: "rules/metrics.smk"
+include: "rules/diffc.smk"
 include: "rules/report.smk"
 
 
@@ -40,6 +41,11 @@ rule generate_all:
         [d for v in VARIANTS for d in variant_shards(v)],
 
 
+rule diffc_all:
+    input:
+        diffc_outputs(),
+
+
 rule metrics_all:
     input:
         f"results/metrics/{MODEL}/summary.csv",
@@ -51,4 +57,5 @@ localrules:
     prompts_all,
     generate_all,
     metrics_all,
+    diffc_all,
     report,

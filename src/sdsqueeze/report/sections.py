@@ -8,6 +8,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from .diffc import diffc_section
 from .page import ReportContext, Section, source_note, table_html
 
 
@@ -121,3 +122,4 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
 
 
 SECTIONS = [variants_section, image_grid_section]
+SECTIONS.append(diffc_section)
