@@ -98,7 +98,10 @@ class DiffusionModel:
     def image_to_latent(self, image: np.ndarray):
         import torch
 
-        pixels = self.pipe.image_processor.preprocess(image).to(self.device, self.vae.dtype)
+        from PIL import Image
+
+        # a PIL image: the processor rescales 8-bit values only for PIL input, not for numpy arrays
+        pixels = self.pipe.image_processor.preprocess(Image.fromarray(image)).to(self.device, self.vae.dtype)
         with torch.no_grad():
             latent = self.vae.encode(pixels).latent_dist.mode().float()
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
