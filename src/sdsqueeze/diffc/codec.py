@@ -221,7 +221,7 @@ def encode_rate_points(image: np.ndarray, pipe, recon_timesteps: list[int],
         x_t, t_prev = mean_p + std * z.reshape(x_t.shape), s
         if s in recon_timesteps:
             report.latents[s] = x_t.clone()
-    files = {}
+    files, fingerprint = {}, model_fingerprint(pipe)
     for t_r in recon_timesteps:
         n_steps = len(coded_timesteps(model.horizon, settings.step_stride, t_r))
         encoder = constriction.stream.queue.RangeEncoder()
@@ -230,7 +230,7 @@ def encode_rate_points(image: np.ndarray, pipe, recon_timesteps: list[int],
                 rcc.encode_index(encoder, index, plan.chunk)
         payload = encoder.get_compressed().astype("<u4").tobytes()
         files[t_r] = DiffcFile(
-            fingerprint=model_fingerprint(pipe), dtype=model.dtype_name, device_kind=_device_kind(model),
+            fingerprint=fingerprint, dtype=model.dtype_name, device_kind=_device_kind(model),
             latent_shape=shape, seed=settings.seed, step_stride=settings.step_stride,
             recon_timestep=t_r, denoise_steps=settings.denoise_steps,
             max_chunk_bits=settings.max_chunk_bits, margin_bits=settings.margin_bits,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -49,6 +50,8 @@ def encode_shard(pipe, image_names: list[str], cfg: dict, global_seed: int, out_
         seed = image_seed(global_seed, name)
         files, report = encode_rate_points(image, pipe, cfg["recon_timesteps"],
                                            settings_from_config(cfg, seed), model)
+        logging.info("encoded %s in %.1f s: %s bytes", name, report.seconds,
+                     {t: len(d) for t, d in files.items()})
         for t_r, data in files.items():
             (out_dir / rate_file(name, t_r)).write_bytes(data)
             rows.append({"image": name, "recon_timestep": t_r, "file": rate_file(name, t_r),
@@ -67,8 +70,12 @@ def latent_snr_db(x0, estimate) -> float:
     return 10 * math.log10(float(x0.var()) / mse) if mse > 0 else math.inf
 
 
-def decode_shard(pipe, encoded_dir: Path, out_dir: Path, redecode: bool) -> None:
-    """Decode every .diffc of a shard to PNG; also the VAE-only ceiling of each original."""
+def decode_shard(pipe, encoded_dir: Path, out_dir: Path, redecode: str = "highest_rate") -> None:
+    """Decode every .diffc of a shard to PNG; also the VAE-only ceiling of each original.
+
+    ``redecode``: which files are decoded a second time to check the pixels repeat exactly
+    (``all``, ``highest_rate`` = each image's file with the most steps, or ``none``).
+    """
     model = DiffusionModel(pipe)
     manifest = pd.read_csv(encoded_dir / "manifest.csv")
     rows = []
@@ -80,15 +87,18 @@ def decode_shard(pipe, encoded_dir: Path, out_dir: Path, redecode: bool) -> None
         Image.fromarray(ceiling).save(out_dir / name / "vae.png")
         rows.append({"image": name, "method": "vae", "recon_timestep": 0, "png": f"{name}/vae.png",
                      "latent_snr_db": math.inf})
-        for entry in manifest[manifest.image == name].itertuples():
+        entries = manifest[manifest.image == name]
+        for entry in entries.itertuples():
             data = (encoded_dir / entry.file).read_bytes()
             start = time.perf_counter()
             latent = decode_latent(data, pipe, model)
             pixels = model.latent_to_image(latent)
             seconds = time.perf_counter() - start
             identical = None
-            if redecode:
+            if redecode == "all" or (redecode == "highest_rate"
+                                     and entry.recon_timestep == entries.recon_timestep.min()):
                 identical = bool(np.array_equal(pixels, model.latent_to_image(decode_latent(data, pipe, model))))
+            logging.info("decoded %s in %.1f s (repeat identical: %s)", entry.file, seconds, identical)
             png = rate_file(name, entry.recon_timestep, ".png")
             Image.fromarray(pixels).save(out_dir / png)
             rows.append({"image": name, "method": "diffc", "recon_timestep": entry.recon_timestep,

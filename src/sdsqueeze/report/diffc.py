@@ -26,6 +26,18 @@ def rd_summary(rd: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["method", "recon_timestep"]).round(4)
 
 
+def monotonicity(rd: pd.DataFrame) -> list[str]:
+    """Per model: does the mean of each quality measure rise with rate? Stated, not assumed."""
+    lines = []
+    coded = rd[rd.method == "diffc"]
+    for model, group in coded.groupby("model"):
+        mean = group.groupby("recon_timestep")[["bpp", "psnr", "latent_snr_db"]].mean().sort_values("bpp")
+        verdicts = [f"{key}: {'rises' if mean[key].is_monotonic_increasing else 'does NOT rise monotonically'}"
+                    for key in ("psnr", "latent_snr_db")]
+        lines.append(f"{model}, mean over images as bits per pixel grow — " + "; ".join(verdicts) + ".")
+    return lines
+
+
 def draw_curves(rd: pd.DataFrame, path) -> list[str]:
     import matplotlib
 
@@ -75,6 +87,7 @@ def diffc_section(ctx: ReportContext) -> Section | None:
         "shows what the coder delivers even where the decoder (e.g. the tiny model's random VAE) "
         "caps pixel quality.",
     ]
+    notes += monotonicity(rd)
     if lpips_notes:
         notes.append("LPIPS " + "; ".join(lpips_notes))
     body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="DiffC rate-distortion curves">'
