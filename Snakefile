@@ -43,7 +43,7 @@ rule generate_all:
 
 rule diffc_all:
     input:
-        diffc_outputs(),
+        DIFFC_OUTPUTS,
 
 
 rule metrics_all:

@@ -1,7 +1,8 @@
 # Stage: DiffC compression. Images (scikit-image's photographs by default) are coded at every rate
 # point by reverse-channel coding the model's denoising steps; one .diffc file per image x rate
 # point; a job is a shard of images (all rate points share one walk down the noise schedule).
-from sdsqueeze.prompts import n_shards as _diffc_n_shards
+from sdsqueeze.diffc.runs import shard_images as diffc_shard_images
+from sdsqueeze.prompts import n_shards as diffc_n_shards
 
 DIFFC = config["diffc"]
 _off_grid = [t for t in DIFFC["recon_timesteps"] if t % DIFFC["step_stride"]]
@@ -10,17 +11,9 @@ if DIFFC["enabled"] and _off_grid:
         f"invalid config: diffc.recon_timesteps {_off_grid} are not multiples of diffc.step_stride "
         f"({DIFFC['step_stride']}); coding stops only on the grid of coded timesteps"
     )
-DIFFC_SHARDS = list(range(_diffc_n_shards(len(DIFFC["images"]), DIFFC["shard_size"])))
-
-
-def diffc_shard_images(shard):
-    size = DIFFC["shard_size"]
-    return DIFFC["images"][int(shard) * size : (int(shard) + 1) * size]
-
-
-def diffc_outputs(model=MODEL):
-    """The rate-distortion table when the stage is enabled, else nothing."""
-    return [f"results/diffc/{model}/rd.csv"] if DIFFC["enabled"] else []
+DIFFC_SHARDS = list(range(diffc_n_shards(len(DIFFC["images"]), DIFFC["shard_size"])))
+# The rate-distortion table when the stage is enabled, else nothing (rule diffc_all, the report).
+DIFFC_OUTPUTS = [f"results/diffc/{MODEL}/rd.csv"] if DIFFC["enabled"] else []
 
 
 rule diffc_encode:
@@ -29,7 +22,7 @@ rule diffc_encode:
     output:
         directory("results/diffc/{model}/encoded/shard-{shard}"),
     params:
-        images=lambda wc: diffc_shard_images(wc.shard),
+        images=lambda wc: diffc_shard_images(DIFFC["images"], wc.shard, DIFFC["shard_size"]),
         diffc=DIFFC,
         seed=config["seed"],
         device=config["device"],

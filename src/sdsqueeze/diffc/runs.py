@@ -22,6 +22,11 @@ def rate_file(image: str, recon_timestep: int, suffix: str = ".diffc") -> str:
     return f"{image}/t{recon_timestep:04d}{suffix}"
 
 
+def shard_images(image_names: list[str], shard: int | str, shard_size: int) -> list[str]:
+    """The images of one encode/decode job."""
+    return image_names[int(shard) * shard_size:(int(shard) + 1) * shard_size]
+
+
 def image_label(name_or_path: str) -> str:
     """Folder name of an image: the skimage.data name, or a file's stem."""
     return Path(name_or_path).stem
