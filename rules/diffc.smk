@@ -26,7 +26,7 @@ rule diffc_encode:
         diffc=DIFFC,
         seed=config["seed"],
         device=config["device"],
-    threads: config["threads"]
+    threads: DIFFC["threads"]
     log:
         "logs/diffc/{model}/encode-shard-{shard}.log",
     benchmark:
@@ -50,7 +50,7 @@ rule diffc_decode:
     params:
         diffc=DIFFC,
         device=config["device"],
-    threads: config["threads"]
+    threads: DIFFC["threads"]
     log:
         "logs/diffc/{model}/decode-shard-{shard}.log",
     benchmark:

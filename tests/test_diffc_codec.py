@@ -62,6 +62,20 @@ def test_rate_grows_and_latent_error_falls_with_lower_recon_timestep(pipe, image
         k + c * (math.log2(k / c + 1) + 4) for k, c in zip(report.kl_bits, report.chunks))
 
 
+def test_receiver_uses_the_senders_thread_count(pipe, encoded):
+    """CPU kernels' sums depend on the thread count; the header carries the sender's."""
+    files, report = encoded
+    assert diffc.DiffcFile.from_bytes(files[200]).cpu_threads == torch.get_num_threads()
+    model = diffc.DiffusionModel(pipe)
+    sender = diffc.codec.ddim_denoise(model, report.latents[200], 200, SETTINGS.denoise_steps)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if before != 1 else 2)
+    try:
+        assert torch.equal(diffc.decode_latent(files[200], pipe, model), sender)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_wrong_model_is_refused(image, encoded):
     files, _ = encoded
     other = build_tiny_pipeline(TinySpec(image_size=64, seed=1))

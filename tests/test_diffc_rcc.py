@@ -113,7 +113,7 @@ def test_step_plan_and_partition():
 def _example_file() -> DiffcFile:
     return DiffcFile(fingerprint=bytes(range(8)), dtype="float32", device_kind="cpu",
                      latent_shape=(4, 16, 16), seed=7, step_stride=50, recon_timestep=300,
-                     denoise_steps=20, max_chunk_bits=12, margin_bits=3, block_rows_log2=12,
+                     denoise_steps=20, max_chunk_bits=12, margin_bits=3, block_rows_log2=12, cpu_threads=2,
                      kl_codes=[0, 80, 79], payload=bytes(range(40)))
 
 

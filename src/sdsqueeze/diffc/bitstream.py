@@ -3,7 +3,7 @@
 Layout (version 1; integers are LEB128 varints unless a size is given):
     b"DFC"  version:u8  model_fingerprint:8 bytes  flags:u8 (dtype, device kind)
     latent channels, height, width   seed   step_stride   recon_timestep   denoise_steps
-    max_chunk_bits   margin_bits   block_rows_log2   n_steps   kl_codes:n_steps bytes
+    max_chunk_bits   margin_bits   block_rows_log2   cpu_threads   n_steps   kl_codes:n_steps bytes
     payload_length   payload (constriction range-coder words, uint32 little-endian)
     crc32:u32 (little-endian) of every byte before it
 Every byte counts towards the rate reported: bits per pixel is the file's size.
@@ -72,6 +72,7 @@ class DiffcFile:
     max_chunk_bits: int
     margin_bits: int
     block_rows_log2: int
+    cpu_threads: int  # torch's CPU results depend on the thread count: the decoder uses the same (0: CUDA)
     kl_codes: list[int] = field(default_factory=list)
     payload: bytes = b""
 
@@ -80,7 +81,7 @@ class DiffcFile:
         body = bytearray(MAGIC + bytes([VERSION]) + self.fingerprint + bytes([flags]))
         for value in (*self.latent_shape, self.seed, self.step_stride, self.recon_timestep,
                       self.denoise_steps, self.max_chunk_bits, self.margin_bits,
-                      self.block_rows_log2, len(self.kl_codes)):
+                      self.block_rows_log2, self.cpu_threads, len(self.kl_codes)):
             body += _varint(int(value))
         body += bytes(self.kl_codes)
         body += _varint(len(self.payload)) + self.payload
@@ -104,8 +105,8 @@ class DiffcFile:
         if flags & 3 not in dtypes or flags >> 2 not in devices:
             raise DiffcFormatError("corrupted header (unknown dtype/device flags)")
         shape = (reader.varint(), reader.varint(), reader.varint())
-        seed, stride, recon_t, denoise, max_chunk, margin, rows_log2, n_steps = (
-            reader.varint() for _ in range(8))
+        seed, stride, recon_t, denoise, max_chunk, margin, rows_log2, threads, n_steps = (
+            reader.varint() for _ in range(9))
         kl_codes = list(reader.take(n_steps))
         payload_length = reader.varint()
         payload = reader.take(payload_length)
@@ -117,4 +118,4 @@ class DiffcFile:
         if zlib.crc32(data[:-4]) != stored_crc:
             raise DiffcFormatError("checksum mismatch: the .diffc file is corrupted")
         return cls(fingerprint, dtypes[flags & 3], devices[flags >> 2], shape, seed, stride,
-                   recon_t, denoise, max_chunk, margin, rows_log2, kl_codes, payload)
+                   recon_t, denoise, max_chunk, margin, rows_log2, threads, kl_codes, payload)

@@ -15,6 +15,7 @@ Guidance is 0: the model is conditioned on the empty prompt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -179,6 +180,27 @@ def _device_kind(model: DiffusionModel) -> str:
     return "cuda" if model.device.type == "cuda" else "cpu"
 
 
+def _cpu_threads(model: DiffusionModel) -> int:
+    import torch
+
+    return 0 if _device_kind(model) == "cuda" else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` CPU threads (0: leave as is): CPU kernels' sums depend on the thread count,
+    so the receiver must use the sender's to reproduce its samples bit for bit."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def encode_rate_points(image: np.ndarray, pipe, recon_timesteps: list[int],
                        settings: DiffcSettings = DiffcSettings(),
                        model: DiffusionModel | None = None) -> tuple[dict[int, bytes], EncodeReport]:
@@ -234,7 +256,7 @@ def encode_rate_points(image: np.ndarray, pipe, recon_timesteps: list[int],
             latent_shape=shape, seed=settings.seed, step_stride=settings.step_stride,
             recon_timestep=t_r, denoise_steps=settings.denoise_steps,
             max_chunk_bits=settings.max_chunk_bits, margin_bits=settings.margin_bits,
-            block_rows_log2=settings.block_rows_log2,
+            block_rows_log2=settings.block_rows_log2, cpu_threads=_cpu_threads(model),
             kl_codes=[code for code, _, _ in steps[:n_steps]], payload=payload).to_bytes()
     report.seconds = time.perf_counter() - start
     return files, report
@@ -274,10 +296,16 @@ def check_compatible(header: DiffcFile, pipe, model: DiffusionModel) -> None:
             "bit only on the same device kind and dtype")
 
 
-def decode(data: bytes, pipe, model: DiffusionModel | None = None) -> np.ndarray:
-    """Rebuild the image (HxWx3 uint8) from .diffc bytes; clear errors for foreign or damaged files."""
+def decode(data: bytes, pipe, model: DiffusionModel | None = None, return_latent: bool = False):
+    """Rebuild the image (HxWx3 uint8) from .diffc bytes; clear errors for foreign or damaged files.
+
+    With ``return_latent``: (image, clean latent before the VAE decoder).
+    """
     model = model or DiffusionModel(pipe)
-    return model.latent_to_image(decode_latent(data, pipe, model))
+    latent = decode_latent(data, pipe, model)
+    with torch_threads(DiffcFile.from_bytes(data).cpu_threads):
+        image = model.latent_to_image(latent)
+    return (image, latent) if return_latent else image
 
 
 def decode_latent(data: bytes, pipe, model: DiffusionModel | None = None):
@@ -293,8 +321,14 @@ def decode_latent(data: bytes, pipe, model: DiffusionModel | None = None):
     shape = header.latent_shape
     dim = int(np.prod(shape))
     rows = 2 ** header.block_rows_log2
-    device = str(model.device)
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(header.payload, "<u4").astype(np.uint32))
+    with torch_threads(header.cpu_threads):
+        return _receive(model, header, decoder, grid, shape, dim, rows)
+
+
+def _receive(model, header, decoder, grid, shape, dim, rows):
+    """The receiver's walk down the grid, then DDIM to the clean latent."""
+    device = str(model.device)
     x_t, t_prev = _latent_start(model, shape), None
     for step, (s, kl_code) in enumerate(zip(grid, header.kl_codes)):
         mean_p, _, _, std = posterior(model, x_t, t_prev, s)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from .. import io
 from . import images, rcc
-from .codec import DiffcSettings, DiffusionModel, decode_latent, encode_rate_points
+from .codec import DiffcSettings, DiffusionModel, decode, encode_rate_points
 
 ORIGINAL = "original.png"
 
@@ -96,13 +96,12 @@ def decode_shard(pipe, encoded_dir: Path, out_dir: Path, redecode: str = "highes
         for entry in entries.itertuples():
             data = (encoded_dir / entry.file).read_bytes()
             start = time.perf_counter()
-            latent = decode_latent(data, pipe, model)
-            pixels = model.latent_to_image(latent)
+            pixels, latent = decode(data, pipe, model, return_latent=True)
             seconds = time.perf_counter() - start
             identical = None
             if redecode == "all" or (redecode == "highest_rate"
                                      and entry.recon_timestep == entries.recon_timestep.min()):
-                identical = bool(np.array_equal(pixels, model.latent_to_image(decode_latent(data, pipe, model))))
+                identical = bool(np.array_equal(pixels, decode(data, pipe, model)))
             logging.info("decoded %s in %.1f s (repeat identical: %s)", entry.file, seconds, identical)
             png = rate_file(name, entry.recon_timestep, ".png")
             Image.fromarray(pixels).save(out_dir / png)
