@@ -1,6 +1,7 @@
 """The compress/decompress command line on a saved tiny model; a damaged file exits with a message."""
 
 import numpy as np
+import torch
 from PIL import Image
 
 from sdsqueeze.diffc.__main__ import main
@@ -8,6 +9,7 @@ from sdsqueeze.models import TinySpec, save_tiny_pipeline
 
 
 def test_compress_decompress_round_trip_and_damaged_file(tmp_path, capsys):
+    torch.set_num_threads(1)
     model = save_tiny_pipeline(tmp_path / "model", TinySpec(image_size=64))
     (tmp_path / "in").mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(

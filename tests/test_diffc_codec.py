@@ -16,7 +16,7 @@ RATE_POINTS = [600, 400, 200]
 
 @pytest.fixture(scope="module")
 def pipe():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny ops: threads only add contention
     return build_tiny_pipeline(TinySpec(image_size=64))
 
 
