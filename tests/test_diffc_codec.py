@@ -76,6 +76,13 @@ def test_receiver_uses_the_senders_thread_count(pipe, encoded):
         torch.set_num_threads(before)
 
 
+def test_fingerprint_survives_save_and_load_but_not_other_weights(pipe, tmp_path):
+    from sdsqueeze.models import load_pipeline
+
+    pipe.save_pretrained(tmp_path / "copy")
+    assert diffc.model_fingerprint(load_pipeline(str(tmp_path / "copy"))) == diffc.model_fingerprint(pipe)
+
+
 def test_wrong_model_is_refused(image, encoded):
     files, _ = encoded
     other = build_tiny_pipeline(TinySpec(image_size=64, seed=1))

@@ -131,8 +131,11 @@ def model_fingerprint(pipe) -> bytes:
         module = getattr(pipe, name, None)
         if module is None:
             continue
-        digest.update(json.dumps(dict(module.config) if hasattr(module.config, "keys") else
-                                 module.config.to_dict(), sort_keys=True, default=str).encode())
+        config = dict(module.config) if hasattr(module.config, "keys") else module.config.to_dict()
+        # where it was loaded from, library versions and the load dtype do not name the model
+        config = {k: v for k, v in config.items()
+                  if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
         with torch.no_grad():
             for pname, param in module.state_dict().items():
                 flat = param.detach().reshape(-1)
