@@ -28,7 +28,7 @@ import numpy as np
 
 ZIPF_OFFSET_BITS = math.log2(math.e) / math.e + 1.0  # E[log2 N] <= KL + this (Li & El Gamal)
 MANTISSA_PIECE_BITS = 16  # constriction's Uniform takes alphabets below 2^24; 16-bit pieces are safe
-PROBABILITY_SCALE = 2**24  # exponent probabilities are rounded to integers: identical on any machine
+PROBABILITY_SCALE = 2**24  # exponent probabilities rounded to integers: robust to last-bit float differences
 
 
 def derive_seed(*parts: object) -> int:
