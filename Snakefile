@@ -21,6 +21,7 @@ include: "rules/prompts.smk"
 include: "rules/generate.smk"
 include: "rules/metrics.smk"
 include: "rules/sweep.smk"
+include: "rules/diffc.smk"
 include: "rules/report.smk"
 
 
@@ -46,6 +47,11 @@ rule generate_all:
         [d for v in VARIANTS for d in variant_shards(v)],
 
 
+rule diffc_all:
+    input:
+        DIFFC_OUTPUTS,
+
+
 rule metrics_all:
     input:
         f"results/metrics/{MODEL}/summary.csv",
@@ -61,5 +67,6 @@ localrules:
     prompts_all,
     generate_all,
     metrics_all,
+    diffc_all,
     report,
     explore,

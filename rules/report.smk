@@ -12,6 +12,7 @@ def report_inputs(wildcards=None):
         "sweep": sweep_outputs(),
         "distribution": f"results/metrics/{MODEL}/distribution.csv",
         "differences": f"results/metrics/{MODEL}/differences.csv",
+        "diffc": DIFFC_OUTPUTS,
     }
 
 

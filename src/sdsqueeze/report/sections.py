@@ -424,9 +424,12 @@ def glance(ctx: ReportContext) -> str:
     return "<ul class='glance'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>" if items else ""
 
 
-SECTIONS = [variants_section, image_grid_section]
-SECTIONS[1:1] = [quality_section, distribution_section, pareto_section, steps_section]
-# Stage sections live in their own modules (imported last: they reuse the helpers above).
+# Stage sections live in their own modules (imported here, last: some reuse the helpers above).
+from .diffc import diffc_section  # noqa: E402
 from .sweep import sweep_section  # noqa: E402
 
-SECTIONS.insert(-1, sweep_section)
+# Page order.
+SECTIONS = [
+    variants_section, quality_section, distribution_section, pareto_section, steps_section,
+    sweep_section, diffc_section, image_grid_section,
+]
