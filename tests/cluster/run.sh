@@ -18,18 +18,19 @@ TIMINGS=()
 
 step() { echo "== [cluster test $((SECONDS - T0)) s] $*"; }
 fail() { echo "CLUSTER TEST FAILED: $*" >&2; exit 1; }
-timed() {  # timed LABEL CMD...: run, remember the wall time
-    local label=$1 t=$SECONDS
+timed() {  # timed LABEL CMD...: run, remember the wall time, return the command's status
+    local label=$1 t=$SECONDS rc=0
     shift
-    "$@"
+    "$@" || rc=$?
     TIMINGS+=("$label: $((SECONDS - t)) s")
+    return $rc
 }
 
 if [ "$(id -u)" != 0 ] && ! command -v sbatch >/dev/null; then
     fail "needs root (to install and start SLURM) or a running SLURM; run it in CI or as root"
 fi
 python3 -c "import snakemake_executor_plugin_slurm" 2>/dev/null \
-    || python3 -m pip install -q "snakemake-executor-plugin-slurm>=2.8"
+    || fail "snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')"
 
 copy_workflow() {  # copy_workflow DEST: the checkout's files, with config-small.yaml as config.yaml
     mkdir -p "$1"
@@ -112,6 +113,8 @@ fi
 step "resuming with the profile (rerun-incomplete)"
 timed "resume run" bash -c "snakemake ${PROFILE[*]} generate_all > run2.log 2>&1" \
     || { tail -30 run2.log; fail "resumed cluster run"; }
+[ "$(slurm_ids_in run2.log | wc -l)" -gt 0 ] || fail "the resumed run submitted nothing to SLURM"
+echo "resumed run: $(slurm_ids_in run2.log | wc -l) SLURM submissions"
 grep -iE "incomplete" run2.log | sort | uniq -c | head -5 || true
 python3 "$HERE/compare_outputs.py" --images-only "$WORK/local" "$WORK/resume" \
     || fail "the resumed run's images differ from the local run"
