@@ -75,7 +75,10 @@ def third_party_imports(script: Path) -> set[str]:
         seen_files.add(path)
         for module in imports_of(path):
             top = module.split(".")[0]
-            if top == PACKAGE:
+            beside_script = script.parent / f"{top}.py"  # Snakemake puts the script's folder on sys.path
+            if beside_script.exists():
+                todo.append(beside_script)
+            elif top == PACKAGE:
                 # the module itself and the packages on its way (their __init__ runs too)
                 parts = module.split(".")
                 todo.extend(f for i in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:i]))))
