@@ -3,10 +3,11 @@
 #   tests/cluster/slurm.sh up     install (first time), write slurm.conf, start munged/slurmctld/slurmd
 #   tests/cluster/slurm.sh down   stop the daemons that `up` started (by pid), nothing else
 # State (logs, pids, spool) lives in $SDSQ_SLURM_DIR (default /tmp/sdsq-slurm). The config goes to
-# /etc/slurm/slurm.conf, where every client finds it: the SLURM executor plugin deletes every
-# SLURM_* variable (SLURM_CONF too) in a job's context, so srun inside jobs needs the default path. An existing
-# slurm.conf that this script did not write is never overwritten. Settings found to work with
-# Debian 12's slurm 22.05 without an accounting daemon (see docs/cluster.md).
+# /etc/slurm/slurm.conf, where every client finds it: inside a job the jobstep plugin calls
+# srun without SLURM_CONF (it keeps only the job's identity variables), so srun needs the
+# default path. An existing slurm.conf that this script did not write is never overwritten.
+# Settings found to work with Debian 12's slurm 22.05 without an accounting daemon
+# (see docs/cluster.md).
 set -euo pipefail
 DIR=${SDSQ_SLURM_DIR:-/tmp/sdsq-slurm}
 NODE=sdsqnode
