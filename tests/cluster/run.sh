@@ -103,8 +103,8 @@ wait "$main_pid" 2>/dev/null || true
 mapfile -t orphans < <(slurm_ids_in run1.log)
 scancel "${orphans[@]}" 2>/dev/null || true
 sleep 5
-n_done=$(compgen -G "results/images/*/*/shard-*/manifest.csv" | wc -l)
-n_marked=$(find .snakemake/incomplete -type f 2>/dev/null | wc -l)
+n_done=$({ compgen -G "results/images/*/*/shard-*/manifest.csv" || true; } | wc -l)
+n_marked=$({ find .snakemake/incomplete -type f 2>/dev/null || true; } | wc -l)
 echo "interrupted; cancelled SLURM jobs ${orphans[*]}; left: $n_done of 4 shards, $n_marked incomplete markers"
 snakemake --unlock > /dev/null 2>&1
 if snakemake -n generate_all > dry-after-kill.log 2>&1; then
