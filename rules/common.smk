@@ -55,6 +55,21 @@ def gpu_resources():
     return 1 if ON_GPU else 0
 
 
+def report_inputs(wildcards=None):
+    """Named inputs of the report; later stages add theirs here."""
+    return {
+        "summary": f"results/metrics/{MODEL}/summary.csv",
+        "timing": f"results/metrics/{MODEL}/timing.csv",
+        "per_image": expand("results/metrics/{model}/per_image/{variant}.csv", model=MODEL, variant=VARIANTS),
+        "shards": [d for v in VARIANTS for d in variant_shards(v)],
+        "prompts": prompts_csv(),
+        "sweep": sweep_outputs(),
+        "distribution": f"results/metrics/{MODEL}/distribution.csv",
+        "differences": f"results/metrics/{MODEL}/differences.csv",
+        "diffc": DIFFC_OUTPUTS,
+    }
+
+
 onstart:
     # Checked once before the first job (not on dry runs): a missing model ends the run here.
     from sdsqueeze.models import ModelUnavailableError, check_model_available

@@ -1,21 +1,6 @@
 # Stage: report. One HTML page (results/report/index.html) plus `snakemake --report` entries.
 
 
-def report_inputs(wildcards=None):
-    """Named inputs of the report; later stages add theirs here."""
-    return {
-        "summary": f"results/metrics/{MODEL}/summary.csv",
-        "timing": f"results/metrics/{MODEL}/timing.csv",
-        "per_image": expand("results/metrics/{model}/per_image/{variant}.csv", model=MODEL, variant=VARIANTS),
-        "shards": [d for v in VARIANTS for d in variant_shards(v)],
-        "prompts": prompts_csv(),
-        "sweep": sweep_outputs(),
-        "distribution": f"results/metrics/{MODEL}/distribution.csv",
-        "differences": f"results/metrics/{MODEL}/differences.csv",
-        "diffc": DIFFC_OUTPUTS,
-    }
-
-
 rule report:
     input:
         unpack(report_inputs),

@@ -10,6 +10,14 @@ from typing import Callable
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
 
 
+def claim_gpu_if_asked(snakemake) -> None:
+    """A job with `resources: gpu=N>0` gets its own device before torch starts (see gpu_slots)."""
+    if int(getattr(snakemake.resources, "gpu", 0) or 0) > 0:
+        from sdsqueeze import gpu_slots
+
+        gpu_slots.claim_gpu()
+
+
 def run(snakemake, main: Callable[[object], None]) -> None:
     """Call ``main(snakemake)`` with stdout/stderr sent to the rule's log file.
 
@@ -23,6 +31,7 @@ def run(snakemake, main: Callable[[object], None]) -> None:
         logging.basicConfig(stream=handle, level=logging.INFO, force=True,
                             format="%(asctime)s %(levelname)s %(message)s")
         try:
+            claim_gpu_if_asked(snakemake)
             import torch
 
             # Numerics depend on the thread count (parallel reductions split differently), so
