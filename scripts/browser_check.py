@@ -1,6 +1,4 @@
-
-
-import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path#!/usr/bin/env python
+#!/usr/bin/env python
 """Open the report in headless Chromium: a full-page screenshot, and fail on console errors.
 
     python scripts/browser_check.py results/report/index.html docs/report-screenshot.png

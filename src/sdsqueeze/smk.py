@@ -36,7 +36,7 @@ def run(snakemake, main: Callable[[object], None]) -> None:
 
             # Numerics depend on the thread count (parallel reductions split differently), so
             # torch gets the config's count even when Snakemake scales the job's threads down.
-            torch.set_num_threads(int(snakemake.config.get("threads", snakemake.threads)))
+            torch.set_num_threads(int(getattr(snakemake, "config", {}).get("threads", snakemake.threads)))
             main(snakemake)
         except USER_ERRORS as err:
             logging.exception("job failed")
