@@ -16,6 +16,7 @@ include: "rules/prompts.smk"
 include: "rules/generate.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
+include: "rules/benchmark.smk"
 
 
 rule all:

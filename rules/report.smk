@@ -1,3 +1,5 @@
+import glob
+
 # Stage: report. One HTML page (results/report/index.html) plus `snakemake --report` entries.
 
 
@@ -9,6 +11,7 @@ def report_inputs(wildcards=None):
         "per_image": expand("results/metrics/{model}/per_image/{variant}.csv", model=MODEL, variant=VARIANTS),
         "shards": [d for v in VARIANTS for d in variant_shards(v)],
         "prompts": prompts_csv(),
+        "accel_benchmark": sorted(glob.glob("docs/benchmarks/gpu_run*_results.csv")),  # committed GPU runs
     }
 
 

@@ -8,6 +8,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from . import accel
 from .page import ReportContext, Section, source_note, table_html
 
 
@@ -121,3 +122,4 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
 
 
 SECTIONS = [variants_section, image_grid_section]
+SECTIONS += [accel.benchmark_section, accel.steps_section, accel.kv_cache_section]  # sdsqueeze.report.accel
