@@ -51,6 +51,20 @@ def test_processor_matches_classic(name, cross):
         assert relative_error(out, reference) < 1e-5
 
 
+@pytest.mark.parametrize("cross", [False, True])
+def test_fused_qkv_processor_matches_classic(cross):
+    from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+    attn, hidden, context = attention_inputs(5, cross)
+    with torch.no_grad():
+        attn.set_processor(AttnProcessor())
+        reference = attn(hidden, encoder_hidden_states=context)
+        attn.fuse_projections()
+        attn.set_processor(FusedAttnProcessor2_0())
+        out = attn(hidden, encoder_hidden_states=context)
+    assert relative_error(out, reference) < 1e-5
+
+
 def test_pinned_backend_unavailable_stops():
     attn, hidden, context = attention_inputs(0, True)
     attn.set_processor(attention.PinnedBackend(AttnProcessor2_0(), "efficient"))
