@@ -23,6 +23,7 @@ include: "rules/metrics.smk"
 include: "rules/sweep.smk"
 include: "rules/diffc.smk"
 include: "rules/report.smk"
+include: "rules/benchmark.smk"
 
 
 rule all:

@@ -1,4 +1,5 @@
 # Shared set-up: config validation (before any job runs), path helpers, wildcard constraints.
+import glob
 import os
 import sys
 
@@ -67,6 +68,7 @@ def report_inputs(wildcards=None):
         "distribution": f"results/metrics/{MODEL}/distribution.csv",
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
+        "accel_benchmark": sorted(glob.glob("docs/benchmarks/gpu_run*_results.csv")),  # committed GPU runs
     }
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .accel import apply_acceleration
+
 SCHEDULERS = {
     "pndm": ("PNDMScheduler", {}),
     "ddim": ("DDIMScheduler", {}),
@@ -80,6 +82,7 @@ def set_scheduler(prepared: Prepared) -> None:
 
 
 TECHNIQUES: list[Callable[[Prepared], None]] = [set_scheduler, set_attention]
+TECHNIQUES.append(apply_acceleration)  # sdsqueeze.accel: SDPA backends, K/V + feature caches, low-bit, compile
 
 
 def prepare(pipe, spec: dict) -> Prepared:

@@ -14,6 +14,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from . import accel
 from .page import ReportContext, Section, source_note, table_html
 
 # metric -> (label, digits, higher is better)
@@ -431,5 +432,6 @@ from .sweep import sweep_section  # noqa: E402
 # Page order.
 SECTIONS = [
     variants_section, quality_section, distribution_section, pareto_section, steps_section,
-    sweep_section, diffc_section, image_grid_section,
+    accel.benchmark_section, accel.kv_cache_section, sweep_section, diffc_section,
+    image_grid_section,
 ]

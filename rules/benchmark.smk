@@ -1,0 +1,34 @@
+# Stage: acceleration benchmark (issues 3 and 4). Not part of `all`: run `snakemake --cores all benchmark`.
+# On the embedded CPU default it times the tiny model at tiny sizes; config/accel.yaml runs the
+# SD 1.5 architecture (seeded weights) at 512 px, 50 steps, batch 1 and 4 on a GPU.
+
+
+rule accel_benchmark:
+    output:
+        directory("results/benchmarks/accel"),
+    params:
+        bench=config["accel_benchmark"],
+        device=config["device"],
+        seed=config["seed"],
+    threads: config["threads"]
+    log:
+        "logs/benchmarks/accel.log",
+    benchmark:
+        "results/benchmarks/rules/accel_benchmark.tsv"
+    resources:
+        mem_mb=64000 if ON_GPU else 4000,
+        runtime=120 if ON_GPU else 20,
+        gpu=gpu_resources(),
+    conda:
+        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+    script:
+        "../scripts/accel_benchmark.py"
+
+
+rule benchmark:
+    input:
+        rules.accel_benchmark.output,
+
+
+localrules:
+    benchmark,

@@ -1,0 +1,362 @@
+"""The acceleration benchmark: every variant timed the same way on one machine.
+
+End to end = one pipeline call (text encoder + all steps + VAE decode), timed with CUDA events
+(host clock on the CPU) after warm-up, median of repeats; per UNet step = events recorded by
+forward hooks on ``pipe.unet`` (outside any compiled region); peak memory = the CUDA allocator's
+peak over the timed calls. FLOPs of one UNet step come from ``torch.utils.flop_counter``; the
+matmul ceiling is a measured bf16 8192^3 product on the same GPU.
+
+The SD 1.5 architecture is written out by hand (its published configs) and built with seeded
+weights: the GPU machine cannot download, and speed does not depend on the weights' values.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..models import SD15_SCHEDULER
+from ..variants import prepare
+
+PROMPTS = ("a photograph of an astronaut riding a horse on the moon",
+           "a bowl of fruit on a wooden table, soft morning light",
+           "a red double-decker bus in a rainy London street",
+           "a lighthouse on a cliff at sunset, oil painting")
+ARCHITECTURE_NOTE = "SD 1.5 architecture, seeded weights"
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The published SD 1.x component configs (sd15) or a shrunk copy for CPU tests (tiny)."""
+
+    unet_channels: tuple[int, ...]
+    layers_per_block: int
+    attention_head_dim: int
+    cross_dim: int
+    text_layers: int
+    text_heads: int
+    vae_channels: tuple[int, ...]
+    vae_layers: int
+    norm_groups: int
+
+
+SHAPES = {
+    "sd15": ModelShape((320, 640, 1280, 1280), 2, 8, 768, 12, 12, (128, 256, 512, 512), 2, 32),
+    "tiny": ModelShape((32, 64, 64, 64), 1, 8, 64, 2, 4, (16, 32, 32, 32), 1, 16),
+}
+
+
+def build_pipeline(shape: str, tokenizer_dir: str | Path, device: str, dtype: torch.dtype, seed: int = 0):
+    """StableDiffusionPipeline with SD 1.5's architecture (or the tiny shape), seeded weights."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    s = SHAPES[shape]
+    torch.manual_seed(seed)
+    with torch.device(device):  # initialise on the GPU: seconds instead of a minute for 1.1 B weights
+        unet = UNet2DConditionModel(
+            sample_size=64, in_channels=4, out_channels=4, flip_sin_to_cos=True, freq_shift=0,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            block_out_channels=s.unet_channels, layers_per_block=s.layers_per_block,
+            downsample_padding=1, mid_block_scale_factor=1, act_fn="silu",
+            norm_num_groups=s.norm_groups, norm_eps=1e-5, cross_attention_dim=s.cross_dim,
+            attention_head_dim=s.attention_head_dim,
+        )
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=s.vae_channels,
+            layers_per_block=s.vae_layers, act_fn="silu", latent_channels=4,
+            norm_num_groups=s.norm_groups, sample_size=512, scaling_factor=0.18215,
+        )
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=49408, hidden_size=s.cross_dim, intermediate_size=4 * s.cross_dim,
+            num_hidden_layers=s.text_layers, num_attention_heads=s.text_heads,
+            max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=s.cross_dim,
+        ))
+    pipe = StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder,
+        tokenizer=CLIPTokenizer.from_pretrained(str(tokenizer_dir)),
+        scheduler=PNDMScheduler(**SD15_SCHEDULER), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device=device, dtype=dtype)
+
+
+class Clock:
+    """CUDA events on a GPU, the host clock (after nothing to wait for) on the CPU."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def mark(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def elapsed_ms(self, start, end) -> float:
+        if self.cuda:
+            end.synchronize()
+            return start.elapsed_time(end)
+        return (end - start) * 1e3
+
+
+class UNetStepTimer:
+    """Forward hooks on pipe.unet marking each call's start and end."""
+
+    def __init__(self, unet, clock: Clock):
+        self.clock, self.marks = clock, []
+        self._handles = [
+            unet.register_forward_pre_hook(lambda m, a: self.marks.append([clock.mark(), None])),
+            unet.register_forward_hook(lambda m, a, o: self.marks[-1].__setitem__(1, clock.mark())),
+        ]
+
+    def durations_ms(self) -> list[float]:
+        return [self.clock.elapsed_ms(s, e) for s, e in self.marks]
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+
+
+def generation_call(prepared, batch: int, steps: int, size: int):
+    """The call that is timed: text encoding, every step, VAE decode (output stays a tensor)."""
+    spec = prepared.spec
+
+    def on_step_end(pipe, step, timestep, callback_kwargs):
+        for callback in prepared.step_callbacks:
+            callback_kwargs = callback(pipe, step, timestep, callback_kwargs) or callback_kwargs
+        return callback_kwargs
+
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
+    device = next(prepared.pipe.text_encoder.parameters()).device
+
+    def run():
+        return prepared.pipe(
+            prompt=prompts, num_inference_steps=steps, guidance_scale=float(spec["guidance"]),
+            height=size, width=size, output_type="pt", callback_on_step_end=on_step_end,
+            generator=torch.Generator(device).manual_seed(0), **prepared.call_kwargs,
+        ).images
+
+    return run
+
+
+def time_generation(prepared, batch: int, steps: int, size: int, warmup: int, repeats: int,
+                    device: str) -> dict:
+    run = generation_call(prepared, batch, steps, size)
+    clock = Clock(device)
+    began = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(warmup):
+            images = run()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        warmup_s = time.perf_counter() - began
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        totals, steps_ms = [], []
+        for _ in range(repeats):
+            timer = UNetStepTimer(prepared.pipe.unet, clock)
+            start = clock.mark()
+            images = run()
+            end = clock.mark()
+            totals.append(clock.elapsed_ms(start, end) / 1e3)
+            steps_ms.extend(timer.durations_ms())
+            timer.remove()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    e2e = statistics.median(totals)
+    return {
+        "e2e_s_median": e2e, "s_per_image": e2e / batch, "e2e_s_all": json.dumps([round(t, 4) for t in totals]),
+        "unet_ms_step_median": statistics.median(steps_ms), "unet_ms_step_mean": statistics.fmean(steps_ms),
+        "unet_calls_per_image_call": len(steps_ms) / repeats, "peak_memory_mb": peak,
+        "warmup_s": warmup_s, "output_finite": bool(torch.isfinite(images.float()).all()),
+    }
+
+
+def unet_inputs(pipe, batch: int, size: int):
+    unet, param = pipe.unet, next(pipe.unet.parameters())
+    rows = 2 * batch  # classifier-free guidance: conditional and unconditional in one call
+    latent = size // pipe.vae_scale_factor
+    sample = torch.randn(rows, unet.config.in_channels, latent, latent, device=param.device, dtype=param.dtype)
+    context = torch.randn(rows, 77, unet.config.cross_attention_dim, device=param.device, dtype=param.dtype)
+    return sample, torch.tensor(500, device=param.device), context
+
+
+OP_CLASSES = (("convolution", "convolution"), ("attention", "scaled_dot_product"),
+              ("attention", "bmm"), ("linear", "mm"))
+
+
+def count_flops(pipe, batch: int, size: int) -> dict:
+    """FLOPs of one CFG UNet call (by op class), one VAE decode and one text encoding, per batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def classify(counter: FlopCounterMode) -> dict:
+        classes: dict[str, int] = {}
+        for op, flops in counter.get_flop_counts()["Global"].items():
+            name = str(op)
+            label = next((c for c, key in OP_CLASSES if key in name), "other")
+            classes[label] = classes.get(label, 0) + int(flops)
+        return classes
+
+    sample, timestep, context = unet_inputs(pipe, batch, size)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as unet_counter:
+            pipe.unet(sample, timestep, context)
+        latents = sample[:batch] / pipe.vae.config.scaling_factor
+        with FlopCounterMode(display=False) as vae_counter:
+            pipe.vae.decode(latents)
+        ids = torch.zeros(2 * batch, 77, dtype=torch.long, device=sample.device)
+        with FlopCounterMode(display=False) as text_counter:
+            pipe.text_encoder(ids)
+    by_class = classify(unet_counter)
+    return {
+        "batch": batch, "unet_step_flops": unet_counter.get_total_flops(), "unet_step_flops_by_class": by_class,
+        "vae_decode_flops": vae_counter.get_total_flops(), "text_encoder_flops": text_counter.get_total_flops(),
+    }
+
+
+def matmul_tflops(device: str, n: int = 8192, repeats: int = 20) -> float:
+    """Measured bf16 matrix-product rate (random data, median of repeats after warm-up)."""
+    if not device.startswith("cuda"):
+        return float("nan")
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+KERNEL_CLASSES = (("attention", ("flash", "fmha", "attention", "cudnn_sdpa", "sdpa")),
+                  ("conv", ("conv", "implicit", "dgrad", "fprop", "xmma_fprop", "sm90_xmma")),
+                  ("gemm", ("gemm", "cutlass", "mm_", "matmul", "_int_mm", "f8f8", "wgmma", "tinygemm")),
+                  ("norm", ("norm",)), ("triton (fused elementwise)", ("triton",)))
+
+
+def profile_generation(prepared, batch: int, steps: int, size: int, device: str) -> tuple[str, dict]:
+    """One generation under torch.profiler: the kernel table and GPU-busy vs wall time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run = generation_call(prepared, batch, steps, size)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with torch.inference_mode(), profile(activities=activities) as prof:
+        began = time.perf_counter()
+        run()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - began
+    sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=70)
+    busy, classes, launches = 0.0, {}, 0
+    for event in prof.events():
+        if device.startswith("cuda") and event.device_type == torch.autograd.DeviceType.CUDA:
+            us = event.self_device_time_total
+            busy += us
+            name = event.name.lower()
+            label = next((c for c, keys in KERNEL_CLASSES if any(k in name for k in keys)), "other")
+            classes[label] = classes.get(label, 0.0) + us / 1e3
+        if event.name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx"):
+            launches += 1
+    summary = {"profiled_wall_s": wall, "gpu_busy_s": busy / 1e6,
+               "gpu_busy_fraction": busy / 1e6 / wall if wall else float("nan"),
+               "kernel_ms_by_class": {k: round(v, 2) for k, v in classes.items()},
+               "kernel_launches": launches}
+    return table, summary
+
+
+def versions() -> dict:
+    import diffusers
+    import transformers
+
+    out = {"python": platform.python_version(), "torch": torch.__version__,
+           "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+    try:
+        import torchao
+
+        out["torchao"] = torchao.__version__
+    except ImportError:
+        out["torchao"] = "not installed"
+    if torch.cuda.is_available():
+        out["cuda"] = torch.version.cuda
+        out["cudnn"] = torch.backends.cudnn.version()
+        out["gpu"] = torch.cuda.get_device_name()
+        out["capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
+    return out
+
+
+def unet_bytes(pipe) -> dict:
+    from .lowbit import module_bytes, serialized_bytes
+
+    unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
+    return {"unet_bytes_memory": module_bytes(unet), "unet_bytes_disk": serialized_bytes(unet)}
+
+
+def run_variant(name: str, overrides: dict, args, log) -> list[dict]:
+    """Prepare one variant, time it at every batch size; a failure is recorded, never hidden."""
+    from ..models import resolve_dtype
+
+    spec = {"dtype": "float16", "attention": "sdpa", "scheduler": "pndm", "steps": args.steps,
+            "guidance": 7.5, "height": args.size, "width": args.size, "batch_size": args.batches[0],
+            **overrides, "name": name}
+    rows = []
+    base = {"variant": name, **{k: spec.get(k) for k in (
+        "dtype", "attention", "scheduler", "steps", "compile", "channels_last", "fuse_qkv",
+        "kv_cache", "deepcache", "lowbit")}}
+    try:
+        began = time.perf_counter()
+        pipe = build_pipeline(args.shape, args.tokenizer, args.device, resolve_dtype(spec["dtype"]), args.seed)
+        prepared = prepare(pipe, spec)
+        sizes = unet_bytes(prepared.pipe)
+        prepare_s = time.perf_counter() - began
+    except Exception as err:  # noqa: BLE001 -- recorded in the results, then the next variant runs
+        log(f"[{name}] prepare FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+        return [{**base, "batch": b, "status": f"error: {type(err).__name__}: {str(err)[:300]}"}
+                for b in args.batches]
+    notes = json.dumps(prepared.notes, default=str)
+    for batch in args.batches:
+        if args.deadline and time.time() > args.deadline:
+            rows.append({**base, "batch": batch, "status": "skipped: time budget"})
+            continue
+        warmup = args.warmup + (2 if spec.get("compile", "none") != "none" else 0)
+        try:
+            timing = time_generation(prepared, batch, int(spec["steps"]), args.size, warmup,
+                                     args.repeats, args.device)
+            status = "ok"
+        except Exception as err:  # noqa: BLE001
+            log(f"[{name} b{batch}] FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+            timing, status = {}, f"error: {type(err).__name__}: {str(err)[:300]}"
+        row = {**base, "batch": batch, "status": status, "prepare_s": prepare_s, **sizes, **timing,
+               "notes": notes}
+        if status == "ok" and (name, batch) in args.profile:
+            try:
+                table, summary = profile_generation(prepared, batch, int(spec["steps"]), args.size, args.device)
+                args.profiles.append(f"===== {name} batch {batch} =====\n{json.dumps(summary)}\n{table}\n")
+                row.update({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in summary.items()})
+            except Exception as err:  # noqa: BLE001 -- the timing stands; the profile is extra evidence
+                log(f"[{name} b{batch}] profile FAILED: {type(err).__name__}: {err}")
+        rows.append(row)
+        log(f"[{name} b{batch}] {status} " + (f"{timing['s_per_image']:.3f} s/img, "
+            f"{timing['unet_ms_step_median']:.2f} ms/step, {timing['peak_memory_mb']:.0f} MB, "
+            f"warm-up {timing['warmup_s']:.1f} s" if timing else ""))
+    del prepared, pipe
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()  # compiled graphs of one variant must not serve the next
+    return rows

@@ -1,0 +1,144 @@
+"""Variant groups and the command line of the acceleration benchmark (benchmarks/gpu_benchmark.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+COMPILED = {"compile": "reduce-overhead", "channels_last": True, "fuse_qkv": True, "compile_vae": True}
+GROUPS = {
+    # eager: baselines, attention backends and the caches, no compilation
+    "eager": {
+        "fp16-classic": {"attention": "classic"},
+        "fp16-sdpa": {},
+        "bf16-sdpa": {"dtype": "bfloat16"},
+        "fp16-flash": {"attention": "flash"},
+        "fp16-efficient": {"attention": "efficient"},
+        "fp16-math": {"attention": "math"},
+        "fp16-cudnn": {"attention": "cudnn"},
+        "fp16-sdpa-kvcache": {"kv_cache": True},
+        "fp16-sdpa-channels-last": {"channels_last": True},
+        "fp16-sdpa-fused-qkv": {"fuse_qkv": True},
+        "fp16-sdpa-deepcache3": {"deepcache": 3},
+        "fp16-sdpa-deepcache5": {"deepcache": 5},
+        "fp16-sdpa-ddim50": {"scheduler": "ddim"},
+        "fp16-sdpa-dpm20": {"scheduler": "dpm++", "steps": 20},
+        "fp16-sdpa-dpm8": {"scheduler": "dpm++", "steps": 8},
+    },
+    "lowbit-eager": {
+        "fp16-int8wo": {"lowbit": "int8-weight-only"},
+        "fp16-int8dyn": {"lowbit": "int8-dynamic"},
+        "bf16-int4wo": {"dtype": "bfloat16", "lowbit": "int4-weight-only"},
+        "bf16-fp8dyn": {"dtype": "bfloat16", "lowbit": "fp8-dynamic"},
+    },
+    "compiled": {
+        "fp16-compiled-graphs": COMPILED,
+        "fp16-compiled-graphs-dpm8": {**COMPILED, "scheduler": "dpm++", "steps": 8},
+        "bf16-compiled-graphs": {**COMPILED, "dtype": "bfloat16"},
+        "fp16-sdpa-compile": {"compile": "default"},
+        "fp16-compiled-graphs-deepcache3": {**COMPILED, "deepcache": 3},
+        "fp16-compiled-graphs-dpm20": {**COMPILED, "scheduler": "dpm++", "steps": 20},
+    },
+    "lowbit": {
+        "fp16-int8dyn-compiled": {**COMPILED, "lowbit": "int8-dynamic"},
+        "bf16-fp8dyn-compiled": {**COMPILED, "dtype": "bfloat16", "lowbit": "fp8-dynamic"},
+        "fp16-int8wo-compiled": {**COMPILED, "lowbit": "int8-weight-only"},
+        "bf16-int4wo-compiled": {**COMPILED, "dtype": "bfloat16", "lowbit": "int4-weight-only"},
+    },
+    "cpu": {
+        "fp32-classic": {"dtype": "float32", "attention": "classic"},
+        "fp32-sdpa": {"dtype": "float32"},
+        "fp32-sdpa-kvcache": {"dtype": "float32", "kv_cache": True},
+        "fp32-sdpa-deepcache3": {"dtype": "float32", "deepcache": 3},
+    },
+}
+PROFILED = {("fp16-sdpa", 1), ("fp16-compiled-graphs", 1), ("fp16-compiled-graphs", 4),
+            ("fp16-int8dyn-compiled", 4), ("bf16-fp8dyn-compiled", 4), ("fp32-sdpa", 1)}
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description="GPU benchmark of the acceleration variants")
+    parser.add_argument("--shape", choices=("sd15", "tiny"), default="sd15")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--groups", nargs="+", default=["eager"], choices=sorted(GROUPS))
+    parser.add_argument("--extra", nargs="*", default=[], help="group:variant run first (e.g. eager:fp16-flash)")
+    parser.add_argument("--variants", nargs="*", default=None, help="only these variant names")
+    parser.add_argument("--tokenizer", default=None, help="CLIP tokenizer folder (written when absent)")
+    parser.add_argument("--time-budget", type=float, default=0, help="seconds; later variants are skipped")
+    parser.add_argument("--no-flops", action="store_true")
+    parser.add_argument("--out", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    import pandas as pd
+    import torch
+
+    from diffusers.utils import logging as diffusers_logging
+
+    from . import bench
+
+    diffusers_logging.set_verbosity_error()
+
+    args = parse(argv)
+    started = time.time()
+    args.deadline = started + args.time_budget if args.time_budget else 0
+    args.profile, args.profiles = PROFILED, []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = open(out / "log.txt", "a")
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+        log_file.write(message + "\n")
+        log_file.flush()
+
+    if args.tokenizer is None or not (Path(args.tokenizer) / "vocab.json").is_file():
+        from ..models import write_clip_tokenizer
+
+        args.tokenizer = args.tokenizer or str(out / "tokenizer")
+        write_clip_tokenizer(Path(args.tokenizer))
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    meta = {"note": bench.ARCHITECTURE_NOTE, "shape": args.shape, "command": "python benchmarks/gpu_benchmark.py "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "size": args.size, "steps": args.steps, "batches": args.batches,
+            "warmup": args.warmup, "repeats": args.repeats, "versions": bench.versions(),
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}
+    meta["bf16_matmul_tflops"] = bench.matmul_tflops(args.device)
+    log(f"device {meta['versions'].get('gpu', args.device)}; bf16 matmul {meta['bf16_matmul_tflops']:.0f} TFLOP/s")
+    if not args.no_flops:
+        from ..models import resolve_dtype
+
+        pipe = bench.build_pipeline(args.shape, args.tokenizer, args.device,
+                                    resolve_dtype("float16" if args.device != "cpu" else "float32"))
+        meta["flops"] = [bench.count_flops(pipe, b, args.size) for b in args.batches]
+        del pipe
+        log(f"flops: {json.dumps(meta['flops'])}")
+    rows = []
+    todo = [(e.split(":")[1], GROUPS[e.split(":")[0]][e.split(":")[1]]) for e in args.extra]
+    todo += [(n, o) for g in args.groups for n, o in GROUPS[g].items()
+             if not args.variants or n in args.variants]
+    for name, overrides in todo:
+        if args.deadline and time.time() > args.deadline:
+            rows += [{"variant": name, "batch": b, "status": "skipped: time budget"} for b in args.batches]
+            continue
+        rows += bench.run_variant(name, overrides, args, log)
+        pd.DataFrame(rows).to_csv(out / "results.csv", index=False)  # partial results survive a kill
+    meta["elapsed_s"] = time.time() - started
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    (out / "profiles.txt").write_text("\n".join(args.profiles))
+    table = pd.DataFrame(rows)
+    shown = [c for c in ("variant", "batch", "status", "s_per_image", "unet_ms_step_median",
+                         "peak_memory_mb", "unet_bytes_memory") if c in table]
+    log(table[shown].to_string(index=False))
+    return 0

@@ -1,0 +1,80 @@
+"""Tables of the acceleration benchmark: speedup, memory reduction and share of the matmul rate.
+
+Reads the benchmark's results.csv files (one per run) and meta.json beside each; the same code
+feeds docs/benchmarks.md and the report section, so no number is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+BASELINES = {"fp16 classic": "fp16-classic", "fp16 SDPA eager": "fp16-sdpa"}
+
+
+def meta_for(results_csv: str | Path) -> dict:
+    path = Path(str(results_csv).replace("_results.csv", "_meta.json"))
+    if not path.is_file():
+        path = Path(results_csv).with_name("meta.json")
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load(results_csvs: list[str]) -> tuple[pd.DataFrame, dict]:
+    """All runs' rows; per (variant, batch) the last successful row wins (a later run that fixed
+    a failure supersedes it). Each row keeps its own run's measured matmul rate."""
+    frames, flops = [], {}
+    for order, path in enumerate(sorted(results_csvs)):
+        meta = meta_for(path)
+        frame = pd.read_csv(path)
+        frame["run"] = Path(path).name.replace("_results.csv", "")
+        frame["run_order"] = order
+        frame["bf16_matmul_tflops"] = meta.get("bf16_matmul_tflops", float("nan"))
+        frames.append(frame)
+        for entry in meta.get("flops", []):
+            flops[int(entry["batch"])] = entry
+    rows = pd.concat(frames, ignore_index=True)
+    rows["ok"] = rows.status.eq("ok")
+    rows = rows.sort_values(["ok", "run_order"]).groupby(["variant", "batch"], as_index=False).last()
+    return rows, flops
+
+
+def derived(rows: pd.DataFrame, flops: dict) -> pd.DataFrame:
+    """Per variant and batch: the measured numbers plus ratios against the two baselines."""
+    out = []
+    for batch, group in rows.groupby("batch"):
+        ok = group[group.ok].set_index("variant")
+        step_flops = flops.get(int(batch), {}).get("unet_step_flops")
+        for r in group.itertuples():
+            row = {"variant": r.variant, "batch": int(batch), "status": r.status}
+            if r.ok:
+                row.update({
+                    "s/image": r.s_per_image, "UNet ms/step": r.unet_ms_step_median,
+                    "peak MB": r.peak_memory_mb, "UNet MB (memory)": r.unet_bytes_memory / 2**20,
+                })
+                for label, base in BASELINES.items():
+                    if base in ok.index:
+                        row[f"speedup vs {label}"] = ok.loc[base, "s_per_image"] / r.s_per_image
+                        row[f"memory reduction vs {label}"] = 1 - r.peak_memory_mb / ok.loc[base, "peak_memory_mb"]
+                full_steps = not (isinstance(r.deepcache, (int, float)) and r.deepcache > 0)
+                if step_flops and full_steps:
+                    tflops = step_flops / (r.unet_ms_step_median / 1e3) / 1e12
+                    row["UNet TFLOP/s"] = tflops
+                    row["share of bf16 matmul rate"] = tflops / r.bf16_matmul_tflops
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A GitHub table with sensible rounding."""
+    fmt = table.copy()
+    for column in fmt.columns:
+        if column.startswith(("speedup",)):
+            fmt[column] = fmt[column].map(lambda v: f"{v:.2f}x" if pd.notna(v) else "—")
+        elif column.startswith(("memory reduction", "share")):
+            fmt[column] = fmt[column].map(lambda v: f"{v:.0%}" if pd.notna(v) else "—")
+        elif fmt[column].dtype.kind == "f":
+            digits = 3 if column == "s/image" else 1
+            fmt[column] = fmt[column].map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "—")
+    return fmt.to_markdown(index=False)

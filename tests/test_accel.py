@@ -1,0 +1,209 @@
+"""Acceleration techniques: attention processors vs the classic one, the K/V cache, DeepCache,
+low-bit refusals, and the benchmark tables. Tiny model, 64 px, few steps: CPU seconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+
+from sdsqueeze.accel import attention, benchtables, deepcache, lowbit
+from sdsqueeze.generate import run_batch
+from sdsqueeze.models import TinySpec, build_tiny_pipeline
+from sdsqueeze.seeding import initial_latents, latent_shape
+from sdsqueeze.variants import prepare
+
+SPEC = dict(dtype="float32", attention="sdpa", scheduler="pndm", steps=4, guidance=7.5,
+            height=64, width=64, batch_size=2, name="test")
+
+
+def attention_inputs(seed: int, cross: bool):
+    torch.manual_seed(seed)
+    attn = Attention(query_dim=32, cross_attention_dim=24 if cross else None, heads=4, dim_head=8)
+    hidden = torch.randn(2, 16, 32)
+    context = torch.randn(2, 7, 24) if cross else None
+    return attn, hidden, context
+
+
+def relative_error(out, ref):
+    return ((out - ref).norm() / ref.norm()).item()
+
+
+PROCESSORS = {
+    "sdpa": lambda: AttnProcessor2_0(),
+    "math": lambda: attention.PinnedBackend(AttnProcessor2_0(), "math"),
+    "flash": lambda: attention.PinnedBackend(AttnProcessor2_0(), "flash"),
+    "kv_cache": lambda: attention.CrossAttentionKVCache(),
+}
+
+
+@pytest.mark.parametrize("cross", [False, True])
+@pytest.mark.parametrize("name", sorted(PROCESSORS))
+def test_processor_matches_classic(name, cross):
+    for seed in (1, 2):  # fresh random inputs each time
+        attn, hidden, context = attention_inputs(seed, cross)
+        with torch.no_grad():
+            attn.set_processor(AttnProcessor())
+            reference = attn(hidden, encoder_hidden_states=context)
+            attn.set_processor(PROCESSORS[name]())
+            out = attn(hidden, encoder_hidden_states=context)
+        assert torch.isfinite(out).all()
+        assert relative_error(out, reference) < 1e-5
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_fused_qkv_processor_matches_classic(cross):
+    from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+    attn, hidden, context = attention_inputs(5, cross)
+    with torch.no_grad():
+        attn.set_processor(AttnProcessor())
+        reference = attn(hidden, encoder_hidden_states=context)
+        attn.fuse_projections()
+        attn.set_processor(FusedAttnProcessor2_0())
+        out = attn(hidden, encoder_hidden_states=context)
+    assert relative_error(out, reference) < 1e-5
+
+
+def test_pinned_backend_unavailable_stops():
+    attn, hidden, context = attention_inputs(0, True)
+    attn.set_processor(attention.PinnedBackend(AttnProcessor2_0(), "efficient"))
+    with pytest.raises(RuntimeError), torch.no_grad():  # no memory-efficient kernel on the CPU
+        attn(hidden, encoder_hidden_states=context)
+
+
+def test_kv_cache_reuses_and_invalidates_on_new_prompt():
+    attn, hidden, context = attention_inputs(3, True)
+    cache = attention.CrossAttentionKVCache()
+    attn.set_processor(cache)
+    with torch.no_grad():
+        first = attn(hidden, encoder_hidden_states=context)
+        again = attn(hidden, encoder_hidden_states=context)
+        assert (cache.misses, cache.hits) == (1, 1)
+        assert torch.equal(first, again)
+        other_prompt = torch.randn_like(context)
+        changed = attn(hidden, encoder_hidden_states=other_prompt)
+        assert (cache.misses, cache.hits) == (2, 1)
+        attn.set_processor(AttnProcessor())
+        expected = attn(hidden, encoder_hidden_states=other_prompt)
+    assert relative_error(changed, expected) < 1e-5
+    # an in-place edit of the same tensor (outside inference mode) also invalidates
+    attn.set_processor(cache)
+    with torch.no_grad():
+        attn(hidden, encoder_hidden_states=other_prompt)  # same tensor, unchanged: a hit
+        other_prompt.mul_(2)
+        attn(hidden, encoder_hidden_states=other_prompt)  # edited in place: recomputed
+    assert (cache.misses, cache.hits) == (3, 2)
+
+
+_TINY = {}
+
+
+def fresh_pipeline():
+    """A private copy of one tiny pipeline (techniques mutate what they are given)."""
+    import copy
+
+    if not _TINY:
+        _TINY["pipe"] = build_tiny_pipeline(TinySpec(image_size=64))
+        _TINY["pipe"].set_progress_bar_config(disable=True)
+    return copy.deepcopy(_TINY["pipe"])
+
+
+def generate(prompts=("a red bus", "a bowl of fruit"), **overrides):
+    pipe = fresh_pipeline()
+    prepared = prepare(pipe, {**SPEC, **overrides})
+    latents = initial_latents([11, 12], latent_shape(pipe, 64, 64))
+    with torch.inference_mode():
+        _, finals = run_batch(prepared, list(prompts), latents)
+    return prepared, finals
+
+
+@pytest.fixture(scope="module")
+def uncached():
+    return generate()
+
+
+def test_kv_cache_images_match_uncached(uncached):
+    prepared, finals = generate(kv_cache=True)
+    caches = prepared.kv_caches.values()
+    assert sum(c.hits for c in caches) > 0  # really reused across steps
+    assert relative_error(finals, uncached[1]) < 1e-5
+    assert prepared.notes["sdpa_backends_ran"]  # the backend that ran is recorded
+
+
+def test_kv_cache_pipeline_new_prompt_recomputes(uncached):
+    prepared, _ = generate(kv_cache=True)
+    misses = sum(c.misses for c in prepared.kv_caches.values())
+    latents = initial_latents([11, 12], latent_shape(prepared.pipe, 64, 64))
+    with torch.inference_mode():
+        _, finals = run_batch(prepared, ["a lighthouse", "a horse"], latents)
+    assert sum(c.misses for c in prepared.kv_caches.values()) > misses
+    assert relative_error(finals, uncached[1]) > 1e-3  # a different prompt, a different image
+
+
+def test_deepcache_skips_deep_modules_only(uncached):
+    prepared, finals = generate(deepcache=2)
+    state = prepared.deepcache
+    assert state.full_steps > 0 and state.cached_steps > 0
+    assert state.step == 0  # reset at the end of the generation
+    assert "mid_block" in prepared.notes["deepcache"]["skipped"]
+    assert "down_blocks.0" not in prepared.notes["deepcache"]["skipped"]
+    assert not torch.equal(finals, uncached[1])  # cached steps change the result ...
+    assert relative_error(finals, uncached[1]) < 0.5  # ... but stay near it
+
+
+def test_deepcache_first_step_is_exact():
+    """With one step, DeepCache only ever runs the full UNet: identical to uncached."""
+    _, plain = generate(steps=1)
+    _, cached = generate(steps=1, deepcache=3)
+    assert torch.equal(plain, cached)
+
+
+def test_deepcache_refuses_cuda_graphs():
+    with pytest.raises(ValueError, match="CUDA-graph"):
+        generate(deepcache=2, compile="reduce-overhead")
+
+
+def test_lowbit_stops_without_cuda():
+    with pytest.raises(lowbit.LowBitUnavailable, match="CUDA"):
+        generate(lowbit="int8-dynamic")
+
+
+def test_lowbit_filter_skips_time_embedding():
+    unet = fresh_pipeline().unet
+    take = lowbit.make_filter("int8-dynamic")
+    taken = [n for n, m in unet.named_modules() if take(m, n)]
+    assert taken and not any("time_emb" in n for n in taken)
+    assert all(isinstance(unet.get_submodule(n), torch.nn.Linear) for n in taken)
+
+
+def test_deep_modules_listing():
+    unet = fresh_pipeline().unet
+    names = deepcache.deep_modules(unet)
+    assert f"up_blocks.{len(unet.up_blocks) - 1}" not in names
+    assert len(names) == (len(unet.down_blocks) - 1) + 1 + (len(unet.up_blocks) - 1)
+
+
+def test_benchtables_ratios(tmp_path):
+    import json
+
+    import pandas as pd
+
+    rows = pd.DataFrame([
+        {"variant": "fp16-classic", "batch": 1, "status": "ok", "s_per_image": 2.0,
+         "unet_ms_step_median": 40.0, "peak_memory_mb": 100.0, "unet_bytes_memory": 2**20, "deepcache": None},
+        {"variant": "fp16-sdpa", "batch": 1, "status": "ok", "s_per_image": 1.0,
+         "unet_ms_step_median": 20.0, "peak_memory_mb": 80.0, "unet_bytes_memory": 2**20, "deepcache": None},
+        {"variant": "fast", "batch": 1, "status": "ok", "s_per_image": 0.25,
+         "unet_ms_step_median": 5.0, "peak_memory_mb": 40.0, "unet_bytes_memory": 2**19, "deepcache": None},
+    ])
+    rows.to_csv(tmp_path / "gpu_runA_results.csv", index=False)
+    meta = {"bf16_matmul_tflops": 100.0, "flops": [{"batch": 1, "unet_step_flops": 1e12}]}
+    (tmp_path / "gpu_runA_meta.json").write_text(json.dumps(meta))
+    loaded, flops = benchtables.load([str(tmp_path / "gpu_runA_results.csv")])
+    table = benchtables.derived(loaded, flops).set_index("variant")
+    assert table.loc["fast", "speedup vs fp16 classic"] == pytest.approx(8.0)
+    assert table.loc["fast", "speedup vs fp16 SDPA eager"] == pytest.approx(4.0)
+    assert table.loc["fast", "memory reduction vs fp16 SDPA eager"] == pytest.approx(0.5)
+    assert table.loc["fast", "share of bf16 matmul rate"] == pytest.approx(2.0)  # 1 TFLOP in 5 ms
+    assert "8.00x" in benchtables.markdown(table.reset_index())
