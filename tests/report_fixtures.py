@@ -21,6 +21,14 @@ def default_config() -> dict:
     return sq_config.validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
 
 
+def write_latents(shard: Path, files) -> None:
+    """Final latents as the generate rule stores them (same for every variant here)."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({f: torch.ones(4, 8, 8) * i for i, f in enumerate(files)}, str(shard / "latents.safetensors"))
+
+
 def write_report_inputs(root: Path, config: dict, n: int = 6) -> dict[str, list[str]]:
     """Shards, prompts, per-image CSVs, summary/differences/timing/distribution for every variant."""
     reference = config["reference"]
@@ -37,6 +45,7 @@ def write_report_inputs(root: Path, config: dict, n: int = 6) -> dict[str, list[
             images = base
         shard = write_shard(root / "images" / variant / "shard-0", variant, images, prompt_ids, seeds)
         manifest = pd.read_csv(shard / "manifest.csv")
+        write_latents(shard, manifest.file)
         manifest["seconds"] = 1.0 / (1 + k) if variant != reference else 1.2
         manifest["peak_memory_mb"] = 1000 - 50 * k
         manifest.to_csv(shard / "manifest.csv", index=False)
