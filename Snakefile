@@ -16,6 +16,8 @@ include: "rules/prompts.smk"
 include: "rules/generate.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
+include: "rules/calibration.smk"
+include: "rules/quant.smk"
 
 
 rule all:

@@ -5,10 +5,11 @@ rule generate:
     input:
         model=model_json("{model}"),
         prompts=prompts_csv(PROMPTSET),
+        calibration=lambda wc: calibration_input(wc),  # only for ptq variants that use a calibration set
     output:
         directory("results/images/{model}/{variant}/shard-{shard}"),
     params:
-        spec=lambda wc: resolve_variant(config, wc.variant),
+        spec=lambda wc: with_calibration(resolve_variant(config, wc.variant), wc.model),
         shard_size=config["prompts"]["shard_size"],
         samples_per_prompt=config["prompts"]["samples_per_prompt"],
         device=config["device"],

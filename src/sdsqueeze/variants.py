@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .quant import apply_ptq
+
 SCHEDULERS = {
     "pndm": ("PNDMScheduler", {}),
     "ddim": ("DDIMScheduler", {}),
@@ -80,6 +82,7 @@ def set_scheduler(prepared: Prepared) -> None:
 
 
 TECHNIQUES: list[Callable[[Prepared], None]] = [set_scheduler, set_attention]
+TECHNIQUES.append(apply_ptq)
 
 
 def prepare(pipe, spec: dict) -> Prepared:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .page import ReportContext, Section, source_note, table_html
+from .quant import quant_section
 
 
 def _fmt_interval(mean: float, low: float, high: float, digits: int) -> str:
@@ -121,3 +122,4 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
 
 
 SECTIONS = [variants_section, image_grid_section]
+SECTIONS.append(quant_section)
