@@ -1,36 +1,12 @@
 # Stage: calibration sets for post-training quantization (ptq variants). Each set is built once
-# per (model, kind, size) and shared by every variant that names its kind.
-from sdsqueeze.quant.calibration import kind_of, set_name as calibration_set_name  # noqa: E402
-
-CALIBRATION_KINDS = ("raw_data", "noise_data", "timestep_aware")
+# per (model, kind, size) and shared by every variant that names its kind; rule generate depends
+# on one only for the variants that use it (sdsqueeze.quant.workflow holds the path helpers).
+from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
+from sdsqueeze.quant.calibration import kind_of as calibration_kind  # noqa: E402
 
 
 wildcard_constraints:
     calib=r"(raw_data|noise_data|timestep_aware)-n\d+(-st\d+)?",
-
-
-def ptq_calibration(variant):
-    """The calibration kind a variant's ptq uses, or None (no ptq, or ptq without calibration)."""
-    kind = ((config["variants"][variant] or {}).get("ptq") or {}).get("calibration", "none")
-    return None if kind == "none" else kind
-
-
-def calibration_file(kind, model=MODEL):
-    return f"results/calibration/{model}/{calibration_set_name(kind, config['calibration'])}.safetensors"
-
-
-def calibration_input(wildcards):
-    """Input of rule generate: the variant's calibration set, only when it uses one."""
-    kind = ptq_calibration(wildcards.variant)
-    return [calibration_file(kind, wildcards.model)] if kind else []
-
-
-def with_calibration(spec, model=MODEL):
-    """The variant spec with its calibration file, as the ptq technique reads it."""
-    kind = ptq_calibration(spec["name"])
-    if not kind:
-        return spec
-    return {**spec, "ptq": {**spec["ptq"], "calibration_file": calibration_file(kind, model)}}
 
 
 rule calibration_set:
@@ -42,7 +18,7 @@ rule calibration_set:
         tensors="results/calibration/{model}/{calib}.safetensors",
         provenance="results/calibration/{model}/{calib}.json",
     params:
-        kind=lambda wc: kind_of(wc.calib),
+        kind=lambda wc: calibration_kind(wc.calib),
         settings=config["calibration"],
         # trajectories and timesteps follow the full-precision reference variant's sampling
         generation=lambda wc: {k: v for k, v in resolve_variant(config, REFERENCE).items() if k != "ptq"},
@@ -66,7 +42,7 @@ rule calibration_set:
 
 rule calibration_all:
     input:
-        lambda wc: sorted({calibration_file(k) for v in VARIANTS if (k := ptq_calibration(v))}),
+        quant_workflow.all_calibration_files(config, MODEL),
 
 
 localrules:

@@ -5,11 +5,11 @@ rule generate:
     input:
         model=model_json("{model}"),
         prompts=prompts_csv(PROMPTSET),
-        calibration=lambda wc: calibration_input(wc),  # only for ptq variants that use a calibration set
+        calibration=lambda wc: quant_workflow.calibration_inputs(config, wc.variant, wc.model),
     output:
         directory("results/images/{model}/{variant}/shard-{shard}"),
     params:
-        spec=lambda wc: with_calibration(resolve_variant(config, wc.variant), wc.model),
+        spec=lambda wc: quant_workflow.with_calibration(config, resolve_variant(config, wc.variant), wc.model),
         shard_size=config["prompts"]["shard_size"],
         samples_per_prompt=config["prompts"]["samples_per_prompt"],
         device=config["device"],

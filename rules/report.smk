@@ -9,7 +9,7 @@ def report_inputs(wildcards=None):
         "per_image": expand("results/metrics/{model}/per_image/{variant}.csv", model=MODEL, variant=VARIANTS),
         "shards": [d for v in VARIANTS for d in variant_shards(v)],
         "prompts": prompts_csv(),
-        "quant_sizes": quant_sizes_input(),
+        "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
     }
 
 

@@ -55,6 +55,7 @@ def calibration_files(model_dir, tmp_path_factory) -> dict[str, Path]:
 def quantized(model_dir, **ptq):
     from sdsqueeze.variants import prepare
 
+    ptq.setdefault("search_grid", 6)  # a coarser range search than the default 20 keeps tests fast
     pipe = load(model_dir)
     prepared = prepare(pipe, spec_with(ptq))
     return pipe, prepared
@@ -276,3 +277,36 @@ def test_schema_rejects_a_misspelt_ptq_key():
     bad["variants"]["w8a8-nocal"]["ptq"]["calibration"] = "coco"
     with pytest.raises(sq_config.ConfigError, match="timestep_aware"):
         sq_config.check(bad)
+
+
+def default_config() -> dict:
+    import yaml
+
+    from sdsqueeze import config as sq_config
+
+    repo = Path(__file__).resolve().parents[1]
+    return sq_config.validate(yaml.safe_load((repo / "config.yaml").read_text()))
+
+
+def test_generate_depends_on_a_calibration_file_only_when_the_variant_uses_one():
+    from sdsqueeze.quant import workflow
+    from sdsqueeze.variants import resolve_variant
+
+    config = default_config()
+    assert workflow.calibration_inputs(config, "w8a8-nocal", "tiny") == []
+    assert workflow.calibration_inputs(config, "fp32-classic", "tiny") == []
+    timestep = workflow.calibration_inputs(config, "w4a8-timestep", "tiny")
+    assert timestep == ["results/calibration/tiny/timestep_aware-n4-st5.safetensors"]
+    assert timestep == workflow.calibration_inputs(config, "w8a8-timestep", "tiny")  # built once, shared
+    assert len(workflow.all_calibration_files(config, "tiny")) == 3
+    spec = workflow.with_calibration(config, resolve_variant(config, "w8a8-raw"), "tiny")
+    assert spec["ptq"]["calibration_file"] == "results/calibration/tiny/raw_data-n16.safetensors"
+    assert "calibration_file" not in config["variants"]["w8a8-raw"]["ptq"]  # config left as it was
+
+
+def test_default_has_w8a8_and_w4a8_with_and_without_every_calibration_kind():
+    config = default_config()
+    table = {(s["ptq"]["weight_bits"], s["ptq"]["act_bits"], s["ptq"].get("calibration", "none"))
+             for s in config["variants"].values() if s.get("ptq")}
+    assert {(8, 8, "none"), (4, 8, "none"), (4, 8, "timestep_aware")} <= table
+    assert {k for w, a, k in table if (w, a) == (8, 8)} == {"none", "raw_data", "noise_data", "timestep_aware"}

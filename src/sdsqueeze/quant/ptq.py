@@ -88,16 +88,23 @@ def clip_ratios(grid: int) -> torch.Tensor:
     return torch.linspace(1.0, 0.2, max(grid, 1))
 
 
-def candidate_errors(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int) -> torch.Tensor:
+def candidate_errors(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int,
+                     max_elements: int = 2**25) -> torch.Tensor:
     """Squared quantization error of rows of ``x`` (r, m) for K candidate ranges (K, r) -> (K, r).
 
-    The same arithmetic as torch's fake-quantize kernels, written out so that all candidates are
-    evaluated in one broadcast instead of K kernel calls (only used to choose ranges).
+    The same arithmetic as torch's fake-quantize kernels, written out so that many candidates are
+    evaluated in one broadcast instead of one kernel call each (only used to choose ranges);
+    candidates go in chunks so that SD-sized activations stay within memory.
     """
     scale, zero_point = qparams(low, high, bits)
     scale, zero_point = scale[..., None], zero_point[..., None].float()
-    q = (torch.round(x[None] / scale) + zero_point).clamp(0, 2**bits - 1)
-    return ((q - zero_point) * scale - x[None]).pow(2).sum(dim=-1)
+    chunk = max(1, max_elements // max(x.numel(), 1))
+    errors = []
+    for start in range(0, scale.shape[0], chunk):
+        s, z = scale[start : start + chunk], zero_point[start : start + chunk]
+        q = (torch.round(x[None] / s) + z).clamp(0, 2**bits - 1)
+        errors.append(((q - z) * s - x[None]).pow(2).sum(dim=-1))
+    return torch.cat(errors)
 
 
 def weight_range(weight2d: torch.Tensor, bits: int, search: bool, grid: int):
