@@ -61,6 +61,23 @@ def quantized(model_dir, **ptq):
     return pipe, prepared
 
 
+@pytest.fixture(scope="module")
+def quantize(model_dir, calibration_files):
+    """quantize(weight_bits, act_bits, calibration) -> (pipe, prepared), each built once per module."""
+    cache = {}
+
+    def build(weight_bits: int, act_bits: int, calibration: str = "none"):
+        key = (weight_bits, act_bits, calibration)
+        if key not in cache:
+            options = {"weight_bits": weight_bits, "act_bits": act_bits, "calibration": calibration}
+            if calibration != "none":
+                options["calibration_file"] = str(calibration_files[calibration])
+            cache[key] = quantized(model_dir, **options)
+        return cache[key]
+
+    return build
+
+
 def test_calibration_samples_carry_what_the_guided_unet_needs(calibration_files):
     from sdsqueeze.quant import calibration
 
@@ -105,16 +122,12 @@ def repo_captions() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "coco_tiny_captions.json"
 
 
-@pytest.mark.parametrize("bits,calibration", [(4, "none"), (8, "none"), (4, "noise_data")])
-def test_weights_take_at_most_2_to_the_b_levels_per_output_channel(model_dir, calibration_files,
-                                                                    bits, calibration):
+@pytest.mark.parametrize("bits,calibration", [(4, "none"), (4, "timestep_aware"), (8, "timestep_aware")])
+def test_weights_take_at_most_2_to_the_b_levels_per_output_channel(quantize, bits, calibration):
     from sdsqueeze.quant import ptq
 
-    options = {"weight_bits": bits, "act_bits": 8, "calibration": calibration}
-    if calibration != "none":
-        options["calibration_file"] = str(calibration_files[calibration])
-    pipe, _ = quantized(model_dir, **options)
-    spec = ptq.PTQSpec(**options)
+    pipe, _ = quantize(bits, 8, calibration)
+    spec = ptq.PTQSpec(weight_bits=bits, act_bits=8, calibration=calibration)
     checked = 0
     for name, module in ptq.quant_layers(pipe.unet):
         layer_bits, _ = ptq.layer_bits(name, spec)
@@ -143,14 +156,12 @@ def test_split_shortcut_quantizes_each_half_of_the_skip_concatenation(model_dir)
             assert max(len(torch.unique(r)) for r in rows) <= 16
 
 
-def test_calibration_changes_the_activation_ranges(model_dir, calibration_files):
+def test_calibration_changes_the_activation_ranges(quantize):
     from sdsqueeze.quant import ptq
 
-    naive_pipe, _ = quantized(model_dir, weight_bits=8, act_bits=8)
-    naive = ptq.activation_ranges(naive_pipe.unet)
-    for kind, path in calibration_files.items():
-        pipe, prepared = quantized(model_dir, weight_bits=8, act_bits=8, calibration=kind,
-                                   calibration_file=str(path))
+    naive = ptq.activation_ranges(quantize(8, 8)[0].unet)
+    for kind in ("raw_data", "noise_data", "timestep_aware"):
+        pipe, prepared = quantize(8, 8, kind)
         calibrated = ptq.activation_ranges(pipe.unet)
         assert calibrated.keys() == naive.keys()
         changed = sum(calibrated[name] != naive[name] for name in naive)
@@ -159,9 +170,8 @@ def test_calibration_changes_the_activation_ranges(model_dir, calibration_files)
         assert calibrated["conv_in"] != naive["conv_in"]  # conv_in reads x_t itself
 
 
-def test_quantized_pipeline_stays_close_and_w8a8_beats_w4a8(model_dir, calibration_files):
-    """Fake quantization perturbs the output; more bits perturb it less."""
-    from sdsqueeze.quant import ptq  # noqa: F401
+def test_quantized_pipeline_stays_close_and_w8a8_beats_w4a8(model_dir, quantize):
+    """Fake quantization perturbs the output; more bits (and calibration) perturb it less."""
     from sdsqueeze.seeding import initial_latents
 
     def final_latents(pipe):
@@ -172,11 +182,8 @@ def test_quantized_pipeline_stays_close_and_w8a8_beats_w4a8(model_dir, calibrati
         return out.images
 
     reference = final_latents(load(model_dir))
-    w8a8 = final_latents(quantized(model_dir, weight_bits=8, act_bits=8, calibration="timestep_aware",
-                                   calibration_file=str(calibration_files["timestep_aware"]))[0])
-    w4a8 = final_latents(quantized(model_dir, weight_bits=4, act_bits=8)[0])
-    error8 = (w8a8 - reference).pow(2).mean()
-    error4 = (w4a8 - reference).pow(2).mean()
+    error8 = (final_latents(quantize(8, 8, "timestep_aware")[0]) - reference).pow(2).mean()
+    error4 = (final_latents(quantize(4, 8)[0]) - reference).pow(2).mean()
     assert 0 < error8 < error4
 
 
