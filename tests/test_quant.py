@@ -201,7 +201,7 @@ def test_cached_model_on_disk_and_in_memory_reference_are_never_modified(model_d
     originals = {n: p for n, p in pipe.unet.named_parameters()}  # the very tensors loaded
     copies = {n: p.detach().clone() for n, p in originals.items()}
     prompts = pd.DataFrame({"prompt_id": [1], "prompt": ["a small boat"], "seed": [5]})
-    spec = spec_with({"weight_bits": 4, "act_bits": 8, "calibration": "noise_data",
+    spec = spec_with({"weight_bits": 4, "act_bits": 8, "calibration": "noise_data", "search_grid": 4,
                       "calibration_file": str(calibration_files["noise_data"])})
     generate_shard(pipe, spec, prompts, tmp_path / "shard", device="cpu", progress=False)
 
@@ -317,3 +317,14 @@ def test_default_has_w8a8_and_w4a8_with_and_without_every_calibration_kind():
              for s in config["variants"].values() if s.get("ptq")}
     assert {(8, 8, "none"), (4, 8, "none"), (4, 8, "timestep_aware")} <= table
     assert {k for w, a, k in table if (w, a) == (8, 8)} == {"none", "raw_data", "noise_data", "timestep_aware"}
+
+
+def test_quant_section_is_absent_without_ptq_variants(tmp_path):
+    from sdsqueeze.report.page import ReportContext
+    from sdsqueeze.report.quant import quant_section
+
+    summary = tmp_path / "summary.csv"
+    summary.write_text("variant,metric,mean,ci_low,ci_high\n")
+    config = {"variants": {"ref": {}, "dpm": {"scheduler": "dpm++"}}, "reference": "ref"}
+    ctx = ReportContext(inputs={"summary": [str(summary)], "quant_sizes": []}, config=config, out_dir=tmp_path)
+    assert quant_section(ctx) is None
