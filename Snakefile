@@ -24,6 +24,8 @@ include: "rules/sweep.smk"
 include: "rules/diffc.smk"
 include: "rules/report.smk"
 include: "rules/benchmark.smk"
+include: "rules/calibration.smk"
+include: "rules/quant.smk"
 
 
 rule all:

@@ -8,6 +8,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from sdsqueeze import config as sq_config  # noqa: E402
 from sdsqueeze.prompts import n_shards  # noqa: E402
+from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
 from sdsqueeze.variants import resolve_variant  # noqa: E402
 
 try:
@@ -68,6 +69,7 @@ def report_inputs(wildcards=None):
         "distribution": f"results/metrics/{MODEL}/distribution.csv",
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
+        "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
         "accel_benchmark": sorted(glob.glob("docs/benchmarks/gpu_run*_results.csv")),  # committed GPU runs
     }
 

@@ -5,10 +5,11 @@ rule generate:
     input:
         model=model_json("{model}"),
         prompts=prompts_csv(PROMPTSET),
+        calibration=lambda wc: quant_workflow.calibration_inputs(config, wc.variant, wc.model),
     output:
         directory("results/images/{model}/{variant}/shard-{shard}"),
     params:
-        spec=lambda wc: resolve_variant(config, wc.variant),
+        spec=lambda wc: quant_workflow.with_calibration(config, resolve_variant(config, wc.variant), wc.model),
         shard_size=config["prompts"]["shard_size"],
         samples_per_prompt=config["prompts"]["samples_per_prompt"],
         device=config["device"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .quant import apply_ptq
 from .accel import apply_acceleration
 
 SCHEDULERS = {
@@ -82,6 +83,7 @@ def set_scheduler(prepared: Prepared) -> None:
 
 
 TECHNIQUES: list[Callable[[Prepared], None]] = [set_scheduler, set_attention]
+TECHNIQUES.append(apply_ptq)  # sdsqueeze.quant: simulated W/A post-training quantization
 TECHNIQUES.append(apply_acceleration)  # sdsqueeze.accel: SDPA backends, K/V + feature caches, low-bit, compile
 
 

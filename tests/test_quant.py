@@ -1,0 +1,330 @@
+"""Simulated post-training quantization and calibration sets, on the tiny model at 64 px."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+GENERATION = {"dtype": "float32", "attention": "classic", "scheduler": "pndm", "steps": 4,
+              "guidance": 7.5, "height": 64, "width": 64, "batch_size": 2}
+
+
+def spec_with(ptq: dict | None, name: str = "q") -> dict:
+    spec = {"name": name, **GENERATION}
+    if ptq is not None:
+        spec["ptq"] = ptq
+    return spec
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from sdsqueeze.models import TinySpec, save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "pipeline", TinySpec(image_size=64))
+
+
+def load(model_dir):
+    from sdsqueeze.models import load_pipeline
+
+    return load_pipeline(str(model_dir))
+
+
+@pytest.fixture(scope="module")
+def calibration_files(model_dir, tmp_path_factory) -> dict[str, Path]:
+    """One small set of each kind, built from the full-precision model."""
+    from sdsqueeze.quant import calibration
+
+    out = tmp_path_factory.mktemp("calibration")
+    pipe = load(model_dir)
+    files = {}
+    for kind in calibration.KINDS:
+        settings = calibration.CalibrationSettings(kind=kind, samples=4, cali_n=2, cali_st=2, seed=1)
+        tensors = calibration.build(pipe, settings, ["a red bus on a street"] * settings.n_prompts, GENERATION)
+        files[kind] = out / f"{kind}.safetensors"
+        calibration.save(tensors, files[kind], {"kind": kind})
+    return files
+
+
+def quantized(model_dir, **ptq):
+    from sdsqueeze.variants import prepare
+
+    ptq.setdefault("search_grid", 6)  # a coarser range search than the default 20 keeps tests fast
+    pipe = load(model_dir)
+    prepared = prepare(pipe, spec_with(ptq))
+    return pipe, prepared
+
+
+@pytest.fixture(scope="module")
+def quantize(model_dir, calibration_files):
+    """quantize(weight_bits, act_bits, calibration) -> (pipe, prepared), each built once per module."""
+    cache = {}
+
+    def build(weight_bits: int, act_bits: int, calibration: str = "none"):
+        key = (weight_bits, act_bits, calibration)
+        if key not in cache:
+            options = {"weight_bits": weight_bits, "act_bits": act_bits, "calibration": calibration}
+            if calibration != "none":
+                options["calibration_file"] = str(calibration_files[calibration])
+            cache[key] = quantized(model_dir, **options)
+        return cache[key]
+
+    return build
+
+
+def test_calibration_samples_carry_what_the_guided_unet_needs(calibration_files):
+    from sdsqueeze.quant import calibration
+
+    for kind, path in calibration_files.items():
+        tensors = calibration.load(path)
+        n = tensors["sample"].shape[0]
+        assert tensors["sample"].shape[1:] == (4, 8, 8), kind
+        assert tensors["timestep"].shape == (n,)
+        assert tensors["cond"].shape == tensors["uncond"].shape == (n, 77, 64)
+        assert not torch.equal(tensors["cond"], tensors["uncond"]), kind  # prompt vs empty prompt
+        assert torch.isfinite(tensors["sample"]).all()
+    # timestep-aware: 2 trajectories, every 2nd of PNDM's 5 UNet calls (4 steps) -> 3 steps x 2
+    trajectory = calibration.load(calibration_files["timestep_aware"])
+    assert trajectory["sample"].shape[0] == 6
+    assert len(set(trajectory["timestep"].tolist())) == 3
+
+
+def test_calibration_sets_are_deterministic(model_dir, calibration_files):
+    from sdsqueeze.quant import calibration
+
+    settings = calibration.CalibrationSettings(kind="raw_data", samples=4, seed=1)
+    again = calibration.build(load(model_dir), settings, ["a red bus on a street"] * 4, GENERATION)
+    first = calibration.load(calibration_files["raw_data"])
+    for key in calibration.TENSORS:
+        assert torch.equal(first[key], again[key]), key
+
+
+def test_calibration_prompts_avoid_the_evaluation_images(repo_captions):
+    from sdsqueeze.prompts import load_coco_captions, select_prompts
+    from sdsqueeze.quant.calibration import calibration_prompts
+
+    coco = load_coco_captions(repo_captions)
+    evaluation = select_prompts(coco, n=8, seed=42)
+    chosen = calibration_prompts(coco, evaluation, n=60, seed=42, min_words=5)
+    assert len(chosen) == 60
+    evaluation_captions = {c.strip().rstrip(".") for c in evaluation.caption}
+    assert not evaluation_captions & set(chosen)
+
+
+@pytest.fixture(scope="module")
+def repo_captions() -> Path:
+    return Path(__file__).resolve().parents[1] / "data" / "coco_tiny_captions.json"
+
+
+@pytest.mark.parametrize("bits,calibration", [(4, "none"), (4, "timestep_aware"), (8, "timestep_aware")])
+def test_weights_take_at_most_2_to_the_b_levels_per_output_channel(quantize, bits, calibration):
+    from sdsqueeze.quant import ptq
+
+    pipe, _ = quantize(bits, 8, calibration)
+    spec = ptq.PTQSpec(weight_bits=bits, act_bits=8, calibration=calibration)
+    checked = 0
+    for name, module in ptq.quant_layers(pipe.unet):
+        layer_bits, _ = ptq.layer_bits(name, spec)
+        rows = module.weight.detach().reshape(module.weight.shape[0], -1)
+        levels = max(len(torch.unique(row)) for row in rows)
+        assert levels <= 2**layer_bits, (name, levels)
+        checked += 1
+    assert checked > 100
+    if bits == 4:  # the 4-bit layers really are at 16 levels, not below by accident
+        conv = pipe.unet.down_blocks[0].resnets[0].conv1.weight.detach()
+        assert max(len(torch.unique(r)) for r in conv.reshape(conv.shape[0], -1)) == 16
+
+
+def test_split_shortcut_quantizes_each_half_of_the_skip_concatenation(model_dir):
+    from sdsqueeze.quant import ptq
+
+    pipe, prepared = quantized(model_dir, weight_bits=4, act_bits=8, split_shortcut=True)
+    splits = ptq.shortcut_splits(pipe.unet)
+    assert prepared.notes["ptq"]["split_layers"] == len(splits) > 0
+    ranges = ptq.activation_ranges(pipe.unet)
+    for name, split in splits.items():
+        assert len(ranges[name]) == 2
+        weight = dict(pipe.unet.named_modules())[name].weight.detach()
+        for part in (weight[:, :split], weight[:, split:]):
+            rows = part.reshape(part.shape[0], -1)
+            assert max(len(torch.unique(r)) for r in rows) <= 16
+
+
+def test_calibration_changes_the_activation_ranges(quantize):
+    from sdsqueeze.quant import ptq
+
+    naive = ptq.activation_ranges(quantize(8, 8)[0].unet)
+    for kind in ("raw_data", "noise_data", "timestep_aware"):
+        pipe, prepared = quantize(8, 8, kind)
+        calibrated = ptq.activation_ranges(pipe.unet)
+        assert calibrated.keys() == naive.keys()
+        changed = sum(calibrated[name] != naive[name] for name in naive)
+        assert changed >= 0.9 * len(naive), (kind, changed, len(naive))
+        assert prepared.notes["ptq"]["range_method"] == "mse-search"
+        assert calibrated["conv_in"] != naive["conv_in"]  # conv_in reads x_t itself
+
+
+def test_quantized_pipeline_stays_close_and_w8a8_beats_w4a8(model_dir, quantize):
+    """Fake quantization perturbs the output; more bits (and calibration) perturb it less."""
+    from sdsqueeze.seeding import initial_latents
+
+    def final_latents(pipe):
+        latents = initial_latents([3, 4], (4, 8, 8))
+        with torch.inference_mode():
+            out = pipe(prompt=["a cat on a sofa", "two dogs"], latents=latents, num_inference_steps=4,
+                       height=64, width=64, output_type="latent")
+        return out.images
+
+    reference = final_latents(load(model_dir))
+    error8 = (final_latents(quantize(8, 8, "timestep_aware")[0]) - reference).pow(2).mean()
+    error4 = (final_latents(quantize(4, 8)[0]) - reference).pow(2).mean()
+    assert 0 < error8 < error4
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_cached_model_on_disk_and_in_memory_reference_are_never_modified(model_dir, calibration_files,
+                                                                         tmp_path):
+    from sdsqueeze.generate import generate_shard
+
+    before = file_hashes(model_dir)
+    pipe = load(model_dir)
+    originals = {n: p for n, p in pipe.unet.named_parameters()}  # the very tensors loaded
+    copies = {n: p.detach().clone() for n, p in originals.items()}
+    prompts = pd.DataFrame({"prompt_id": [1], "prompt": ["a small boat"], "seed": [5]})
+    spec = spec_with({"weight_bits": 4, "act_bits": 8, "calibration": "noise_data", "search_grid": 4,
+                      "calibration_file": str(calibration_files["noise_data"])})
+    generate_shard(pipe, spec, prompts, tmp_path / "shard", device="cpu", progress=False)
+
+    assert file_hashes(model_dir) == before
+    for name, tensor in originals.items():  # quantization built new tensors, never wrote in place
+        assert torch.equal(tensor.detach(), copies[name]), name
+    quantized_weight = pipe.unet.down_blocks[0].resnets[0].conv1.weight
+    assert not torch.equal(quantized_weight, copies["down_blocks.0.resnets.0.conv1.weight"])
+    fresh = load(model_dir)  # and a later load is the full-precision model
+    for name, tensor in fresh.unet.named_parameters():
+        assert torch.equal(tensor, copies[name]), name
+
+
+def test_calibrated_variant_without_its_file_is_a_clear_error(model_dir):
+    with pytest.raises(ValueError, match="calibration file"):
+        quantized(model_dir, weight_bits=8, act_bits=8, calibration="raw_data")
+
+
+def test_sizes_account_bits_and_scales(model_dir):
+    from sdsqueeze.quant import ptq
+
+    unet = ptq.empty_unet(str(model_dir))
+    assert next(unet.parameters()).is_meta
+    specs = [spec_with(None, "fp32"), spec_with({"weight_bits": 8, "act_bits": 8}, "w8"),
+             spec_with({"weight_bits": 4, "act_bits": 8, "calibration": "raw_data"}, "w4")]
+    table = ptq.size_table(unet, specs, "fp32").set_index("variant")
+    total = sum(p.numel() for p in unet.parameters())
+    assert table.loc["fp32", "bytes"] == 4 * total
+    assert table.loc["w4", "bytes"] < table.loc["w8", "bytes"] < table.loc["fp32", "bytes"]
+    assert table.loc["w8", "quantized_params"] + table.loc["w8", "other_params"] == total
+    # exact accounting for the 4-bit variant: b-bit weights, 32-bit scale + b-bit zero point
+    spec = ptq.PTQSpec(weight_bits=4, act_bits=8)
+    expected_bits = 0
+    for name, module in ptq.quant_layers(unet):
+        bits, _ = ptq.layer_bits(name, spec)
+        expected_bits += module.weight.numel() * bits + module.weight.shape[0] * (32 + bits)
+    other = total - table.loc["w4", "quantized_params"]
+    assert table.loc["w4", "bytes"] == pytest.approx(expected_bits / 8 + 4 * other)
+    assert table.loc["w4", "ratio_to_reference"] < 0.2
+
+
+def test_quant_table_shows_every_row_in_the_seed_layout():
+    from sdsqueeze.report.quant import quant_table
+
+    variants = {"ref": {}, "w4a8-nocal": {"ptq": {"weight_bits": 4, "act_bits": 8}},
+                "w8a8-t": {"ptq": {"weight_bits": 8, "act_bits": 8, "calibration": "timestep_aware"}},
+                "w8a8-nocal": {"ptq": {"weight_bits": 8, "act_bits": 8, "calibration": "none"}},
+                "dpm": {"scheduler": "dpm++"}}
+    summary = pd.DataFrame([
+        {"variant": v, "metric": m, "mean": x, "ci_low": x - 1, "ci_high": x + 1}
+        for v, x in (("w4a8-nocal", 20.0), ("w8a8-t", 35.0), ("w8a8-nocal", 30.0), ("dpm", 25.0))
+        for m in ("psnr", "ssim", "lpips")])
+    sizes = pd.DataFrame([
+        {"variant": "ref", "weight_bits": 32, "act_bits": 32, "mb": 10.0, "ratio_to_reference": 1.0},
+        {"variant": "w4a8-nocal", "weight_bits": 4, "act_bits": 8, "mb": 1.5, "ratio_to_reference": 0.15},
+        {"variant": "w8a8-t", "weight_bits": 8, "act_bits": 8, "mb": 2.6, "ratio_to_reference": 0.26},
+        {"variant": "w8a8-nocal", "weight_bits": 8, "act_bits": 8, "mb": 2.6, "ratio_to_reference": 0.26}])
+    table = quant_table(variants, "ref", summary, sizes)
+    assert list(table.variant) == ["ref", "w8a8-nocal", "w8a8-t", "w4a8-nocal"]
+    assert list(table.Calib) == ["Baseline", "W/O", "W (timestep-aware)", "W/O"]
+    assert list(table["Bits (W/A)"]) == ["W32A32", "W8A8", "W8A8", "W4A8"]
+    assert {"PSNR", "SSIM", "LPIPS"} <= set(table.columns)
+    assert table.set_index("variant").loc["w8a8-t", "PSNR"].startswith("35.00")
+
+
+def test_schema_rejects_a_misspelt_ptq_key():
+    import copy
+
+    import yaml
+
+    from sdsqueeze import config as sq_config
+
+    repo = Path(__file__).resolve().parents[1]
+    default = yaml.safe_load((repo / "config.yaml").read_text())
+    bad = copy.deepcopy(default)
+    bad["variants"]["w8a8-nocal"]["ptq"]["weight_bit"] = 8
+    with pytest.raises(sq_config.ConfigError, match="weight_bit"):
+        sq_config.check(bad)
+    bad = copy.deepcopy(default)
+    bad["variants"]["w8a8-nocal"]["ptq"]["calibration"] = "coco"
+    with pytest.raises(sq_config.ConfigError, match="timestep_aware"):
+        sq_config.check(bad)
+
+
+def default_config() -> dict:
+    import yaml
+
+    from sdsqueeze import config as sq_config
+
+    repo = Path(__file__).resolve().parents[1]
+    return sq_config.validate(yaml.safe_load((repo / "config.yaml").read_text()))
+
+
+def test_generate_depends_on_a_calibration_file_only_when_the_variant_uses_one():
+    from sdsqueeze.quant import workflow
+    from sdsqueeze.variants import resolve_variant
+
+    config = default_config()
+    assert workflow.calibration_inputs(config, "w8a8-nocal", "tiny") == []
+    assert workflow.calibration_inputs(config, "fp32-classic", "tiny") == []
+    timestep = workflow.calibration_inputs(config, "w4a8-timestep", "tiny")
+    assert timestep == ["results/calibration/tiny/timestep_aware-n4-st5.safetensors"]
+    assert timestep == workflow.calibration_inputs(config, "w8a8-timestep", "tiny")  # built once, shared
+    assert len(workflow.all_calibration_files(config, "tiny")) == 3
+    spec = workflow.with_calibration(config, resolve_variant(config, "w8a8-raw"), "tiny")
+    assert spec["ptq"]["calibration_file"] == "results/calibration/tiny/raw_data-n16.safetensors"
+    assert "calibration_file" not in config["variants"]["w8a8-raw"]["ptq"]  # config left as it was
+
+
+def test_default_has_w8a8_and_w4a8_with_and_without_every_calibration_kind():
+    config = default_config()
+    table = {(s["ptq"]["weight_bits"], s["ptq"]["act_bits"], s["ptq"].get("calibration", "none"))
+             for s in config["variants"].values() if s.get("ptq")}
+    assert {(8, 8, "none"), (4, 8, "none"), (4, 8, "timestep_aware")} <= table
+    assert {k for w, a, k in table if (w, a) == (8, 8)} == {"none", "raw_data", "noise_data", "timestep_aware"}
+
+
+def test_quant_section_is_absent_without_ptq_variants(tmp_path):
+    from sdsqueeze.report.page import ReportContext
+    from sdsqueeze.report.quant import quant_section
+
+    summary = tmp_path / "summary.csv"
+    summary.write_text("variant,metric,mean,ci_low,ci_high\n")
+    config = {"variants": {"ref": {}, "dpm": {"scheduler": "dpm++"}}, "reference": "ref"}
+    ctx = ReportContext(inputs={"summary": [str(summary)], "quant_sizes": []}, config=config, out_dir=tmp_path)
+    assert quant_section(ctx) is None
