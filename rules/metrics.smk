@@ -12,8 +12,8 @@ rule metrics_variant:
         "results/metrics/{model}/per_image/{variant}.csv",
     params:
         reference=REFERENCE,
-        config=config,
-    threads: 2
+        config={"metrics": config["metrics"], "device": config["device"]},  # the slice it reads
+    threads: config["threads"]
     log:
         "logs/metrics/{model}/{variant}.log",
     benchmark:
@@ -59,8 +59,8 @@ rule metrics_distribution:
     params:
         variants=VARIANTS,
         reference=REFERENCE,
-        config=config,
-    threads: 2
+        config={"metrics": config["metrics"], "device": config["device"]},  # the slice it reads
+    threads: config["threads"]
     log:
         "logs/metrics/{model}/distribution.log",
     benchmark:

@@ -42,3 +42,6 @@ def run(snakemake, main: Callable[[object], None]) -> None:
             logging.exception("job failed")
             print(f"ERROR ({snakemake.rule}): {err}", file=console)
             sys.exit(1)
+        except BaseException:
+            logging.exception("job failed (unexpected error; traceback above)")
+            raise

@@ -254,6 +254,7 @@ def pareto_section(ctx: ReportContext) -> Section | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
     points = _quality_points(_read(ctx, "summary"), _read(ctx, "distribution"), _read(ctx, "timing"),
                              ctx.config["reference"])
@@ -261,7 +262,9 @@ def pareto_section(ctx: ReportContext) -> Section | None:
         return None
     metrics_shown = list(dict.fromkeys(points.metric))
     fig, axes = plt.subplots(len(metrics_shown), 2, squeeze=False, figsize=(10, 3.3 * len(metrics_shown)))
-    palette = dict(zip(sorted(points.variant.unique()), plt.get_cmap("tab10").colors))
+    names = sorted(points.variant.unique())
+    # husl spaces any number of variants evenly (tab10 has only 10 colours)
+    palette = dict(zip(names, sns.color_palette("husl", len(names))))
     for row, metric in enumerate(metrics_shown):
         sub = points[points.metric == metric]
         for col, (cost, xlabel) in enumerate((("seconds", "seconds per image (median)"),
