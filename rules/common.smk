@@ -57,6 +57,13 @@ def gpu_resources():
     return 1 if ON_GPU else 0
 
 
+def metrics_settings():
+    """The config slice the metrics networks depend on (not the statistics' settings)."""
+    statistics = ("confidence", "bootstrap_resamples")
+    metrics = {k: v for k, v in config["metrics"].items() if k not in statistics}
+    return {"metrics": metrics, "device": config["device"]}
+
+
 def report_inputs(wildcards=None):
     """Named inputs of the report; later stages add theirs here."""
     return {

@@ -12,7 +12,7 @@ rule metrics_variant:
         "results/metrics/{model}/per_image/{variant}.csv",
     params:
         reference=REFERENCE,
-        config={"metrics": config["metrics"], "device": config["device"]},  # the slice it reads
+        config=metrics_settings(),
     threads: config["threads"]
     log:
         "logs/metrics/{model}/{variant}.log",
@@ -59,7 +59,7 @@ rule metrics_distribution:
     params:
         variants=VARIANTS,
         reference=REFERENCE,
-        config={"metrics": config["metrics"], "device": config["device"]},  # the slice it reads
+        config=metrics_settings(),
     threads: config["threads"]
     log:
         "logs/metrics/{model}/distribution.log",

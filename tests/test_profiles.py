@@ -89,7 +89,6 @@ def submissions(dry_run_output: str) -> int:
     return group_jobs + single_jobs
 
 
-@pytest.mark.skipif(not (ROOT / "config" / "sd15.yaml").exists(), reason="config/sd15.yaml not in this checkout")
 OWN_TARGETS = {"accel_benchmark"}  # GPU rules outside `all`, run by their own target (`benchmark`)
 
 
