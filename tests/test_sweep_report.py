@@ -1,6 +1,5 @@
 """The report's sweep section, from a sweep CSV, its fit and its evaluation counts."""
 
-import json
 
 import numpy as np
 import pandas as pd

@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .page import ReportContext, Section, source_note, table_html
@@ -62,53 +61,6 @@ def _by_origin(paths: list[str]) -> dict[str, list[str]]:
         label = "GPU runs (docs/benchmarks)" if "docs" in Path(path).parts else "This run's benchmark"
         groups.setdefault(label, []).append(path)
     return groups
-
-
-def scheduler_variants(config: dict) -> pd.DataFrame:
-    """Variants that change only the scheduler and/or the number of steps (plus the reference)."""
-    from ..variants import resolve_variant
-
-    rows = []
-    for name, overrides in config["variants"].items():
-        if set(overrides or {}) <= SCHEDULER_KEYS:
-            spec = resolve_variant(config, name)
-            rows.append({"variant": name, "scheduler": spec["scheduler"], "steps": spec["steps"]})
-    return pd.DataFrame(rows)
-
-
-def steps_section(ctx: ReportContext) -> Section | None:
-    if not ctx.has("summary"):
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    points = scheduler_variants(ctx.config)
-    summary = pd.read_csv(ctx.inputs["summary"][0])
-    psnr = summary[summary.metric == "psnr"][["variant", "mean"]].rename(columns={"mean": "PSNR (dB)"})
-    ssim = summary[summary.metric == "ssim"][["variant", "mean"]].rename(columns={"mean": "SSIM"})
-    points = points.merge(psnr, on="variant").merge(ssim, on="variant")
-    points = points[np.isfinite(points["PSNR (dB)"])]
-    if points.empty:
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, metric in zip(axes, ("PSNR (dB)", "SSIM")):
-        sns.lineplot(data=points.sort_values("steps"), x="steps", y=metric, hue="scheduler",
-                     marker="o", ax=ax)
-        ax.set(xlabel="sampling steps", title=f"{metric} against the reference")
-    fig.tight_layout()
-    figure = ctx.figure_path("quality_vs_steps.png")
-    fig.savefig(figure, dpi=110)
-    plt.close(fig)
-    body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="quality against steps per scheduler">'
-            + table_html(points.sort_values(["scheduler", "steps"]).round(4),
-                         "Variants that change only the scheduler or the number of steps")
-            + "<p class='muted'>Add ddim/pndm/dpm++ at 8/16/20/25/50 steps (config/accel.yaml "
-              "has the grid) for the full curves.</p>"
-            + source_note(ctx.inputs["summary"][0]))
-    return Section("Quality against steps", body, "quality-steps")
 
 
 def kv_cache_section(ctx: ReportContext) -> Section | None:
