@@ -2,8 +2,6 @@
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
-import json
-
 import pandas as pd
 
 from sdsqueeze import config, io, models, prompts, smk, variants
@@ -22,8 +20,7 @@ def main(snakemake):
     texts = calibration.calibration_prompts(
         coco, evaluation, settings.n_prompts, p.seed, filters["min_words"],
         filters["generic_phrases"], filters["prefix"], filters["suffix"])
-    model = json.loads(open(snakemake.input.model).read())
-    pipe = models.load_pipeline(model["path"], device=device, dtype=p.generation["dtype"])
+    pipe = models.load_materialized(snakemake.input.model, device=device, dtype=p.generation["dtype"])
     variants.prepare(pipe, p.generation)  # the reference's scheduler and attention, unquantized
     tensors = calibration.build(pipe, settings, texts, p.generation)
     record = {"kind": p.kind, "settings": vars(settings), "generation": p.generation}

@@ -2,7 +2,6 @@
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
-import json
 from pathlib import Path
 
 from sdsqueeze import config, io, models, smk
@@ -12,8 +11,7 @@ from sdsqueeze.diffc import runs
 def main(snakemake):
     p = snakemake.params
     device = config.resolve_device(p.device)
-    model = json.loads(open(snakemake.input.model).read())
-    pipe = models.load_pipeline(model["path"], device=device, dtype=p.diffc["dtype"])
+    pipe = models.load_materialized(snakemake.input.model, device=device, dtype=p.diffc["dtype"])
     with io.atomic_dir(snakemake.output[0]) as out:
         runs.decode_shard(pipe, Path(snakemake.input.encoded), out, redecode=p.diffc["redecode"])
         runs.write_provenance(out, {"diffc": p.diffc}, device)

@@ -2,8 +2,6 @@
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
-import json
-
 import pandas as pd
 
 from sdsqueeze import config, generate, models, prompts, smk
@@ -14,8 +12,7 @@ def main(snakemake):
     device = config.resolve_device(p.device)
     all_prompts = pd.read_csv(snakemake.input.prompts)
     shard = prompts.shard_of(all_prompts, int(snakemake.wildcards.shard), p.shard_size)
-    model = json.loads(open(snakemake.input.model).read())
-    pipe = models.load_pipeline(model["path"], device=device, dtype=p.spec["dtype"])
+    pipe = models.load_materialized(snakemake.input.model, device=device, dtype=p.spec["dtype"])
     generate.generate_shard(pipe, p.spec, shard, snakemake.output[0], device=device,
                             samples_per_prompt=p.samples_per_prompt)
 

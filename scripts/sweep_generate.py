@@ -2,8 +2,6 @@
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
-import json
-
 import pandas as pd
 
 from sdsqueeze import config, models, smk
@@ -15,8 +13,7 @@ def main(snakemake):
     device = config.resolve_device(p.device)
     grid = plan.grid_from_config(snakemake.config)
     prompts = pd.read_csv(snakemake.input.prompts)
-    model = json.loads(open(snakemake.input.model).read())
-    pipe = models.load_pipeline(model["path"], device=device, dtype=p.spec["dtype"])
+    pipe = models.load_materialized(snakemake.input.model, device=device, dtype=p.spec["dtype"])
     spec = {**p.spec, "steps": grid.num_inference_steps}
     runner.render_shard(pipe, spec, grid, int(snakemake.wildcards.shard), prompts,
                         snakemake.output[0], device=device)

@@ -201,3 +201,9 @@ def fetch_pipeline(source: str) -> str:
     from diffusers import DiffusionPipeline
 
     return str(DiffusionPipeline.download(source))
+
+
+def load_materialized(model_json: str | os.PathLike, device: str, dtype: str):
+    """Load the pipeline a materialize_model record (resources/models/{model}/model.json) points at."""
+    record = json.loads(Path(model_json).read_text())
+    return load_pipeline(record["path"], device=device, dtype=dtype)
