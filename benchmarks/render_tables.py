@@ -1,6 +1,7 @@
 """Print docs/benchmarks.md's tables from the committed GPU results (no number typed by hand).
 
     python benchmarks/render_tables.py docs/benchmarks/gpu_run*_results.csv
+    python benchmarks/render_tables.py --targets docs/benchmarks/gpu_run*_results.csv   # per run
 """
 
 import sys
@@ -15,8 +16,23 @@ COLUMNS = ["variant", "s/image", "UNet ms/step", "peak MB", "UNet MB (memory)",
            "memory reduction vs fp16 classic", "memory reduction vs fp16 SDPA eager",
            "share of bf16 matmul rate"]
 
-if __name__ == "__main__":
-    rows, flops = benchtables.load(sys.argv[1:])
+
+
+def print_targets(paths: list[str]) -> None:
+    table = benchtables.targets_by_run(paths)
+    for column in table.columns:
+        if column.startswith(("b1 vs", "b1 best vs", "b4 best vs")):
+            table[column] = table[column].map(lambda v: f"{v:.2f}x" if v == v else "—")
+        elif column == "b4 share":
+            table[column] = table[column].map(lambda v: f"{v:.1%}" if v == v else "—")
+        elif column in ("b1 s/image", "matmul TFLOP/s"):
+            digits = 3 if column == "b1 s/image" else 0
+            table[column] = table[column].map(lambda v: f"{v:.{digits}f}" if v == v else "—")
+    print(table.fillna("—").to_markdown(index=False))
+
+
+def print_tables(paths: list[str]) -> None:
+    rows, flops = benchtables.load(paths)
     table = benchtables.derived(rows, flops)
     for batch, group in table.groupby("batch"):
         ok = group[group.status == "ok"].sort_values("s/image", ascending=False)
@@ -27,3 +43,10 @@ if __name__ == "__main__":
             print("\nNot timed:\n")
             for r in failed.itertuples():
                 print(f"- `{r.variant}`: {r.status[:160]}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--targets":
+        print_targets(sys.argv[2:])
+    else:
+        print_tables(sys.argv[1:])

@@ -207,3 +207,51 @@ def test_benchtables_ratios(tmp_path):
     assert table.loc["fast", "memory reduction vs fp16 SDPA eager"] == pytest.approx(0.5)
     assert table.loc["fast", "share of bf16 matmul rate"] == pytest.approx(2.0)  # 1 TFLOP in 5 ms
     assert "8.00x" in benchtables.markdown(table.reset_index())
+
+
+def test_inductor_tuning_spells_out_the_mode_and_records_it():
+    previous = torch.backends.cudnn.benchmark
+    try:
+        prepared = prepare(fresh_pipeline(), {**SPEC, "compile": "reduce-overhead",
+                                              "inductor_tuning": True, "cudnn_benchmark": True})
+        options = prepared.notes["compile"]["inductor_options"]
+        assert options["triton.cudagraphs"] is True  # what mode="reduce-overhead" means
+        assert options["conv_1x1_as_mm"] is True and options["epilogue_fusion"] is False
+        assert torch.backends.cudnn.benchmark and prepared.notes["cudnn_benchmark"]
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def test_inductor_tuning_needs_a_compile_mode():
+    with pytest.raises(ValueError, match="set compile"):
+        prepare(fresh_pipeline(), {**SPEC, "inductor_tuning": True})
+
+
+def test_targets_are_judged_inside_each_run(tmp_path):
+    """A fast build in one run never counts against another run's baseline; a killed run's
+    matmul rate comes from its log."""
+    import json
+
+    import pandas as pd
+
+    def row(variant, batch, s_per_image, step_ms, steps=50):
+        return {"variant": variant, "batch": batch, "status": "ok", "s_per_image": s_per_image,
+                "unet_ms_step_median": step_ms, "peak_memory_mb": 1.0, "unet_bytes_memory": 1.0,
+                "deepcache": None, "steps": steps}
+
+    pd.DataFrame([row("fp16-sdpa", 1, 2.0, 40.0), row("fp16-classic", 1, 2.0, 40.0)]).to_csv(
+        tmp_path / "gpu_runA_results.csv", index=False)
+    (tmp_path / "gpu_runA_meta.json").write_text(json.dumps(
+        {"bf16_matmul_tflops": 100.0, "flops": [{"batch": 1, "unet_step_flops": 1e12},
+                                                {"batch": 4, "unet_step_flops": 4e12}]}))
+    pd.DataFrame([row("fp16-sdpa", 1, 1.0, 20.0), row("fast", 1, 0.3, 5.0),
+                  row("fast", 4, 0.2, 80.0), row("dpm8", 4, 0.01, 70.0, steps=8)]).to_csv(
+        tmp_path / "gpu_runB_results.csv", index=False)
+    (tmp_path / "gpu_runB_log.txt").write_text("device Test GPU; bf16 matmul 125 TFLOP/s\n")
+    targets = benchtables.targets_by_run(sorted(str(p) for p in tmp_path.glob("*_results.csv")))
+    run_b = targets.set_index("run").loc["gpu_runB"]
+    assert run_b["device"] == "Test GPU" and run_b["matmul TFLOP/s"] == 125.0
+    assert run_b["b1 best full-work"] == "fast"
+    assert run_b["b1 vs SDPA eager"] == pytest.approx(1.0 / 0.3)  # its own baseline, not run A's 2.0 s
+    assert run_b["b4 best share"] == "fast"  # dpm8 skips steps: not a full-work row
+    assert run_b["b4 share"] == pytest.approx(4e12 / 0.080 / 1e12 / 125.0)

@@ -308,8 +308,9 @@ def unet_bytes(pipe) -> dict:
     return {"unet_bytes_memory": module_bytes(unet), "unet_bytes_disk": serialized_bytes(unet)}
 
 
-def run_variant(name: str, overrides: dict, args, log) -> list[dict]:
-    """Prepare one variant, time it at every batch size; a failure is recorded, never hidden."""
+def run_variant(name: str, overrides: dict, args, log, on_row=lambda row: None) -> list[dict]:
+    """Prepare one variant, time it at every batch size; a failure is recorded, never hidden.
+    ``on_row`` sees each row as soon as it exists, so a run killed mid-variant keeps it."""
     from ..models import resolve_dtype
 
     spec = {"dtype": "float16", "attention": "sdpa", "scheduler": "pndm", "steps": args.steps,
@@ -318,7 +319,8 @@ def run_variant(name: str, overrides: dict, args, log) -> list[dict]:
     rows = []
     base = {"variant": name, **{k: spec.get(k) for k in (
         "dtype", "attention", "scheduler", "steps", "compile", "channels_last", "fuse_qkv",
-        "kv_cache", "deepcache", "lowbit")}}
+        "kv_cache", "deepcache", "lowbit", "cudnn_benchmark", "inductor_tuning", "freeze_weights")}}
+    cudnn_benchmark = torch.backends.cudnn.benchmark  # a variant may set it; the next must not inherit
     try:
         began = time.perf_counter()
         pipe = build_pipeline(args.shape, args.tokenizer, args.device, resolve_dtype(spec["dtype"]), args.seed)
@@ -326,6 +328,7 @@ def run_variant(name: str, overrides: dict, args, log) -> list[dict]:
         sizes = unet_bytes(prepared.pipe)
         prepare_s = time.perf_counter() - began
     except Exception as err:  # noqa: BLE001 -- recorded in the results, then the next variant runs
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         log(f"[{name}] prepare FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
         return [{**base, "batch": b, "status": f"error: {type(err).__name__}: {str(err)[:300]}"}
                 for b in args.batches]
@@ -352,6 +355,7 @@ def run_variant(name: str, overrides: dict, args, log) -> list[dict]:
             except Exception as err:  # noqa: BLE001 -- the timing stands; the profile is extra evidence
                 log(f"[{name} b{batch}] profile FAILED: {type(err).__name__}: {err}")
         rows.append(row)
+        on_row(row)
         log(f"[{name} b{batch}] {status} " + (f"{timing['s_per_image']:.3f} s/img, "
             f"{timing['unet_ms_step_median']:.2f} ms/step, {timing['peak_memory_mb']:.0f} MB, "
             f"warm-up {timing['warmup_s']:.1f} s" if timing else ""))
@@ -359,4 +363,5 @@ def run_variant(name: str, overrides: dict, args, log) -> list[dict]:
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
     torch._dynamo.reset()  # compiled graphs of one variant must not serve the next
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     return rows

@@ -42,6 +42,17 @@ GROUPS = {
         "fp16-compiled-graphs-deepcache3": {**COMPILED, "deepcache": 3},
         "fp16-compiled-graphs-dpm20": {**COMPILED, "scheduler": "dpm++", "steps": 20},
     },
+    # batch-4 matmul-rate push: cuDNN's own algorithm timing, then Inductor's tuning on top
+    "tuned": {
+        "fp16-compiled-graphs-cudnnbench": {**COMPILED, "cudnn_benchmark": True},
+        "fp16-compiled-graphs-tuned": {**COMPILED, "cudnn_benchmark": True, "inductor_tuning": True},
+        "bf16-compiled-graphs-tuned": {**COMPILED, "dtype": "bfloat16", "cudnn_benchmark": True,
+                                       "inductor_tuning": True},
+        "fp16-compiled-graphs-frozen": {**COMPILED, "cudnn_benchmark": True, "inductor_tuning": True,
+                                        "freeze_weights": True},
+        "fp16-compiled-autotune": {**COMPILED, "compile": "max-autotune", "cudnn_benchmark": True,
+                                   "inductor_tuning": True},
+    },
     "lowbit": {
         "fp16-int8dyn-compiled": {**COMPILED, "lowbit": "int8-dynamic"},
         "bf16-fp8dyn-compiled": {**COMPILED, "dtype": "bfloat16", "lowbit": "fp8-dynamic"},
@@ -56,6 +67,7 @@ GROUPS = {
     },
 }
 PROFILED = {("fp16-sdpa", 1), ("fp16-compiled-graphs", 1), ("fp16-compiled-graphs", 4),
+            ("fp16-compiled-graphs-tuned", 4),
             ("fp16-int8dyn-compiled", 4), ("bf16-fp8dyn-compiled", 4), ("fp32-sdpa", 1)}
 
 
@@ -124,7 +136,14 @@ def main(argv=None) -> int:
         meta["flops"] = [bench.count_flops(pipe, b, args.size) for b in args.batches]
         del pipe
         log(f"flops: {json.dumps(meta['flops'])}")
-    rows = []
+    write_meta = lambda: (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))  # noqa: E731
+    write_meta()  # now, not only at the end: a run killed at its time limit keeps its matmul rate and FLOPs
+    rows, unfinished = [], []  # unfinished: rows of the variant still running
+
+    def save_partial(row) -> None:
+        unfinished.append(row)
+        pd.DataFrame(rows + unfinished).to_csv(out / "results.csv", index=False)
+
     todo = [(e.split(":")[1], GROUPS[e.split(":")[0]][e.split(":")[1]]) for e in args.extra]
     todo += [(n, o) for g in args.groups for n, o in GROUPS[g].items()
              if not args.variants or n in args.variants]
@@ -132,10 +151,11 @@ def main(argv=None) -> int:
         if args.deadline and time.time() > args.deadline:
             rows += [{"variant": name, "batch": b, "status": "skipped: time budget"} for b in args.batches]
             continue
-        rows += bench.run_variant(name, overrides, args, log)
-        pd.DataFrame(rows).to_csv(out / "results.csv", index=False)  # partial results survive a kill
+        unfinished.clear()
+        rows += bench.run_variant(name, overrides, args, log, on_row=save_partial)
+        pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
     meta["elapsed_s"] = time.time() - started
-    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    write_meta()
     (out / "profiles.txt").write_text("\n".join(args.profiles))
     table = pd.DataFrame(rows)
     shown = [c for c in ("variant", "batch", "status", "s_per_image", "unet_ms_step_median",

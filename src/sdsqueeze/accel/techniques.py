@@ -2,7 +2,8 @@
 order that composes (processors -> feature cache -> low-bit -> memory format -> compile).
 
 Keys (schemas/config.schema.yaml): attention (flash|efficient|math|cudnn pin an SDPA backend),
-fuse_qkv, kv_cache, deepcache, lowbit, channels_last, compile, compile_vae. Every key absent or
+fuse_qkv, kv_cache, deepcache, lowbit, channels_last, compile, compile_vae, inductor_tuning,
+freeze_weights, cudnn_benchmark. Every key absent or
 off leaves the pipeline untouched; what ran is recorded in ``prepared.notes``.
 """
 
@@ -13,6 +14,10 @@ import torch
 from . import attention, deepcache, lowbit
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
+# The Inductor settings of diffusers' SDXL speed-up guide ("Accelerate inference of text-to-image
+# diffusion models"): 1x1 convolutions (SD's attention proj_in/proj_out, resnet shortcuts) become
+# cuBLAS matmuls, Triton kernels get coordinate-descent block-size tuning.
+INDUCTOR_TUNING = {"conv_1x1_as_mm": True, "coordinate_descent_tuning": True, "epilogue_fusion": False}
 
 
 def _attention_modules(pipe):
@@ -106,21 +111,37 @@ def apply_compile(prepared) -> None:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
         prepared.notes["channels_last"] = True
+    if spec.get("cudnn_benchmark"):
+        # Process-wide: a job runs one variant (the GPU benchmark restores it between variants).
+        torch.backends.cudnn.benchmark = True
+        prepared.notes["cudnn_benchmark"] = True
     mode = spec.get("compile") or "none"
     if mode == "none":
+        if spec.get("inductor_tuning") or spec.get("freeze_weights"):
+            raise ValueError("inductor_tuning and freeze_weights apply to torch.compile: "
+                             "set compile to a mode too")
         return
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be none or one of {COMPILE_MODES}, not '{mode}'")
-    pipe.unet = torch.compile(pipe.unet, mode=mode)
+    compile_kwargs = {"mode": mode}
+    extra = {**(INDUCTOR_TUNING if spec.get("inductor_tuning") else {}),
+             **({"freezing": True} if spec.get("freeze_weights") else {})}
+    if extra:
+        # torch.compile takes a mode or options, not both: spell the mode out as its options.
+        from torch._inductor import list_mode_options
+
+        compile_kwargs = {"options": {**list_mode_options(mode), **extra}}
+    pipe.unet = torch.compile(pipe.unet, **compile_kwargs)
     compiled = ["unet"]
     if spec.get("compile_vae"):
-        pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode)
+        pipe.vae.decoder = torch.compile(pipe.vae.decoder, **compile_kwargs)
         compiled.append("vae.decoder")
     if "cudagraphs" not in mode and mode in ("reduce-overhead", "max-autotune"):
         # CUDA-graph trees reuse output memory between replays; marking each step's start tells
         # them the previous step's outputs are consumed (the scheduler has read them).
         prepared.step_callbacks.append(_mark_cudagraph_step)
-    prepared.notes["compile"] = {"mode": mode, "modules": compiled}
+    prepared.notes["compile"] = {"mode": mode, "modules": compiled,
+                                 "inductor_options": compile_kwargs.get("options", "mode defaults")}
 
 
 def _mark_cudagraph_step(pipe, step, timestep, callback_kwargs):
