@@ -20,6 +20,8 @@ COLUMNS = ["variant", "s/image", "UNet ms/step", "peak MB", "UNet MB (memory)",
 
 def print_targets(paths: list[str]) -> None:
     table = benchtables.targets_by_run(paths)
+    table.insert(1, "machine", [benchtables.machine_of(p) for p in sorted(paths)])
+    table = table.drop(columns="device")
     for column in table.columns:
         if column.startswith(("b1 vs", "b1 best vs", "b4 best vs")):
             table[column] = table[column].map(lambda v: f"{v:.2f}x" if v == v else "—")
@@ -32,6 +34,12 @@ def print_targets(paths: list[str]) -> None:
 
 
 def print_tables(paths: list[str]) -> None:
+    for machine, runs in benchtables.by_machine(paths).items():
+        print(f"\n### {machine}: {', '.join(Path(r).name for r in runs)}")
+        print_machine_tables(runs)
+
+
+def print_machine_tables(paths: list[str]) -> None:
     rows, flops = benchtables.load(paths)
     table = benchtables.derived(rows, flops)
     for batch, group in table.groupby("batch"):

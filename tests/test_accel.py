@@ -3,6 +3,8 @@ low-bit refusals, and the benchmark tables. Tiny model, 64 px, few steps: CPU se
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
@@ -255,3 +257,14 @@ def test_targets_are_judged_inside_each_run(tmp_path):
     assert run_b["b1 vs SDPA eager"] == pytest.approx(1.0 / 0.3)  # its own baseline, not run A's 2.0 s
     assert run_b["b4 best share"] == "fast"  # dpm8 skips steps: not a full-work row
     assert run_b["b4 share"] == pytest.approx(4e12 / 0.080 / 1e12 / 125.0)
+
+
+def test_runs_of_different_machines_are_never_merged(tmp_path):
+    for run in ("gpu_runA", "gpu_runB", "gpu_runC"):
+        (tmp_path / f"{run}_results.csv").write_text("variant,batch,status\n")
+    (tmp_path / "machines.csv").write_text('run,machine\ngpu_runA,"H200 lease 1"\ngpu_runB,"H100 lease 2"\n'
+                                           'gpu_runC,"H200 lease 1"\n')
+    groups = benchtables.by_machine([str(p) for p in tmp_path.glob("*_results.csv")])
+    assert {k: [Path(p).name for p in v] for k, v in groups.items()} == {
+        "H200 lease 1": ["gpu_runA_results.csv", "gpu_runC_results.csv"],
+        "H100 lease 2": ["gpu_runB_results.csv"]}

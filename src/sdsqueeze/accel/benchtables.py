@@ -25,6 +25,26 @@ def meta_for(results_csv: str | Path) -> dict:
     return meta_from_log(log) if log.is_file() else {}
 
 
+def machine_of(results_csv: str | Path) -> str:
+    """The lent machine a run used (machines.csv beside the results: rows of different machines
+    must not be merged, even of one GPU model), else the GPU named in its meta, else "this run"."""
+    path = Path(results_csv)
+    run = path.name.replace("_results.csv", "")
+    table = path.with_name("machines.csv")
+    if table.is_file():
+        machines = pd.read_csv(table).set_index("run")["machine"]
+        if run in machines:
+            return str(machines[run])
+    return str(meta_for(path).get("versions", {}).get("gpu", "this run"))
+
+
+def by_machine(results_csvs: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for path in sorted(results_csvs):
+        groups.setdefault(machine_of(path), []).append(path)
+    return groups
+
+
 def meta_from_log(log: Path) -> dict:
     """What a run killed at its time limit logged before meta.json was written (the benchmark now
     writes meta.json before the first variant): device, matmul rate (rounded), FLOPs."""

@@ -56,10 +56,16 @@ def benchmark_section(ctx: ReportContext) -> Section | None:
 
 
 def _by_origin(paths: list[str]) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
-    for path in paths:
-        label = "GPU runs (docs/benchmarks)" if "docs" in Path(path).parts else "This run's benchmark"
-        groups.setdefault(label, []).append(path)
+    """Committed GPU runs one table per lent machine (timings of two machines never mix);
+    the DAG's own benchmark apart."""
+    from ..accel import benchtables
+
+    committed = [p for p in paths if "docs" in Path(p).parts]
+    groups = {f"GPU runs on {machine} (docs/benchmarks)": runs
+              for machine, runs in benchtables.by_machine(committed).items()}
+    own = [p for p in paths if p not in committed]
+    if own:
+        groups["This run's benchmark"] = own
     return groups
 
 
