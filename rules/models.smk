@@ -9,6 +9,7 @@ rule materialize_model:
         source=config["model"]["source"],
         tiny_seed=config["model"]["tiny_seed"],
         tiny_image_size=config["model"]["tiny_image_size"],
+        tiny_fit=[config["model"]["tiny_vae_fit_steps"], config["model"]["tiny_unet_fit_steps"]],
     log:
         "logs/models/{model}.log",
     benchmark:

@@ -12,12 +12,15 @@ def main(snakemake):
     out_json = Path(snakemake.output[0])
     record = {"source": source, "name": snakemake.wildcards.model}
     if source == models.TINY_SOURCE:
-        spec = models.TinySpec(seed=snakemake.params.tiny_seed,
-                               image_size=snakemake.params.tiny_image_size)
+        vae_steps, unet_steps = snakemake.params.tiny_fit
+        spec = models.TinySpec(seed=snakemake.params.tiny_seed, image_size=snakemake.params.tiny_image_size,
+                               vae_fit_steps=vae_steps, unet_fit_steps=unet_steps)
         pipeline_dir = out_json.parent / "pipeline"
+        fit_report: dict = {}
         with io.atomic_dir(pipeline_dir) as tmp:
-            models.save_tiny_pipeline(tmp, spec)
-        record.update(path=str(pipeline_dir), weights="seeded", tiny_spec=spec.__dict__)
+            models.save_tiny_pipeline(tmp, spec, fit_report)
+        weights = "seeded, fitted on skimage photographs" if fit_report else "seeded"
+        record.update(path=str(pipeline_dir), weights=weights, tiny_spec=spec.__dict__, fit=fit_report)
     else:
         record.update(path=models.fetch_pipeline(source), weights="pretrained")
     io.write_json(out_json, record)

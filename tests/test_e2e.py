@@ -1,5 +1,6 @@
 """The real DAG, end to end, on the embedded default at its smallest, in a temporary directory."""
 
+import json
 import re
 import subprocess
 import sys
@@ -58,6 +59,19 @@ def test_report_is_built_from_the_csvs(run_dir):
     ddim_psnr = summary[(summary.variant == "ddim-3") & (summary.metric == "psnr")].iloc[0]
     assert f"{ddim_psnr['mean']:.2f} [{ddim_psnr.ci_low:.2f}, {ddim_psnr.ci_high:.2f}]" in html
     assert (run_dir / "results/report/image_grid.png").stat().st_size > 0
+
+
+def test_diffc_psnr_rises_with_rate_towards_the_vae_ceiling(run_dir):
+    """Issue 8's curve on the embedded default: the fitted model's reconstructions improve with
+    every extra bit, and stay below what the VAE alone reaches."""
+    rd = pd.read_csv(run_dir / "results/diffc/tiny/rd.csv")
+    coded = rd[rd.method == "diffc"].groupby("recon_timestep")[["bpp", "psnr"]].mean().sort_values("bpp")
+    assert len(coded) >= 4
+    assert coded.psnr.is_monotonic_increasing, coded
+    ceiling = rd[rd.method != "diffc"].psnr.mean()
+    assert coded.psnr.iloc[-1] <= ceiling + 0.5
+    model = json.loads((run_dir / "resources/models/tiny/model.json").read_text())
+    assert model["fit"]["vae"]["steps"] > 0 and model["fit"]["unet"]["steps"] > 0
 
 
 def test_every_shard_has_all_images_and_provenance(run_dir):

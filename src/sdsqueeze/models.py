@@ -40,6 +40,13 @@ class TinySpec:
     unet_channels: tuple[int, ...] = (32, 64, 64)
     text_hidden: int = 64
     text_layers: int = 2
+    # Seconds of CPU fitting on skimage photographs (sdsqueeze.tinyfit); 0 keeps the seeded random
+    # weights, which unit tests use for speed. The workflow's default is EMBEDDED_FIT below.
+    vae_fit_steps: int = 0
+    unet_fit_steps: int = 0
+
+
+EMBEDDED_FIT = {"vae_fit_steps": 800, "unet_fit_steps": 500}  # = the schema's defaults (tested)
 
 
 def write_clip_tokenizer(out_dir: Path) -> None:
@@ -66,8 +73,9 @@ def write_clip_tokenizer(out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def build_tiny_pipeline(spec: TinySpec = TinySpec()):
-    """Construct the tiny pipeline in memory with seeded weights (no files touched)."""
+def build_tiny_pipeline(spec: TinySpec = TinySpec(), fit_report: dict | None = None):
+    """Construct the tiny pipeline in memory with seeded weights (no files touched), fitted for
+    ``spec``'s steps; what the fitting did goes into ``fit_report`` when one is given."""
     import tempfile
 
     import torch
@@ -113,7 +121,7 @@ def build_tiny_pipeline(spec: TinySpec = TinySpec()):
     with tempfile.TemporaryDirectory() as tok_dir:
         write_clip_tokenizer(Path(tok_dir))
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-    return StableDiffusionPipeline(
+    pipe = StableDiffusionPipeline(
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
@@ -123,11 +131,20 @@ def build_tiny_pipeline(spec: TinySpec = TinySpec()):
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    if spec.vae_fit_steps or spec.unet_fit_steps:
+        from .tinyfit import FitSettings, fit_tiny_pipeline
+
+        report = fit_tiny_pipeline(pipe, FitSettings(vae_steps=spec.vae_fit_steps,
+                                                     unet_steps=spec.unet_fit_steps, seed=spec.seed))
+        if fit_report is not None:
+            fit_report.update(report)
+    return pipe
 
 
-def save_tiny_pipeline(out_dir: str | os.PathLike, spec: TinySpec = TinySpec()) -> Path:
+def save_tiny_pipeline(out_dir: str | os.PathLike, spec: TinySpec = TinySpec(),
+                       fit_report: dict | None = None) -> Path:
     out_dir = Path(out_dir)
-    build_tiny_pipeline(spec).save_pretrained(out_dir, safe_serialization=True)
+    build_tiny_pipeline(spec, fit_report).save_pretrained(out_dir, safe_serialization=True)
     return out_dir
 
 

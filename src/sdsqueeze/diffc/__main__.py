@@ -18,10 +18,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def load_model(source: str, device: str, dtype: str):
-    from ..models import build_tiny_pipeline, load_pipeline
+    from ..models import EMBEDDED_FIT, TinySpec, build_tiny_pipeline, load_pipeline
 
-    if source == "tiny":
-        return build_tiny_pipeline().to(device)
+    if source == "tiny":  # the workflow's embedded default, rebuilt (about two CPU minutes)
+        return build_tiny_pipeline(TinySpec(**EMBEDDED_FIT)).to(device)
     if source.endswith(".json") and Path(source).is_file():
         source = json.loads(Path(source).read_text())["path"]
     return load_pipeline(source, device=device, dtype=dtype)
