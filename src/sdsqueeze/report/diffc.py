@@ -85,7 +85,7 @@ def diffc_section(ctx: ReportContext) -> Section | None:
                                                if len(redecoded) else "not checked (diffc.redecode off)"),
         "Latent SNR compares the decoded latent with the image's VAE latent, before the VAE decoder: it "
         "shows what the coder delivers even where the decoder (e.g. the tiny model's briefly fitted "
-        "VAE, 11-17 dB on photographs) caps pixel quality.",
+        "VAE, 12.6-15.5 dB on photographs) caps pixel quality.",
     ]
     notes += monotonicity(rd)
     if lpips_notes:
