@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "seed": 7, "device": "cpu", "threads": 1,
-    "model": {"name": "tiny", "source": "tiny", "tiny_image_size": 64},
+    # Unfitted weights: these tests check the DAG's mechanics, and fitting costs two CPU minutes a build.
+    "model": {"name": "tiny", "source": "tiny", "tiny_image_size": 64,
+              "tiny_vae_fit_steps": 0, "tiny_unet_fit_steps": 0},
     "prompts": {"name": "p", "captions": "data/coco_tiny_captions.json", "n": 2, "shard_size": 2},
     "generation": {"steps": 2, "height": 64, "width": 64, "batch_size": 2},
     "variants": {"fp32-classic": {}, "ddim-2": {"scheduler": "ddim", "steps": 2}},
