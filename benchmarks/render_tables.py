@@ -17,7 +17,6 @@ COLUMNS = ["variant", "s/image", "UNet ms/step", "peak MB", "UNet MB (memory)",
            "share of bf16 matmul rate"]
 
 
-
 def print_targets(paths: list[str]) -> None:
     table = benchtables.targets_by_run(paths)
     table.insert(1, "machine", [benchtables.machine_of(p) for p in sorted(paths)])

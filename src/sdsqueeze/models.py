@@ -40,7 +40,7 @@ class TinySpec:
     unet_channels: tuple[int, ...] = (32, 64, 64)
     text_hidden: int = 64
     text_layers: int = 2
-    # Seconds of CPU fitting on skimage photographs (sdsqueeze.tinyfit); 0 keeps the seeded random
+    # Steps of CPU fitting on skimage photographs (sdsqueeze.tinyfit); 0 keeps the seeded random
     # weights, which unit tests use for speed. The workflow's default is EMBEDDED_FIT below.
     vae_fit_steps: int = 0
     unet_fit_steps: int = 0

@@ -98,31 +98,37 @@ def zero_residual_branches(vae) -> None:
             torch.nn.init.zeros_(module.to_out[0].bias)
 
 
-def _optimizer(module, lr: float, steps: int):
+def _train(module, lr: float, steps: int, batch_loss) -> list[float]:
+    """Adam under a one-cycle schedule for ``steps`` steps of ``batch_loss()`` (which draws its own
+    batch); the module is left in eval mode. Returns the losses."""
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    return optimizer, schedule
-
-
-def fit_vae(vae, pool, settings: FitSettings, generator: torch.Generator) -> dict:
-    """Reconstruction MSE plus SD's tiny KL weight, on sampled latents."""
-    zero_residual_branches(vae)
-    optimizer, schedule = _optimizer(vae, settings.vae_lr, settings.vae_steps)
-    vae.train()
+    module.train()
     losses = []
-    for _ in range(settings.vae_steps):
-        pixels = random_crops(pool, settings.vae_batch, settings.vae_crop, generator)
-        posterior = vae.encode(pixels).latent_dist
-        latent = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
-        if settings.vae_latent_noise:
-            latent = latent + settings.vae_latent_noise * torch.randn(latent.shape, generator=generator)
-        loss = (vae.decode(latent).sample - pixels).pow(2).mean() + 1e-6 * posterior.kl().mean()
+    for _ in range(steps):
+        loss = batch_loss()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-    vae.eval()
+    module.eval()
+    return losses
+
+
+def fit_vae(vae, pool, settings: FitSettings, generator: torch.Generator) -> dict:
+    """Reconstruction MSE plus SD's tiny KL weight, on sampled latents."""
+    zero_residual_branches(vae)
+
+    def batch_loss():
+        pixels = random_crops(pool, settings.vae_batch, settings.vae_crop, generator)
+        posterior = vae.encode(pixels).latent_dist
+        latent = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+        if settings.vae_latent_noise:
+            latent = latent + settings.vae_latent_noise * torch.randn(latent.shape, generator=generator)
+        return (vae.decode(latent).sample - pixels).pow(2).mean() + 1e-6 * posterior.kl().mean()
+
+    losses = _train(vae, settings.vae_lr, settings.vae_steps, batch_loss)
     return {"steps": settings.vae_steps, "final_mse": float(np.mean(losses[-50:]))}
 
 
@@ -139,21 +145,15 @@ def fit_unet(pipe, latents: torch.Tensor, settings: FitSettings, generator: torc
         ids = pipe.tokenizer([""], padding="max_length", max_length=pipe.tokenizer.model_max_length,
                              return_tensors="pt").input_ids
         context = pipe.text_encoder(ids)[0].expand(settings.unet_batch, -1, -1)
-    optimizer, schedule = _optimizer(unet, settings.unet_lr, settings.unet_steps)
-    unet.train()
-    losses = []
-    for _ in range(settings.unet_steps):
+
+    def batch_loss():
         clean = latents[torch.randint(len(latents), (settings.unet_batch,), generator=generator)]
         timesteps = torch.randint(scheduler.config.num_train_timesteps, (settings.unet_batch,), generator=generator)
         noise = torch.randn(clean.shape, generator=generator)
         predicted = unet(scheduler.add_noise(clean, noise, timesteps), timesteps, context).sample
-        loss = (predicted - noise).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-    unet.eval()
+        return (predicted - noise).pow(2).mean()
+
+    losses = _train(unet, settings.unet_lr, settings.unet_steps, batch_loss)
     return {"steps": settings.unet_steps, "final_eps_mse": float(np.mean(losses[-50:]))}
 
 

@@ -136,7 +136,9 @@ def main(argv=None) -> int:
         meta["flops"] = [bench.count_flops(pipe, b, args.size) for b in args.batches]
         del pipe
         log(f"flops: {json.dumps(meta['flops'])}")
-    write_meta = lambda: (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))  # noqa: E731
+    def write_meta() -> None:
+        (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+
     write_meta()  # now, not only at the end: a run killed at its time limit keeps its matmul rate and FLOPs
     rows, unfinished = [], []  # unfinished: rows of the variant still running
 
