@@ -268,3 +268,59 @@ def test_runs_of_different_machines_are_never_merged(tmp_path):
     assert {k: [Path(p).name for p in v] for k, v in groups.items()} == {
         "H200 lease 1": ["gpu_runA_results.csv", "gpu_runC_results.csv"],
         "H100 lease 2": ["gpu_runB_results.csv"]}
+
+
+def test_host_timesteps_stay_on_the_host_and_the_unet_gets_device_copies():
+    from diffusers import DDIMScheduler
+
+    from sdsqueeze.accel.hoststeps import HostTimesteps
+
+    state, scheduler = HostTimesteps(), DDIMScheduler()
+    state.wrap_scheduler(scheduler)
+    scheduler.set_timesteps(5, device="meta")  # "meta" stands in for a GPU: any non-host device
+    assert scheduler.timesteps.device.type == "cpu"
+    sample = torch.zeros(1, 4, 8, 8, device="meta")
+    args, _ = state.unet_pre_hook(None, (sample, scheduler.timesteps[2]), {})
+    assert args[1].device.type == "meta" and args[1] is state.on_device[float(scheduler.timesteps[2])]
+    host_sample = torch.zeros(1, 4, 8, 8)
+    args, _ = state.unet_pre_hook(None, (host_sample, scheduler.timesteps[2]), {})
+    assert args[1].device.type == "cpu"  # a host UNet keeps the host timestep
+
+
+@pytest.mark.parametrize("scheduler", ["pndm", "dpm++"])
+def test_host_timesteps_give_the_same_images(scheduler):
+    _, plain = generate(scheduler=scheduler)
+    prepared, host = generate(scheduler=scheduler, host_timesteps=True)
+    assert "host_timesteps" in prepared.notes
+    assert torch.equal(plain, host)
+
+
+def test_benchmark_groups_match_the_schema():
+    import yaml
+
+    from sdsqueeze.accel.benchrun import GROUPS, SWEEPS
+
+    schema = yaml.safe_load(Path("schemas/config.schema.yaml").read_text())
+    enum = schema["properties"]["accel_benchmark"]["properties"]["groups"]["items"]["enum"]
+    assert sorted(enum) == sorted([*GROUPS, *SWEEPS])
+
+
+def test_scheduler_sweep_swaps_only_the_scheduler(tmp_path):
+    """One prepared build, several schedules: each row ran its own scheduler and step count."""
+    from types import SimpleNamespace
+
+    from sdsqueeze.accel import bench
+
+    args = SimpleNamespace(shape="tiny", device="cpu", size=64, steps=4, batches=[1], warmup=0, repeats=1,
+                           seed=0, tokenizer=None, deadline=0, profile=set(), profiles=[])
+    from sdsqueeze.models import write_clip_tokenizer
+
+    args.tokenizer = str(tmp_path / "tok")
+    write_clip_tokenizer(Path(args.tokenizer))
+    rows = bench.run_scheduler_sweep("fp32-host", {"dtype": "float32", "host_timesteps": True},
+                                     [("ddim", 2), ("dpm++", 3)], args, log=lambda message: None)
+    assert [r["variant"] for r in rows] == ["fp32-host-ddim2", "fp32-host-dpm3"]
+    assert all(r["status"] == "ok" for r in rows), rows
+    assert [r["unet_calls_per_image_call"] for r in rows] == [2, 3]
+    assert [r["scheduler"] for r in rows] == ["ddim", "dpm++"] and all(r["host_timesteps"] for r in rows)
+    assert '"DPMSolverMultistepScheduler"' in rows[1]["notes"]

@@ -264,7 +264,7 @@ def profile_generation(prepared, batch: int, steps: int, size: int, device: str)
         wall = time.perf_counter() - began
     sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=70)
-    busy, classes, launches = 0.0, {}, 0
+    busy, classes, launches, syncs = 0.0, {}, 0, 0
     for event in prof.events():
         if device.startswith("cuda") and event.device_type == torch.autograd.DeviceType.CUDA:
             us = event.self_device_time_total
@@ -274,10 +274,12 @@ def profile_generation(prepared, batch: int, steps: int, size: int, device: str)
             classes[label] = classes.get(label, 0.0) + us / 1e3
         if event.name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx"):
             launches += 1
+        if event.name in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"):
+            syncs += 1  # the host waited for the GPU
     summary = {"profiled_wall_s": wall, "gpu_busy_s": busy / 1e6,
                "gpu_busy_fraction": busy / 1e6 / wall if wall else float("nan"),
                "kernel_ms_by_class": {k: round(v, 2) for k, v in classes.items()},
-               "kernel_launches": launches}
+               "kernel_launches": launches, "host_waits": syncs}
     return table, summary
 
 
@@ -308,30 +310,32 @@ def unet_bytes(pipe) -> dict:
     return {"unet_bytes_memory": module_bytes(unet), "unet_bytes_disk": serialized_bytes(unet)}
 
 
-def run_variant(name: str, overrides: dict, args, log, on_row=lambda row: None) -> list[dict]:
-    """Prepare one variant, time it at every batch size; a failure is recorded, never hidden.
-    ``on_row`` sees each row as soon as it exists, so a run killed mid-variant keeps it."""
-    from ..models import resolve_dtype
-
-    spec = {"dtype": "float16", "attention": "sdpa", "scheduler": "pndm", "steps": args.steps,
+def _spec(name: str, overrides: dict, args) -> dict:
+    return {"dtype": "float16", "attention": "sdpa", "scheduler": "pndm", "steps": args.steps,
             "guidance": 7.5, "height": args.size, "width": args.size, "batch_size": args.batches[0],
             **overrides, "name": name}
-    rows = []
-    base = {"variant": name, **{k: spec.get(k) for k in (
+
+
+def _row_base(spec: dict) -> dict:
+    return {"variant": spec["name"], **{k: spec.get(k) for k in (
         "dtype", "attention", "scheduler", "steps", "compile", "channels_last", "fuse_qkv",
-        "kv_cache", "deepcache", "lowbit", "cudnn_benchmark", "inductor_tuning", "freeze_weights")}}
-    cudnn_benchmark = torch.backends.cudnn.benchmark  # a variant may set it; the next must not inherit
-    try:
-        began = time.perf_counter()
-        pipe = build_pipeline(args.shape, args.tokenizer, args.device, resolve_dtype(spec["dtype"]), args.seed)
-        prepared = prepare(pipe, spec)
-        sizes = unet_bytes(prepared.pipe)
-        prepare_s = time.perf_counter() - began
-    except Exception as err:  # noqa: BLE001 -- recorded in the results, then the next variant runs
-        torch.backends.cudnn.benchmark = cudnn_benchmark
-        log(f"[{name}] prepare FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
-        return [{**base, "batch": b, "status": f"error: {type(err).__name__}: {str(err)[:300]}"}
-                for b in args.batches]
+        "kv_cache", "deepcache", "lowbit", "cudnn_benchmark", "inductor_tuning", "freeze_weights",
+        "host_timesteps")}}
+
+
+def _prepare(spec: dict, args):
+    from ..models import resolve_dtype
+
+    began = time.perf_counter()
+    pipe = build_pipeline(args.shape, args.tokenizer, args.device, resolve_dtype(spec["dtype"]), args.seed)
+    prepared = prepare(pipe, spec)
+    return prepared, {**unet_bytes(prepared.pipe), "prepare_s": time.perf_counter() - began}
+
+
+def _time_batches(prepared, extra: dict, args, log, on_row) -> list[dict]:
+    """Time the prepared variant at every batch size (a failure becomes the row's status)."""
+    spec, rows = prepared.spec, []
+    base, name = _row_base(spec), spec["name"]
     notes = json.dumps(prepared.notes, default=str)
     for batch in args.batches:
         if args.deadline and time.time() > args.deadline:
@@ -345,8 +349,7 @@ def run_variant(name: str, overrides: dict, args, log, on_row=lambda row: None) 
         except Exception as err:  # noqa: BLE001
             log(f"[{name} b{batch}] FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
             timing, status = {}, f"error: {type(err).__name__}: {str(err)[:300]}"
-        row = {**base, "batch": batch, "status": status, "prepare_s": prepare_s, **sizes, **timing,
-               "notes": notes}
+        row = {**base, "batch": batch, "status": status, **extra, **timing, "notes": notes}
         if status == "ok" and (name, batch) in args.profile:
             try:
                 table, summary = profile_generation(prepared, batch, int(spec["steps"]), args.size, args.device)
@@ -359,9 +362,60 @@ def run_variant(name: str, overrides: dict, args, log, on_row=lambda row: None) 
         log(f"[{name} b{batch}] {status} " + (f"{timing['s_per_image']:.3f} s/img, "
             f"{timing['unet_ms_step_median']:.2f} ms/step, {timing['peak_memory_mb']:.0f} MB, "
             f"warm-up {timing['warmup_s']:.1f} s" if timing else ""))
-    del prepared, pipe
+    return rows
+
+
+def _release(args, cudnn_benchmark: bool) -> None:
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
     torch._dynamo.reset()  # compiled graphs of one variant must not serve the next
     torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _failed_rows(spec: dict, args, log, err: Exception) -> list[dict]:
+    log(f"[{spec['name']}] prepare FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+    return [{**_row_base(spec), "batch": b, "status": f"error: {type(err).__name__}: {str(err)[:300]}"}
+            for b in args.batches]
+
+
+def run_variant(name: str, overrides: dict, args, log, on_row=lambda row: None) -> list[dict]:
+    """Prepare one variant, time it at every batch size; a failure is recorded, never hidden.
+    ``on_row`` sees each row as soon as it exists, so a run killed mid-variant keeps it."""
+    spec = _spec(name, overrides, args)
+    cudnn_benchmark = torch.backends.cudnn.benchmark  # a variant may set it; the next must not inherit
+    try:
+        prepared, extra = _prepare(spec, args)
+    except Exception as err:  # noqa: BLE001 -- recorded in the results, then the next variant runs
+        _release(args, cudnn_benchmark)
+        return _failed_rows(spec, args, log, err)
+    rows = _time_batches(prepared, extra, args, log, on_row)
+    del prepared
+    _release(args, cudnn_benchmark)
+    return rows
+
+
+def run_scheduler_sweep(name: str, overrides: dict, schedules: list[tuple[str, int]], args, log,
+                        on_row=lambda row: None) -> list[dict]:
+    """Scheduler x steps on one prepared build: the UNet (and its compiled graphs) does not depend
+    on the scheduler, so it is prepared once and only the scheduler is swapped, as
+    ``variants.set_scheduler`` sets it. Rows are named ``{name}-{scheduler}{steps}``."""
+    from ..variants import set_scheduler
+
+    spec = _spec(name, overrides, args)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    try:
+        prepared, extra = _prepare(spec, args)
+    except Exception as err:  # noqa: BLE001
+        _release(args, cudnn_benchmark)
+        return _failed_rows(spec, args, log, err)
+    rows = []
+    for scheduler, steps in schedules:
+        prepared.spec = {**spec, "scheduler": scheduler, "steps": steps,
+                         "name": f"{name}-{scheduler.replace('+', '')}{steps}"}
+        set_scheduler(prepared)
+        if getattr(prepared, "host_timesteps", None) is not None:
+            prepared.host_timesteps.wrap_scheduler(prepared.pipe.scheduler)
+        rows += _time_batches(prepared, extra, args, log, on_row)
+    del prepared
+    _release(args, cudnn_benchmark)
     return rows

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 COMPILED = {"compile": "reduce-overhead", "channels_last": True, "fuse_qkv": True, "compile_vae": True}
+# COMPILED without the per-step device sync of the scheduler, with cuDNN's algorithm timing
+HOST = {**COMPILED, "host_timesteps": True, "cudnn_benchmark": True}
 GROUPS = {
     # eager: baselines, attention backends and the caches, no compilation
     "eager": {
@@ -53,6 +55,12 @@ GROUPS = {
         "fp16-compiled-autotune": {**COMPILED, "compile": "max-autotune", "cudnn_benchmark": True,
                                    "inductor_tuning": True},
     },
+    "host": {
+        "fp16-compiled-host": HOST,
+        "fp16-compiled-host-dpm8": {**HOST, "scheduler": "dpm++", "steps": 8},
+        "bf16-compiled-host": {**HOST, "dtype": "bfloat16"},
+        "fp16-compiled-host-tuned": {**HOST, "inductor_tuning": True},
+    },
     "lowbit": {
         "fp16-int8dyn-compiled": {**COMPILED, "lowbit": "int8-dynamic"},
         "bf16-fp8dyn-compiled": {**COMPILED, "dtype": "bfloat16", "lowbit": "fp8-dynamic"},
@@ -66,7 +74,12 @@ GROUPS = {
         "fp32-sdpa-deepcache3": {"dtype": "float32", "deepcache": 3},
     },
 }
-PROFILED = {("fp16-sdpa", 1), ("fp16-compiled-graphs", 1), ("fp16-compiled-graphs", 4),
+# Scheduler x steps on one prepared build (bench.run_scheduler_sweep): name -> (build, schedules)
+SWEEPS = {
+    "steps": ("fp16-compiled-host", HOST,
+              [(scheduler, steps) for scheduler in ("pndm", "ddim", "dpm++") for steps in (8, 16, 20, 25, 50)]),
+}
+PROFILED = {("fp16-compiled-host", 1), ("fp16-compiled-host", 4),("fp16-sdpa", 1), ("fp16-compiled-graphs", 1), ("fp16-compiled-graphs", 4),
             ("fp16-compiled-graphs-tuned", 4),
             ("fp16-int8dyn-compiled", 4), ("bf16-fp8dyn-compiled", 4), ("fp32-sdpa", 1)}
 
@@ -81,7 +94,8 @@ def parse(argv=None):
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--groups", nargs="+", default=["eager"], choices=sorted(GROUPS))
+    parser.add_argument("--groups", nargs="+", default=["eager"], choices=sorted([*GROUPS, *SWEEPS]),
+                        help="variant groups, and 'steps' (scheduler x steps on one build)")
     parser.add_argument("--extra", nargs="*", default=[], help="group:variant run first (e.g. eager:fp16-flash)")
     parser.add_argument("--variants", nargs="*", default=None, help="only these variant names")
     parser.add_argument("--tokenizer", default=None, help="CLIP tokenizer folder (written when absent)")
@@ -89,6 +103,29 @@ def parse(argv=None):
     parser.add_argument("--no-flops", action="store_true")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
+
+
+def planned(args) -> list[tuple[str, object]]:
+    """(name, run) in run order: --extra first, then each group's variants (a sweep is one entry)."""
+    from . import bench
+
+    def variant(name, overrides):
+        return name, lambda a, log, on_row: bench.run_variant(name, overrides, a, log, on_row=on_row)
+
+    def sweep(group):
+        name, overrides, schedules = SWEEPS[group]
+        return (f"{name} x {group}",
+                lambda a, log, on_row: bench.run_scheduler_sweep(name, overrides, schedules, a, log, on_row))
+
+    todo = [variant(e.split(":")[1], GROUPS[e.split(":")[0]][e.split(":")[1]]) for e in args.extra]
+    for group in args.groups:
+        if group in SWEEPS:
+            todo.append(sweep(group))
+        else:
+            named = {name for name, _ in todo}  # a variant run first through --extra is not run again
+            todo += [variant(n, o) for n, o in GROUPS[group].items()
+                     if n not in named and (not args.variants or n in args.variants)]
+    return todo
 
 
 def main(argv=None) -> int:
@@ -146,15 +183,12 @@ def main(argv=None) -> int:
         unfinished.append(row)
         pd.DataFrame(rows + unfinished).to_csv(out / "results.csv", index=False)
 
-    todo = [(e.split(":")[1], GROUPS[e.split(":")[0]][e.split(":")[1]]) for e in args.extra]
-    todo += [(n, o) for g in args.groups for n, o in GROUPS[g].items()
-             if not args.variants or n in args.variants]
-    for name, overrides in todo:
+    for name, run in planned(args):
         if args.deadline and time.time() > args.deadline:
             rows += [{"variant": name, "batch": b, "status": "skipped: time budget"} for b in args.batches]
             continue
         unfinished.clear()
-        rows += bench.run_variant(name, overrides, args, log, on_row=save_partial)
+        rows += run(args, log, save_partial)
         pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
     meta["elapsed_s"] = time.time() - started
     write_meta()

@@ -3,7 +3,7 @@ order that composes (processors -> feature cache -> low-bit -> memory format -> 
 
 Keys (schemas/config.schema.yaml): attention (flash|efficient|math|cudnn pin an SDPA backend),
 fuse_qkv, kv_cache, deepcache, lowbit, channels_last, compile, compile_vae, inductor_tuning,
-freeze_weights, cudnn_benchmark. Every key absent or
+freeze_weights, cudnn_benchmark, host_timesteps. Every key absent or
 off leaves the pipeline untouched; what ran is recorded in ``prepared.notes``.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from . import attention, deepcache, lowbit
+from . import attention, deepcache, hoststeps, lowbit
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 # The Inductor settings of diffusers' SDXL speed-up guide ("Accelerate inference of text-to-image
@@ -149,9 +149,17 @@ def _mark_cudagraph_step(pipe, step, timestep, callback_kwargs):
     return callback_kwargs
 
 
+def apply_host_timesteps(prepared) -> None:
+    if not prepared.spec.get("host_timesteps"):
+        return
+    prepared.host_timesteps = hoststeps.keep_timesteps_on_host(prepared.pipe)
+    prepared.notes["host_timesteps"] = type(prepared.pipe.scheduler).__name__ + " timesteps on the host"
+
+
 def apply_acceleration(prepared) -> None:
     """The one TECHNIQUES entry of this package; a no-op for a variant with none of its keys."""
     apply_processors(prepared)
     apply_deepcache(prepared)
     apply_lowbit(prepared)
     apply_compile(prepared)
+    apply_host_timesteps(prepared)  # last: its hook must sit outside the compiled UNet
