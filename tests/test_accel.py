@@ -220,6 +220,7 @@ def test_inductor_tuning_spells_out_the_mode_and_records_it():
         assert options["triton.cudagraphs"] is True  # what mode="reduce-overhead" means
         assert options["conv_1x1_as_mm"] is True and options["epilogue_fusion"] is False
         assert torch.backends.cudnn.benchmark and prepared.notes["cudnn_benchmark"]
+        assert prepared.notes["compile"]["dynamic"] is False  # one static graph per batch size
     finally:
         torch.backends.cudnn.benchmark = previous
 
