@@ -19,7 +19,7 @@ COLUMNS = ["variant", "s/image", "UNet ms/step", "peak MB", "UNet MB (memory)",
 
 def print_targets(paths: list[str]) -> None:
     table = benchtables.targets_by_run(paths)
-    table.insert(1, "machine", [benchtables.machine_of(p) for p in sorted(paths)])
+    table.insert(1, "machine", [benchtables.machine_of(p) for p in benchtables.in_run_order(paths)])
     table = table.drop(columns="device")
     for column in table.columns:
         if column.startswith(("b1 vs", "b1 best vs", "b4 best vs")):
@@ -48,8 +48,9 @@ def print_machine_tables(paths: list[str]) -> None:
         failed = group[group.status != "ok"]
         if not failed.empty:
             print("\nNot timed:\n")
-            for r in failed.itertuples():
-                print(f"- `{r.variant}`: {r.status[:160]}")
+            for status, same in failed.groupby("status", sort=False):  # one line per reason
+                names = ", ".join(f"`{v}`" for v in same.variant)
+                print(f"- {names}: {status[:160]}")
 
 
 if __name__ == "__main__":

@@ -325,3 +325,20 @@ def test_scheduler_sweep_swaps_only_the_scheduler(tmp_path):
     assert [r["unet_calls_per_image_call"] for r in rows] == [2, 3]
     assert [r["scheduler"] for r in rows] == ["ddim", "dpm++"] and all(r["host_timesteps"] for r in rows)
     assert '"DPMSolverMultistepScheduler"' in rows[1]["notes"]
+
+
+def test_runs_are_ordered_by_number():
+    assert benchtables.in_run_order(["d/gpu_run10_results.csv", "d/gpu_run2_results.csv", "d/gpu_run1_results.csv"]) \
+        == ["d/gpu_run1_results.csv", "d/gpu_run2_results.csv", "d/gpu_run10_results.csv"]
+
+
+def test_benchmark_records_variants_skipped_by_its_time_budget(tmp_path):
+    import pandas as pd
+
+    from sdsqueeze.accel import benchrun
+
+    benchrun.main(["--shape", "tiny", "--device", "cpu", "--size", "64", "--steps", "2", "--batches", "1",
+                   "--groups", "cpu", "--no-flops", "--time-budget", "1e-9", "--out", str(tmp_path)])
+    rows = pd.read_csv(tmp_path / "results.csv")
+    assert set(rows.status) == {"skipped: time budget"}
+    assert len(rows) == len(benchrun.GROUPS["cpu"])

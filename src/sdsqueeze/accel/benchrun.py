@@ -190,6 +190,7 @@ def main(argv=None) -> int:
         unfinished.clear()
         rows += run(args, log, save_partial)
         pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)  # with the variants skipped at the end
     meta["elapsed_s"] = time.time() - started
     write_meta()
     (out / "profiles.txt").write_text("\n".join(args.profiles))

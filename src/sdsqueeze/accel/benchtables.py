@@ -15,6 +15,15 @@ import pandas as pd
 BASELINES = {"fp16 classic": "fp16-classic", "fp16 SDPA eager": "fp16-sdpa"}
 
 
+def in_run_order(paths) -> list[str]:
+    """Result files sorted by run number (gpu_run2 before gpu_run10), then by name."""
+    def key(path):
+        number = re.search(r"run(\d+)", Path(path).name)
+        return (int(number.group(1)) if number else -1, Path(path).name)
+
+    return sorted(map(str, paths), key=key)
+
+
 def meta_for(results_csv: str | Path) -> dict:
     path = Path(str(results_csv).replace("_results.csv", "_meta.json"))
     if not path.is_file():
@@ -40,7 +49,7 @@ def machine_of(results_csv: str | Path) -> str:
 
 def by_machine(results_csvs: list[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
-    for path in sorted(results_csvs):
+    for path in in_run_order(results_csvs):
         groups.setdefault(machine_of(path), []).append(path)
     return groups
 
@@ -63,7 +72,7 @@ def load(results_csvs: list[str]) -> tuple[pd.DataFrame, dict]:
     """All runs' rows; per (variant, batch) the last successful row wins (a later run that fixed
     a failure supersedes it). Each row keeps its own run's measured matmul rate."""
     frames, flops = [], {}
-    for order, path in enumerate(sorted(results_csvs)):
+    for order, path in enumerate(in_run_order(results_csvs)):
         meta = meta_for(path)
         frame = pd.read_csv(path)
         frame["run"] = Path(path).name.replace("_results.csv", "")
@@ -116,7 +125,7 @@ def targets_by_run(results_csvs: list[str]) -> pd.DataFrame:
     share of the run's own matmul rate, and the best speedup over fp16 classic with any shortcut."""
     out = []
     _, flops = load(results_csvs)  # FLOPs belong to the architecture: any run's count serves all
-    for path in sorted(results_csvs):
+    for path in in_run_order(results_csvs):
         rows, _ = load([path])
         meta = meta_for(path)
         table = derived(rows, flops).merge(rows[["variant", "batch", "steps", "deepcache"]],
