@@ -372,26 +372,29 @@ def _release(args, cudnn_benchmark: bool) -> None:
     torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
-def _failed_rows(spec: dict, args, log, err: Exception) -> list[dict]:
-    log(f"[{spec['name']}] prepare FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
-    return [{**_row_base(spec), "batch": b, "status": f"error: {type(err).__name__}: {str(err)[:300]}"}
-            for b in args.batches]
-
-
-def run_variant(name: str, overrides: dict, args, log, on_row=lambda row: None) -> list[dict]:
-    """Prepare one variant, time it at every batch size; a failure is recorded, never hidden.
-    ``on_row`` sees each row as soon as it exists, so a run killed mid-variant keeps it."""
-    spec = _spec(name, overrides, args)
+def _with_prepared(spec: dict, args, log, time_prepared) -> list[dict]:
+    """Build and prepare ``spec``, hand it to ``time_prepared(prepared, extra)``, then release
+    it; a failure to prepare is recorded as one error row per batch, never hidden."""
     cudnn_benchmark = torch.backends.cudnn.benchmark  # a variant may set it; the next must not inherit
     try:
         prepared, extra = _prepare(spec, args)
     except Exception as err:  # noqa: BLE001 -- recorded in the results, then the next variant runs
         _release(args, cudnn_benchmark)
-        return _failed_rows(spec, args, log, err)
-    rows = _time_batches(prepared, extra, args, log, on_row)
-    del prepared
-    _release(args, cudnn_benchmark)
-    return rows
+        log(f"[{spec['name']}] prepare FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+        return [{**_row_base(spec), "batch": b, "status": f"error: {type(err).__name__}: {str(err)[:300]}"}
+                for b in args.batches]
+    try:
+        return time_prepared(prepared, extra)
+    finally:
+        del prepared  # the pipeline goes before the CUDA cache is emptied
+        _release(args, cudnn_benchmark)
+
+
+def run_variant(name: str, overrides: dict, args, log, on_row=lambda row: None) -> list[dict]:
+    """Prepare one variant, time it at every batch size; a failure is recorded, never hidden.
+    ``on_row`` sees each row as soon as it exists, so a run killed mid-variant keeps it."""
+    return _with_prepared(_spec(name, overrides, args), args, log,
+                          lambda prepared, extra: _time_batches(prepared, extra, args, log, on_row))
 
 
 def run_scheduler_sweep(name: str, overrides: dict, schedules: list[tuple[str, int]], args, log,
@@ -402,20 +405,16 @@ def run_scheduler_sweep(name: str, overrides: dict, schedules: list[tuple[str, i
     from ..variants import set_scheduler
 
     spec = _spec(name, overrides, args)
-    cudnn_benchmark = torch.backends.cudnn.benchmark
-    try:
-        prepared, extra = _prepare(spec, args)
-    except Exception as err:  # noqa: BLE001
-        _release(args, cudnn_benchmark)
-        return _failed_rows(spec, args, log, err)
-    rows = []
-    for scheduler, steps in schedules:
-        prepared.spec = {**spec, "scheduler": scheduler, "steps": steps,
-                         "name": f"{name}-{scheduler.replace('+', '')}{steps}"}
-        set_scheduler(prepared)
-        if getattr(prepared, "host_timesteps", None) is not None:
-            prepared.host_timesteps.wrap_scheduler(prepared.pipe.scheduler)
-        rows += _time_batches(prepared, extra, args, log, on_row)
-    del prepared
-    _release(args, cudnn_benchmark)
-    return rows
+
+    def sweep(prepared, extra) -> list[dict]:
+        rows = []
+        for scheduler, steps in schedules:
+            prepared.spec = {**spec, "scheduler": scheduler, "steps": steps,
+                             "name": f"{name}-{scheduler.replace('+', '')}{steps}"}
+            set_scheduler(prepared)
+            if getattr(prepared, "host_timesteps", None) is not None:
+                prepared.host_timesteps.wrap_scheduler(prepared.pipe.scheduler)
+            rows += _time_batches(prepared, extra, args, log, on_row)
+        return rows
+
+    return _with_prepared(spec, args, log, sweep)

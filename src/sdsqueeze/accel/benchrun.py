@@ -79,7 +79,8 @@ SWEEPS = {
     "steps": ("fp16-compiled-host", HOST,
               [(scheduler, steps) for scheduler in ("pndm", "ddim", "dpm++") for steps in (8, 16, 20, 25, 50)]),
 }
-PROFILED = {("fp16-compiled-host", 1), ("fp16-compiled-host", 4),("fp16-sdpa", 1), ("fp16-compiled-graphs", 1), ("fp16-compiled-graphs", 4),
+PROFILED = {("fp16-compiled-host", 1), ("fp16-compiled-host", 4),
+            ("fp16-sdpa", 1), ("fp16-compiled-graphs", 1), ("fp16-compiled-graphs", 4),
             ("fp16-compiled-graphs-tuned", 4),
             ("fp16-int8dyn-compiled", 4), ("bf16-fp8dyn-compiled", 4), ("fp32-sdpa", 1)}
 
@@ -186,11 +187,10 @@ def main(argv=None) -> int:
     for name, run in planned(args):
         if args.deadline and time.time() > args.deadline:
             rows += [{"variant": name, "batch": b, "status": "skipped: time budget"} for b in args.batches]
-            continue
-        unfinished.clear()
-        rows += run(args, log, save_partial)
-        pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
-    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)  # with the variants skipped at the end
+        else:
+            unfinished.clear()
+            rows += run(args, log, save_partial)
+        pd.DataFrame(rows).to_csv(out / "results.csv", index=False)  # skipped entries too
     meta["elapsed_s"] = time.time() - started
     write_meta()
     (out / "profiles.txt").write_text("\n".join(args.profiles))

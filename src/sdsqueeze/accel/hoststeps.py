@@ -35,7 +35,7 @@ class HostTimesteps:
             self.on_device = {}
             if device is not None and torch.device(device).type != "cpu":
                 copies = scheduler.timesteps.to(device)  # one copy per generation, not one per step
-                self.on_device = {float(t): copies[i] for i, t in enumerate(scheduler.timesteps.tolist())}
+                self.on_device = dict(zip(scheduler.timesteps.tolist(), copies))
 
         scheduler.set_timesteps = set_timesteps_on_host  # this instance only; the class is untouched
 

@@ -123,17 +123,18 @@ def apply_compile(prepared) -> None:
         return
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be none or one of {COMPILE_MODES}, not '{mode}'")
-    # dynamic=False: one static graph per batch size. By default Dynamo answers a second batch
-    # size with one dynamic-shape graph for all sizes, and its kernels were slower: on an H100
-    # (docs/benchmarks/gpu_run10) batch-4 steps took 19.95 ms before a batch-1 call, 20.7-20.9 after.
-    compile_kwargs = {"mode": mode, "dynamic": False}
+    compile_kwargs = {"mode": mode}
     extra = {**(INDUCTOR_TUNING if spec.get("inductor_tuning") else {}),
              **({"freezing": True} if spec.get("freeze_weights") else {})}
     if extra:
         # torch.compile takes a mode or options, not both: spell the mode out as its options.
         from torch._inductor import list_mode_options
 
-        compile_kwargs = {"options": {**list_mode_options(mode), **extra}, "dynamic": False}
+        compile_kwargs = {"options": {**list_mode_options(mode), **extra}}
+    # dynamic=False: one static graph per batch size. By default Dynamo answers a second batch
+    # size with one dynamic-shape graph for all sizes, and its kernels were slower: on an H100
+    # (docs/benchmarks/gpu_run10) batch-4 steps took 19.95 ms before a batch-1 call, 20.7-20.9 after.
+    compile_kwargs["dynamic"] = False
     pipe.unet = torch.compile(pipe.unet, **compile_kwargs)
     compiled = ["unet"]
     if spec.get("compile_vae"):
@@ -144,7 +145,8 @@ def apply_compile(prepared) -> None:
         # them the previous step's outputs are consumed (the scheduler has read them).
         prepared.step_callbacks.append(_mark_cudagraph_step)
     prepared.notes["compile"] = {"mode": mode, "modules": compiled,
-                                 "inductor_options": compile_kwargs.get("options", "mode defaults"), "dynamic": False}
+                                 "inductor_options": compile_kwargs.get("options", "mode defaults"),
+                                 "dynamic": compile_kwargs["dynamic"]}
 
 
 def _mark_cudagraph_step(pipe, step, timestep, callback_kwargs):
