@@ -44,7 +44,8 @@ def print_machine_tables(paths: list[str]) -> None:
     for batch, group in table.groupby("batch"):
         ok = group[group.status == "ok"].sort_values("s/image", ascending=False)
         print(f"\n#### Batch {batch}\n")
-        print(benchtables.markdown(ok[COLUMNS]))
+        # a run without fp16 classic or without a FLOP count (--no-flops) has no such columns
+        print(benchtables.markdown(ok[[c for c in COLUMNS if c in ok]]))
         failed = group[group.status != "ok"]
         if not failed.empty:
             print("\nNot timed:\n")

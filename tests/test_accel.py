@@ -342,3 +342,27 @@ def test_benchmark_records_variants_skipped_by_its_time_budget(tmp_path):
     rows = pd.read_csv(tmp_path / "results.csv")
     assert set(rows.status) == {"skipped: time budget"}
     assert len(rows) == len(benchrun.GROUPS["cpu"])
+
+
+def test_cache_warmer_runs_each_job_as_one_benchmark_process(tmp_path):
+    """Two jobs, two processes, each timing only its own variants (warm-up and one repeat)."""
+    import pandas as pd
+
+    from sdsqueeze.accel import warmcache
+
+    code = warmcache.main(["--jobs", "cpu:fp32-sdpa", "cpu:fp32-sdpa-kvcache,cpu:fp32-classic", "--shape", "tiny",
+                           "--device", "cpu", "--size", "64", "--steps", "2", "--batches", "1",
+                           "--out", str(tmp_path)])
+    assert code == 0
+    first, second = (pd.read_csv(tmp_path / f"job{i}" / "results.csv") for i in (0, 1))
+    assert list(first.variant) == ["fp32-sdpa"] and list(second.variant) == ["fp32-sdpa-kvcache", "fp32-classic"]
+    assert set(first.status) | set(second.status) == {"ok"}
+
+
+def test_cache_warmer_reports_a_failed_job(tmp_path):
+    from sdsqueeze.accel import warmcache
+
+    code = warmcache.main(["--jobs", "cpu:no-such-variant", "--shape", "tiny", "--device", "cpu",
+                           "--out", str(tmp_path)])
+    assert code == 1
+    assert "KeyError" in (tmp_path / "job0.log").read_text()
