@@ -22,27 +22,21 @@ BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu_benchmark.
 
 
 def parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """This tool's own options; every other option (--shape, --batches, --tokenizer, ...) goes to each job's
+    benchmark command unchanged, so the two tools cannot disagree about them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="Other options are passed to benchmarks/gpu_benchmark.py.")
     parser.add_argument("--jobs", nargs="+", required=True,
                         help="one process each: comma-separated group:variant names")
-    parser.add_argument("--shape", choices=("sd15", "tiny"), default="sd15")
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batches", type=int, nargs="+", default=[4, 1])
-    parser.add_argument("--tokenizer", default=None)
     parser.add_argument("--deadline", type=float, default=0, help="seconds; jobs still running are stopped")
     parser.add_argument("--out", required=True)
-    return parser.parse_args(argv)
+    return parser.parse_known_args(argv)
 
 
-def job_command(variants: list[str], args, out: Path) -> list[str]:
+def job_command(variants: list[str], benchmark_options: list[str], out: Path) -> list[str]:
     """The benchmark command of one job: only its variants, warm-up plus one repeat, no FLOP count."""
-    command = [sys.executable, str(BENCHMARK), "--shape", args.shape, "--device", args.device,
-               "--size", str(args.size), "--steps", str(args.steps),
-               "--batches", *map(str, args.batches), "--warmup", "1", "--repeats", "1", "--no-flops",
-               "--extra", *variants, "--variants", "none", "--out", str(out)]
-    return command + (["--tokenizer", args.tokenizer] if args.tokenizer else [])
+    return [sys.executable, str(BENCHMARK), *benchmark_options, "--warmup", "1", "--repeats", "1", "--no-flops",
+            "--extra", *variants, "--variants", "none", "--out", str(out)]
 
 
 def compile_threads(n_jobs: int) -> int:
@@ -51,7 +45,7 @@ def compile_threads(n_jobs: int) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse(argv)
+    args, benchmark_options = parse(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -60,7 +54,7 @@ def main(argv=None) -> int:
     running = {}
     for index, job in enumerate(args.jobs):
         job_out = out / f"job{index}"
-        command = job_command(job.split(","), args, job_out)
+        command = job_command(job.split(","), benchmark_options, job_out)
         log = open(out / f"job{index}.log", "w")
         running[index] = (job, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log)
     failed = 0
