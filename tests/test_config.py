@@ -47,7 +47,43 @@ BAD_CONFIGS = [
     (lambda c: c.update(device="tpu"), r"'device' is 'tpu'; it must match"),
     (lambda c: c["prompts"].update(n="8"), r"'prompts.n' is '8' \(str\); expected integer"),
     (lambda c: c["prompts"].update(captions="missing.json"), r"'prompts.captions' file missing.json does not exist"),
+    # NaN passes every JSON-schema bound (all comparisons are false); inf and huge seeds must not reach jobs.
+    (lambda c: c["generation"].update(guidance=float("nan")), r"'generation.guidance' is nan; a finite number is required"),
+    (lambda c: c["variants"]["fp32-sdpa"].update(guidance=float("inf")), r"'variants.fp32-sdpa.guidance' is inf; a finite"),
+    (lambda c: c.setdefault("metrics", {}).update(confidence=float("nan")), r"'metrics.confidence' is nan; a finite"),
+    (lambda c: c.update(seed=2**64), r"'seed' is 18446744073709551616; allowed: .*maximum': 4294967295"),
+    (lambda c: c["model"].update(tiny_seed=2**32), r"'model.tiny_seed' is 4294967296; allowed"),
+    (lambda c: c["sweep"].update(seeds=[42, 2**70]), r"'sweep.seeds.1' is 1180591620717411303424; allowed"),
+    (lambda c: c.update(threads=10**30), r"'threads' is 10{30}; allowed: .*maximum"),
 ]
+
+
+def test_yaml_nan_guidance_is_refused(default_config, tmp_path, monkeypatch):
+    """The literal YAML spelling a user would write, not only Python's float('nan')."""
+    monkeypatch.chdir(REPO)
+    default_config["generation"].update(yaml.safe_load("guidance: .nan"))
+    with pytest.raises(sq_config.ConfigError, match="'generation.guidance' is nan"):
+        sq_config.validate(default_config)
+
+
+def test_every_numeric_key_of_the_schema_is_bounded():
+    """NaN is caught by the finite check; huge values only by a maximum on every number."""
+    unbounded = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+            numeric = {"integer", "number"} & set(types)
+            if numeric and not {"maximum", "exclusiveMaximum", "enum"} & set(node):
+                unbounded.append(where)
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(sq_config.load_schema(), "schema")
+    assert unbounded == []
 
 
 @pytest.mark.parametrize("mutate, message", BAD_CONFIGS)

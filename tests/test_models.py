@@ -42,7 +42,7 @@ def test_missing_hub_model_fails_with_one_clear_message(monkeypatch):
         models.check_model_available("nobody/no-such-model-sdsqueeze")
     message = str(err.value)
     assert "nobody/no-such-model-sdsqueeze" in message
-    assert "huggingface-cli download" in message and "model.source" in message
+    assert "hf download" in message and "huggingface-cli" not in message and "model.source" in message
 
 
 def test_path_without_pipeline_is_rejected(tmp_path):

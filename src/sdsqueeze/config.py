@@ -7,6 +7,7 @@ Cross-key rules the schema cannot express (the reference must be a variant) foll
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -57,10 +58,25 @@ def _describe(error, schema: dict) -> str:
     return f"'{where}': {error.message}"
 
 
+def _non_finite(node, where: str = ""):
+    """Key paths of NaN/infinite numbers: JSON schema's bounds never reject NaN (every comparison
+    with it is false), so YAML's ``.nan`` would pass ``minimum``/``maximum`` unnoticed."""
+    if isinstance(node, float) and not math.isfinite(node):
+        yield where or "(top level)", node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _non_finite(value, f"{where}[{i}]")
+
+
 def check(config: dict, schema: dict | None = None) -> None:
     """Raise ConfigError with one actionable message for the first schema violation."""
     import jsonschema
 
+    for where, value in _non_finite(config):
+        raise ConfigError(f"invalid config: '{where}' is {value!r}; a finite number is required")
     schema = schema or load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))

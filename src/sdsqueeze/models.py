@@ -173,7 +173,7 @@ def check_model_available(source: str) -> None:
         raise ModelUnavailableError(
             f"model '{source}' is not in the local Hugging Face cache and could not be fetched "
             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}). Provide it by running "
-            f"`huggingface-cli download {source}` where the hub is reachable (then share HF_HOME), "
+            f"`hf download {source}` where the hub is reachable (then share HF_HOME), "
             "or set model.source to a local folder saved with `save_pretrained`."
         ) from None
 
