@@ -11,8 +11,8 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,14 +23,40 @@ PROVENANCE_PACKAGES = (
 )
 
 
+def _temporary_name(final: Path) -> Path:
+    return final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
+
+
+def _create_file(final: Path) -> Path:
+    """A new, empty temporary file beside ``final`` with the mode a plain open() would give (0666
+    minus the umask). tempfile.mkstemp is not used: it makes 0600 files, which a group or a web
+    server could not read once renamed into place."""
+    while True:
+        path = _temporary_name(final)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
+
+
+def _create_dir(final: Path) -> Path:
+    """Like ``_create_file`` for a directory (0777 minus the umask, not mkdtemp's 0700)."""
+    while True:
+        path = _temporary_name(final)
+        try:
+            path.mkdir(mode=0o777)
+            return path
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_file(final)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
@@ -44,7 +70,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``final``; move it onto ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    tmp = _create_dir(final)
     try:
         yield tmp
         if final.exists():
@@ -53,6 +79,12 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """``fig.savefig`` under a temporary name, renamed into place (the format from ``path``)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

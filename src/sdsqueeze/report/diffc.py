@@ -7,6 +7,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from .. import io
 from .page import ReportContext, Section, source_note, table_html
 
 QUALITY = [("psnr", "PSNR (dB) ↑"), ("ssim", "SSIM ↑"), ("lpips", "LPIPS ↓"),
@@ -63,7 +64,7 @@ def draw_curves(rd: pd.DataFrame, path) -> list[str]:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    io.save_figure(fig, path, dpi=110)
     plt.close(fig)
     return [k for k, _ in shown]
 

@@ -14,6 +14,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from .. import io
 from . import accel
 from .page import ReportContext, Section, source_note, table_html
 
@@ -283,7 +284,7 @@ def pareto_section(ctx: ReportContext) -> Section | None:
             ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     figure = ctx.figure_path("variants.png")  # the report rule declares this name
-    fig.savefig(figure, dpi=100)
+    io.save_figure(fig, figure, dpi=100)
     plt.close(fig)
     body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="Pareto plots: speed and memory vs quality">'
             "<p class='muted'>Each row one quality metric that has values; left speed, right memory. The "
@@ -338,7 +339,7 @@ def steps_section(ctx: ReportContext) -> Section | None:
         ax.legend(fontsize=8, title="scheduler", title_fontsize=8)
     fig.tight_layout()
     figure = ctx.figure_path("steps.png")
-    fig.savefig(figure, dpi=100)
+    io.save_figure(fig, figure, dpi=100)
     plt.close(fig)
     table = points.pivot_table(index=["scheduler", "steps"], columns="label", values="value").reset_index()
     table.columns.name = None
@@ -382,7 +383,7 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
                 ax.set_ylabel(f"prompt {prompt_id}", fontsize=8)
     fig.tight_layout()
     figure = ctx.figure_path("image_grid.png")
-    fig.savefig(figure, dpi=100)
+    io.save_figure(fig, figure, dpi=100)
     plt.close(fig)
     captions = "".join(
         f"<li><b>{pid}</b>: {html.escape(str(prompts.loc[pid, 'prompt']))}</li>" for pid in shown

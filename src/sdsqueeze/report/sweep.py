@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..sweep.fit import PARAMS
+from .. import io
 from .page import ReportContext, Section, source_note, table_html
 
 
@@ -58,7 +59,7 @@ def rate_quality_figure(ctx: ReportContext, runs: pd.DataFrame) -> str:
     axes[1].legend(fontsize=8, ncol=2)
     fig.tight_layout()
     target = ctx.figure_path("sweep_rate_quality.png")
-    fig.savefig(target, dpi=100)
+    io.save_figure(fig, target, dpi=100)
     plt.close(fig)
     return f'<img class="figure" src="{ctx.rel(target)}" alt="rate vs quality">'
 
