@@ -76,3 +76,36 @@ def test_shards_cover_every_prompt_once():
     shards = [prompts.shard_of(frame, s, 4) for s in range(prompts.n_shards(10, 4))]
     assert [len(s) for s in shards] == [4, 4, 2]
     assert pd.concat(shards).prompt_id.tolist() == list(range(10))
+
+
+def test_long_captions_are_counted_flagged_and_warned_once(tmp_path, caplog):
+    long_caption = "A dog runs across the green park " + "and a cat sits on the old red bench " * 12
+    data = {"images": [{"id": 1}, {"id": 2}, {"id": 3}],
+            "annotations": [{"id": 1, "image_id": 1, "caption": "a photo of a cat on a mat"},
+                            {"id": 2, "image_id": 2, "caption": long_caption},
+                            {"id": 3, "image_id": 3, "caption": long_caption + " again"}]}
+    index = prompts.load_coco_captions(write(tmp_path, data))
+    with caplog.at_level("WARNING"):
+        chosen = prompts.select_prompts(index, n=3, seed=1, min_words=3).set_index("prompt_id")
+    assert chosen.loc[1, "tokens"] == 10  # start + 8 words + end
+    assert chosen.loc[2, "tokens"] > prompts.CLIP_MAX_TOKENS
+    assert chosen.truncated.tolist() == [False, True, True]
+    warnings = [r.getMessage() for r in caplog.records if "longer than CLIP" in r.getMessage()]
+    assert warnings == ["2 of 3 prompts are longer than CLIP's 77 tokens; the text encoder sees only "
+                        "their first 77 (column 'truncated' of the prompts CSV)"]
+
+
+def test_token_count_is_the_pipeline_tokenizers():
+    """The count the pipeline's own tokenizer gives (the embedded model's, built the same way)."""
+    import tempfile
+    from pathlib import Path
+
+    from transformers import CLIPTokenizer
+
+    from sdsqueeze.models import write_clip_tokenizer
+
+    text = "An astronaut, riding a horse on the moon; professional photograph, sharp focus"
+    with tempfile.TemporaryDirectory() as folder:
+        write_clip_tokenizer(Path(folder))
+        ids = CLIPTokenizer.from_pretrained(folder)(text, padding="max_length", max_length=77).input_ids
+    assert prompts.clip_token_counts([text]) == [ids.index(49407) + 1]  # through the end token

@@ -3,20 +3,28 @@
 Selection, after the OptSD seed: one caption per image, too-short or generic captions filtered
 out, trailing punctuation removed, optional prefix/suffix enhancement; then a seeded shuffle of
 the images and the first ``n``. Everything is deterministic given the file and the config.
+
+Each prompt's length in CLIP tokens is recorded (``tokens``, start and end tokens included) with
+``truncated``: SD 1.x's text encoder reads at most 77 tokens and diffusers drops the rest with
+only a log line, so a long prompt is rendered from its first 75 text tokens.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from .seeding import prompt_seed
 
-PROMPT_COLUMNS = ["prompt_id", "image_id", "caption", "prompt", "seed"]
+log = logging.getLogger(__name__)
+PROMPT_COLUMNS = ["prompt_id", "image_id", "caption", "prompt", "seed", "tokens", "truncated"]
+CLIP_MAX_TOKENS = 77  # CLIP text encoders' context, start and end tokens included
 DEFAULT_GENERIC = [
     "a picture of", "an image of", "a photo of something", "there is a", "this is a",
 ]
@@ -112,7 +120,31 @@ def select_prompts(coco, n: int, seed: int, min_words: int = 5, generic: list[st
         prompt = ", ".join(part for part in (prefix.strip(), caption, suffix.strip()) if part)
         rows.append({"prompt_id": ann["id"], "image_id": ann["image_id"], "caption": ann["caption"],
                      "prompt": prompt, "seed": prompt_seed(seed, ann["id"])})
-    return pd.DataFrame(rows, columns=PROMPT_COLUMNS)
+    return mark_truncation(pd.DataFrame(rows, columns=PROMPT_COLUMNS[:5]))[PROMPT_COLUMNS]
+
+
+def clip_token_counts(texts: list[str]) -> list[int]:
+    """Length of each text in CLIP tokens (start/end included), with the BPE tokenizer the
+    embedded model uses, which is also SD 1.x's (openai/clip-vit-large-patch14's vocabulary)."""
+    from transformers import CLIPTokenizer
+
+    from .models import write_clip_tokenizer
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_clip_tokenizer(Path(folder))
+        tokenizer = CLIPTokenizer.from_pretrained(folder)
+    return [len(ids) for ids in tokenizer(list(texts), truncation=False, verbose=False).input_ids]
+
+
+def mark_truncation(selected: pd.DataFrame) -> pd.DataFrame:
+    """Add ``tokens`` and ``truncated``; warn once when the text encoder will cut prompts."""
+    selected["tokens"] = clip_token_counts(selected.prompt.tolist()) if len(selected) else []
+    selected["truncated"] = selected.tokens > CLIP_MAX_TOKENS
+    if selected.truncated.any():
+        log.warning("%d of %d prompts are longer than CLIP's %d tokens; the text encoder sees only "
+                    "their first %d (column 'truncated' of the prompts CSV)", int(selected.truncated.sum()),
+                    len(selected), CLIP_MAX_TOKENS, CLIP_MAX_TOKENS)
+    return selected
 
 
 def shard_of(prompts: pd.DataFrame, shard: int, shard_size: int) -> pd.DataFrame:
