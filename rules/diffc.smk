@@ -71,6 +71,9 @@ rule diffc_rd:
         decoded=expand("results/diffc/{{model}}/decoded/shard-{shard}", shard=DIFFC_SHARDS),
     output:
         csv="results/diffc/{model}/rd.csv",
+    params:
+        weights_dir=config["metrics"]["weights_dir"],
+        download=config["metrics"]["download"],
     threads: 1
     log:
         "logs/diffc/{model}/rd.log",

@@ -40,6 +40,8 @@ if SWEEP["enabled"]:
             "results/sweep/{model}/{operator}/metrics/shard-{shard}.csv",
         params:
             device=config["device"],
+            weights_dir=config["metrics"]["weights_dir"],
+            download=config["metrics"]["download"],
         threads: config["threads"]
         log:
             "logs/sweep/{model}/{operator}/metrics-{shard}.log",

@@ -7,8 +7,9 @@ from sdsqueeze.diffc import runs
 
 
 def main(snakemake):
+    p = snakemake.params
     table = runs.rate_distortion(snakemake.wildcards.model, list(snakemake.input.encoded),
-                                 list(snakemake.input.decoded))
+                                 list(snakemake.input.decoded), p.weights_dir, p.download)
     io.write_csv(snakemake.output.csv, table)
 
 

@@ -7,8 +7,9 @@ from sdsqueeze.sweep import quality
 
 
 def main(snakemake):
-    device = config.resolve_device(snakemake.params.device)
-    scored = quality.score_shard(snakemake.input[0], quality.Lpips(device))
+    p = snakemake.params
+    lpips = quality.Lpips(config.resolve_device(p.device), p.weights_dir, p.download)
+    scored = quality.score_shard(snakemake.input[0], lpips)
     io.write_csv(snakemake.output[0], scored)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from sdsqueeze.intermediates import sha256_file
 from sdsqueeze.quality.weights import ALEXNET, FID_INCEPTION
 
 TINY_CLIP = "sdsq-tiny-clip"
@@ -91,7 +92,8 @@ def write_shard(shard: Path, variant: str, images: np.ndarray, prompt_ids, seeds
         name = f"p{prompt_id:05d}_s0.png"
         Image.fromarray(image).save(shard / name)
         rows.append({"prompt_id": prompt_id, "sample": 0, "seed": seed, "variant": variant,
-                     "file": name, "seconds": 0.1, "peak_memory_mb": 100.0, "memory_kind": "cpu_rss"})
+                     "file": name, "seconds": 0.1, "peak_memory_mb": 100.0, "memory_kind": "cpu_rss",
+                     "sha256": sha256_file(shard / name)})
     pd.DataFrame(rows).to_csv(shard / "manifest.csv", index=False)
     return shard
 

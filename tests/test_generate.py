@@ -53,6 +53,13 @@ def test_shard_is_bit_identical_across_runs_and_batch_sizes(tiny_dir, tmp_path, 
     assert list(manifest.columns) == generate.MANIFEST_COLUMNS
     assert manifest.seed.tolist() == [101, 202, 303]
     assert {"provenance.json", "latents.safetensors"} <= {p.name for p in (tmp_path / "a").iterdir()}
+    # the readers' checks accept what the generator wrote (sha256 per image, checksums in provenance)
+    from sdsqueeze import intermediates
+
+    assert intermediates.read_manifests([tmp_path / "a"], PROMPTS).sha256.tolist() == [
+        intermediates.sha256_file(tmp_path / "a" / f) for f in manifest.file]
+    assert set(intermediates.recorded_checksums(tmp_path / "a")) == {"manifest.csv", "latents.safetensors"}
+    assert len(intermediates.load_latents(tmp_path / "a")) == 3
 
 
 def test_initial_noise_depends_only_on_the_seed():

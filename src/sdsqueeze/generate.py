@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io, seeding
+from . import intermediates, io, seeding
 from .variants import Prepared, prepare
 
 MANIFEST_COLUMNS = [
     "prompt_id", "sample", "seed", "variant", "file", "seconds", "peak_memory_mb", "memory_kind",
+    "sha256",  # readers check it: changes inside a directory() output are invisible to Snakemake
 ]
 
 
@@ -117,6 +118,7 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
                     "prompt_id": row.prompt_id, "sample": row.sample, "seed": row.seed,
                     "variant": spec["name"], "file": name, "seconds": seconds,
                     "peak_memory_mb": peak, "memory_kind": kind,
+                    "sha256": intermediates.sha256_file(tmp / name),
                 })
             bar.update(len(chunk))
         bar.close()
@@ -124,5 +126,8 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
         manifest.to_csv(tmp / "manifest.csv", index=False)
         save_file(final_latents, str(tmp / "latents.safetensors"))
         params = {k: v for k, v in spec.items()}
-        io.write_json(tmp / "provenance.json", io.provenance(params, device, notes=prepared.notes))
+        checksums = {name: intermediates.sha256_file(tmp / name)
+                     for name in (intermediates.MANIFEST, intermediates.LATENTS)}
+        io.write_json(tmp / intermediates.PROVENANCE,
+                      io.provenance(params, device, notes=prepared.notes, checksums=checksums))
     return manifest

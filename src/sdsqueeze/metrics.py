@@ -10,13 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+
+from . import intermediates
 
 KEYS = ["prompt_id", "sample"]
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
+    """8-bit RGB pixels; a missing or damaged file stops with one line naming it."""
+    return intermediates.load_image(path, "RGB")
 
 
 def psnr(reference: np.ndarray, image: np.ndarray) -> float:
@@ -34,28 +36,24 @@ def ssim(reference: np.ndarray, image: np.ndarray) -> float:
     return float(structural_similarity(reference, image, channel_axis=2, data_range=255))
 
 
-def read_manifests(shard_dirs: list[str | Path]) -> pd.DataFrame:
-    """All manifests of a variant, with each image's absolute path."""
-    frames = []
-    for shard in map(Path, shard_dirs):
-        manifest = pd.read_csv(shard / "manifest.csv")
-        manifest["path"] = [str(shard / f) for f in manifest.file]
-        frames.append(manifest)
-    return pd.concat(frames, ignore_index=True)
+def read_manifests(shard_dirs: list[str | Path], prompts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """All manifests of some shards with each image's path, checked against the files on disk
+    (sha256) and, given the prompt set, for a complete set of images."""
+    return intermediates.read_manifests(shard_dirs, prompts)
 
 
-def paired_images(variant_dirs, reference_dirs) -> pd.DataFrame:
-    variant = read_manifests(variant_dirs)
-    reference = read_manifests(reference_dirs)[KEYS + ["path", "seed"]]
+def paired_images(variant_dirs, reference_dirs, prompts: pd.DataFrame | None = None) -> pd.DataFrame:
+    variant = read_manifests(variant_dirs, prompts)
+    reference = read_manifests(reference_dirs, prompts)[KEYS + ["path", "seed"]]
     pairs = variant.merge(reference, on=KEYS, suffixes=("", "_ref"), validate="one_to_one")
     if len(pairs) != len(variant) or (pairs.seed != pairs.seed_ref).any():
         raise ValueError("variant and reference images do not pair up by prompt, sample and seed")
     return pairs
 
 
-def per_image_quality(variant_dirs, reference_dirs) -> pd.DataFrame:
+def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame | None = None) -> pd.DataFrame:
     """PSNR/SSIM of every image of a variant against the reference image of the same seed."""
-    pairs = paired_images(variant_dirs, reference_dirs)
+    pairs = paired_images(variant_dirs, reference_dirs, prompts)
     rows = []
     for pair in pairs.itertuples():
         ref, img = load_rgb(pair.path_ref), load_rgb(pair.path)

@@ -111,15 +111,18 @@ def decode_shard(pipe, encoded_dir: Path, out_dir: Path, redecode: str = "highes
     pd.DataFrame(rows).to_csv(out_dir / "manifest.csv", index=False)
 
 
-def lpips_scorer(device: str = "cpu"):
-    """LPIPS (AlexNet) when its weights load offline; otherwise the reason it cannot run."""
-    try:
-        import lpips
-        import torch
+def lpips_scorer(device: str = "cpu", weights_dir: str | None = None, download: bool = True):
+    """LPIPS (AlexNet, weights resolved as for the metrics stage); otherwise the reason it cannot run."""
+    import torch
 
-        net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
-    except Exception as err:  # no cached AlexNet weights offline, missing package: say which
-        return None, f"unavailable: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
+    from ..quality.perceptual import load_lpips
+    from ..quality.weights import WeightsUnavailable
+
+    try:
+        net = load_lpips(weights_dir, download).to(device)
+    except WeightsUnavailable as err:
+        logging.warning("LPIPS unavailable: %s", err)
+        return None, f"unavailable: {err}"
 
     def score(reference: np.ndarray, image: np.ndarray) -> float:
         def to_tensor(a):
@@ -131,11 +134,12 @@ def lpips_scorer(device: str = "cpu"):
     return score, None
 
 
-def rate_distortion(model_name: str, encoded_dirs: list[Path], decoded_dirs: list[Path]) -> pd.DataFrame:
+def rate_distortion(model_name: str, encoded_dirs: list[Path], decoded_dirs: list[Path],
+                    weights_dir: str | None = None, download: bool = True) -> pd.DataFrame:
     """One row per reconstruction: bits per pixel (from the file's size on disk) and quality."""
     from ..metrics import load_rgb, psnr, ssim
 
-    scorer, lpips_note = lpips_scorer()
+    scorer, lpips_note = lpips_scorer(weights_dir=weights_dir, download=download)
     frames = []
     for enc, dec in zip(map(Path, encoded_dirs), map(Path, decoded_dirs)):
         encoded = pd.read_csv(enc / "manifest.csv")

@@ -59,7 +59,7 @@ def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame,
     from .clip import clip_scores, load_clip
     from .perceptual import lpips_distances, load_lpips
 
-    table = metrics.per_image_quality(variant_dirs, reference_dirs)
+    table = metrics.per_image_quality(variant_dirs, reference_dirs, prompts)
     pairs = metrics.paired_images(variant_dirs, reference_dirs)
     table = table.merge(pairs[metrics.KEYS + ["path", "path_ref"]], on=metrics.KEYS, validate="one_to_one")
 
@@ -117,7 +117,7 @@ def distribution_metrics(variant_dirs: dict[str, list], reference: str, prompts:
     """One row per (variant, metric): FID vs the reference, FID vs COCO, Inception Score."""
     from .inception import frechet_distance, inception_outputs, inception_score, load_fid_inception
 
-    images = {v: metrics.read_manifests(dirs).sort_values(metrics.KEYS).path.tolist()
+    images = {v: metrics.read_manifests(dirs, prompts).sort_values(metrics.KEYS).path.tolist()
               for v, dirs in variant_dirs.items()}
     rows = []
 

@@ -73,8 +73,7 @@ def kv_cache_section(ctx: ReportContext) -> Section | None:
     """Final latents of each K/V-cached variant against its uncached twin: float tolerance."""
     if not ctx.has("shards"):
         return None
-    from safetensors.torch import load_file
-
+    from ..intermediates import load_latents
     from ..variants import resolve_variant
 
     specs = {n: resolve_variant(ctx.config, n) for n in ctx.config["variants"]}
@@ -88,8 +87,7 @@ def kv_cache_section(ctx: ReportContext) -> Section | None:
             continue
         diffs, norms = [], []
         for cached_dir, plain_dir in zip(_shards(ctx, name), _shards(ctx, twin)):
-            cached = load_file(str(Path(cached_dir) / "latents.safetensors"))
-            plain = load_file(str(Path(plain_dir) / "latents.safetensors"))
+            cached, plain = load_latents(cached_dir), load_latents(plain_dir)
             for key in plain:
                 diffs.append(float((cached[key] - plain[key]).abs().max()))
                 norms.append(float((cached[key] - plain[key]).norm() / plain[key].norm()))

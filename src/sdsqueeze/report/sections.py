@@ -363,8 +363,9 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
 
     from ..metrics import load_rgb, read_manifests
 
-    manifests = read_manifests(ctx.inputs["shards"])
-    prompts = pd.read_csv(ctx.inputs["prompts"][0]).set_index("prompt_id")
+    prompts = pd.read_csv(ctx.inputs["prompts"][0])
+    manifests = read_manifests(ctx.inputs["shards"], prompts)
+    prompts = prompts.set_index("prompt_id")
     reference = ctx.config["reference"]
     variants = [reference] + sorted(v for v in manifests.variant.unique() if v != reference)
     shown = sorted(manifests.prompt_id.unique())[: ctx.config["report"]["grid_prompts"]]

@@ -3,22 +3,27 @@
 Two conventions, named in the CSV: ``gray`` (the seed's: 8-bit luma via PIL's ``convert("L")``,
 ITU-R 601-2, then scikit-image PSNR/SSIM) and ``rgb`` (scikit-image on the 8-bit RGB image,
 SSIM averaged over channels, as in the rest of sd-squeeze). LPIPS (AlexNet) where its weights
-load; otherwise the column holds ``unavailable: <reason>``.
+resolve through ``metrics.weights_dir``/``metrics.download`` (as for the metrics stage);
+otherwise the column holds ``unavailable: <reason>``, logged once per job.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import logging
+
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from .. import intermediates
 from .. import metrics as base_metrics
+
+log = logging.getLogger(__name__)
 
 
 def load_gray(path: str | Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
+    return intermediates.load_image(path, "L")
 
 
 def gray_scores(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
@@ -32,16 +37,16 @@ def gray_scores(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]
 class Lpips:
     """LPIPS (AlexNet) when its backbone weights can be loaded here; the reason when not."""
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", weights_dir: str | None = None, download: bool = True):
+        from ..quality.perceptual import load_lpips
+        from ..quality.weights import WeightsUnavailable
+
         self.model, self.reason, self.device = None, "", device
         try:
-            import lpips
-
-            self.model = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
-        except Exception as err:  # offline without cached torchvision weights, or no package
-            first_line = (str(err).splitlines() or [""])[0][:160]
-            self.reason = (f"unavailable: LPIPS AlexNet weights could not be loaded "
-                           f"({type(err).__name__}: {first_line})")
+            self.model = load_lpips(weights_dir, download).to(device)
+        except WeightsUnavailable as err:
+            self.reason = f"unavailable: {err}"
+            log.warning("LPIPS %s", self.reason)
 
     def __call__(self, reference: np.ndarray, image: np.ndarray):
         if self.model is None:
@@ -58,7 +63,7 @@ class Lpips:
 def score_shard(shard_dir: str | Path, lpips_scorer: Lpips | None = None) -> pd.DataFrame:
     """Per-run rows: the shard's runs.csv (grid point, bits) plus the quality columns."""
     shard_dir = Path(shard_dir)
-    runs = pd.read_csv(shard_dir / "runs.csv")
+    runs = intermediates.read_table(shard_dir / "runs.csv")
     lpips_scorer = lpips_scorer or Lpips()
     rows = []
     for run in runs.itertuples():
