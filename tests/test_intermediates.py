@@ -185,3 +185,21 @@ def test_sweep_reader_names_a_damaged_png(tmp_path):
     with pytest.raises(DamagedIntermediate, match=f"^{tmp_path / 'runs.csv'}: missing"):
         quality.score_shard(tmp_path, lpips_scorer=lambda a, b: 0.0)
 
+
+
+def test_diffc_readers_name_a_damaged_manifest_or_original(tmp_path):
+    from sdsqueeze.diffc import runs as diffc_runs
+
+    encoded, decoded = tmp_path / "encoded", tmp_path / "decoded"
+    encoded.mkdir(), decoded.mkdir()
+    (encoded / "manifest.csv").write_bytes(b"\x00\xff garbage")
+    with pytest.raises(DamagedIntermediate, match=f"^{encoded / 'manifest.csv'}: not a readable table"):
+        diffc_runs.rate_distortion("tiny", [encoded], [decoded], download=False)
+    pd.DataFrame({"image": ["cat"], "recon_timestep": [700], "file": ["cat/t0700.diffc"], "bytes": [3]}).to_csv(
+        encoded / "manifest.csv", index=False)
+    pd.DataFrame({"image": ["cat"], "recon_timestep": [700], "method": ["diffc"], "png": ["cat/t0700.png"],
+                  "file": ["cat/t0700.diffc"]}).to_csv(decoded / "manifest.csv", index=False)
+    (encoded / "cat").mkdir()
+    (encoded / "cat" / "original.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    with pytest.raises(DamagedIntermediate, match=f"^{encoded / 'cat' / 'original.png'}: damaged image"):
+        diffc_runs.rate_distortion("tiny", [encoded], [decoded], download=False)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import io
+from .. import intermediates, io
 from . import images, rcc
 from .codec import DiffcSettings, DiffusionModel, decode, encode_rate_points
 
@@ -82,10 +82,10 @@ def decode_shard(pipe, encoded_dir: Path, out_dir: Path, redecode: str = "highes
     (``all``, ``highest_rate`` = each image's file with the most steps, or ``none``).
     """
     model = DiffusionModel(pipe)
-    manifest = pd.read_csv(encoded_dir / "manifest.csv")
+    manifest = intermediates.read_table(encoded_dir / "manifest.csv")
     rows = []
     for name in manifest.image.unique():
-        original = np.asarray(Image.open(encoded_dir / name / ORIGINAL).convert("RGB"))
+        original = intermediates.load_image(encoded_dir / name / ORIGINAL)
         x0 = model.image_to_latent(original)
         (out_dir / name).mkdir(parents=True, exist_ok=True)
         ceiling = model.latent_to_image(x0)
@@ -142,8 +142,8 @@ def rate_distortion(model_name: str, encoded_dirs: list[Path], decoded_dirs: lis
     scorer, lpips_note = lpips_scorer(weights_dir=weights_dir, download=download)
     frames = []
     for enc, dec in zip(map(Path, encoded_dirs), map(Path, decoded_dirs)):
-        encoded = pd.read_csv(enc / "manifest.csv")
-        decoded = pd.read_csv(dec / "manifest.csv")
+        encoded = intermediates.read_table(enc / "manifest.csv")
+        decoded = intermediates.read_table(dec / "manifest.csv")
         rows = decoded.merge(encoded.drop(columns=["file"]), on=["image", "recon_timestep"], how="left")
         rows["lpips"] = pd.Series([None] * len(rows), dtype=object)
         for i, row in rows.iterrows():
