@@ -194,3 +194,61 @@ def test_layered_seed_sweep_dry_run_plans_5400_runs_in_under_200_jobs(tmp_path):
     # The sweep's own jobs (the model config's generation study is planned beside them).
     assert sum(int(n) for job, n in counts.items() if job.startswith("sweep_")) < 200
     assert seconds < 30
+
+
+def scheduler(name):
+    import diffusers
+
+    from sdsqueeze.models import SD15_SCHEDULER
+    from sdsqueeze.variants import SCHEDULERS
+
+    class_name, overrides = SCHEDULERS[name]
+    base = diffusers.PNDMScheduler(**SD15_SCHEDULER)
+    # no x0 clipping: the test is about which iteration counts as a step, not about clipping
+    return getattr(diffusers, class_name).from_config(base.config, clip_sample=False, **overrides)
+
+
+def sensitivity(name, loop_index, steps=10):
+    """How much a latent perturbation after one loop iteration moves the final sample, with a
+    denoiser whose output ignores its input (so only the latent itself can carry it)."""
+    finals = []
+    for perturbation in (0.0, 0.1):
+        sched = scheduler(name)
+        sched.set_timesteps(steps)
+        x = torch.ones(1, 4, 2, 2)
+        for i, t in enumerate(sched.timesteps):
+            sched.scale_model_input(x, t)  # Euler tracks its step index here, as in the pipeline
+            x = sched.step(torch.full_like(x, 0.3), t, x).prev_sample
+            if i == loop_index:
+                x = x + perturbation
+        finals.append(x)
+    return float((finals[1] - finals[0]).abs().mean() / 0.1)
+
+
+@pytest.mark.parametrize("name", ["pndm", "ddim", "dpm++", "euler"])
+def test_step_index_counts_completed_denoising_steps(name):
+    from sdsqueeze.sweep.runner import warmup_calls
+
+    sched = scheduler(name)
+    sched.set_timesteps(10)
+    warmup = warmup_calls(sched, 10)
+    assert warmup == (1 if name == "pndm" else 0)
+    for k in (0, 4, 8):  # compressing after step k reaches the image, for every scheduler
+        assert sensitivity(name, k + warmup) > 0.1, f"{name}: k = {k} is discarded"
+
+
+def test_pndm_warm_up_iteration_is_discarded_so_it_is_not_step_zero():
+    assert sensitivity("pndm", 0) == 0.0  # PLMS redoes its first step from the unperturbed sample
+    for k in range(9):  # PNDM's iteration k + 1 and DDIM's iteration k: the same point of the ODE
+        assert sensitivity("pndm", k + 1) == pytest.approx(sensitivity("ddim", k), rel=1e-4)
+
+
+def test_step_index_refuses_interleaved_schedulers():
+    import diffusers
+
+    from sdsqueeze.sweep.runner import warmup_calls
+
+    heun = diffusers.HeunDiscreteScheduler.from_config(scheduler("pndm").config)
+    heun.set_timesteps(10)
+    with pytest.raises(ValueError, match="interleaved"):
+        warmup_calls(heun, 10)
