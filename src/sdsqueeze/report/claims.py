@@ -328,3 +328,16 @@ def claims_section(ctx: ReportContext) -> Section | None:
             + table_html(shown, "The seeds' claims against our measurements")
             + source_note(path, *ctx.inputs.get("gpu_results", [])[-1:]))
     return Section("The seeds' claims", body, "claims")
+
+
+def main() -> None:
+    """Print the claims that the committed GPU runs settle (the others need a pipeline run)."""
+    from ..accel import benchtables
+
+    table = claims_table(load_claims(), Evidence(gpu_results=benchtables.committed_results()))
+    measured = table[table.verdict != NOT_MEASURED]
+    print(measured[["claim", "our measurement", "measured on", "verdict", "why"]].to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

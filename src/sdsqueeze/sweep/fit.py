@@ -228,7 +228,9 @@ def plot_fit(runs: pd.DataFrame, result: dict, residual_png, surface_png, heatma
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * pivot.shape[1], 1.0 + 0.45 * pivot.shape[0]))
     sns.heatmap(pivot, annot=True, fmt=".2f", cmap="viridis", ax=ax,
                 cbar_kws={"label": "mean normalised score"})
-    ax.set(xlabel=level_name, ylabel="compress_at_step", title="Measured mean score")
+    direction = {"ratio": "ratio (larger = coarser rounding)", "bits": "bits (larger = finer)"}
+    ax.set(xlabel=direction.get(level_name, level_name), ylabel="compress after step k",
+           title="Measured mean score (higher = closer to the uncompressed image)")
     fig.tight_layout()
     save_figure(fig, heatmap_png)
     plt.close(fig)
