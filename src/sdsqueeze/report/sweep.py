@@ -120,6 +120,8 @@ def sweep_section(ctx: ReportContext) -> Section | None:
         f"over {fit['n_runs']} runs ({fit['n_psnr_capped']} identical images capped at "
         f"{fit['psnr_cap_db']:g} dB).</p>"
         + identification_html(fit)
+        + ("" if fit.get("identified", True) else
+           "<p class='muted'>The best fit inside the seed's bounds, shown for diagnosis, not as a result:</p>")
         + formula_html(fit)
         + table_html(params, "Fitted parameters: the seed's bounds; 95% intervals from a bootstrap over seeds")
         + _copy_figure(ctx, _named(ctx, "surface.png"), "sweep_surface.png")
