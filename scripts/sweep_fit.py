@@ -9,6 +9,8 @@ import pandas as pd
 from sdsqueeze import io, smk
 from sdsqueeze.sweep import fit
 
+log = logging.getLogger("sweep_fit")
+
 
 def main(snakemake):
     runs = pd.read_csv(snakemake.input[0])
@@ -16,7 +18,7 @@ def main(snakemake):
     result = fit.fit_surface(runs, options["convention"], options["psnr_cap_db"],
                              min_r2=options["min_r2"], resamples=options["bootstrap"])
     for reason in result["not_identified_because"]:
-        logging.warning("surface not identified: %s", reason)
+        log.warning("surface not identified: %s", reason)
     io.write_json(snakemake.output.fit, result)
     fit.plot_fit(runs, result, snakemake.output.residuals, snakemake.output.surface,
                  snakemake.output.heatmap)

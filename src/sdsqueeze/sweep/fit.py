@@ -115,7 +115,7 @@ def bootstrap_over_seeds(runs: pd.DataFrame, convention: str, psnr_cap_db: float
     is the independent unit."""
     seeds = np.sort(runs.seed.unique())
     if len(seeds) < 2 or resamples < 1:
-        return {"unit": "seed", "n_seeds": int(len(seeds)), "resamples": 0, "failed": 0,
+        return {"unit": "seed", "n_seeds": len(seeds), "resamples": 0, "failed": 0,
                 "intervals": {}, "note": "needs at least 2 seeds"}
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     draws, failed = [], 0
@@ -132,7 +132,7 @@ def bootstrap_over_seeds(runs: pd.DataFrame, convention: str, psnr_cap_db: float
                   for name in (*PARAMS, "r2")} if len(table) else {})
     note = (f"only {len(seeds)} seeds: {len(seeds) ** len(seeds)} possible resamples, the interval "
             "is coarse" if len(seeds) < 5 else "")
-    return {"unit": "seed", "n_seeds": int(len(seeds)), "resamples": int(resamples),
+    return {"unit": "seed", "n_seeds": len(seeds), "resamples": int(resamples),
             "failed": failed, "intervals": intervals, "note": note}
 
 
@@ -149,7 +149,7 @@ def fit_surface(runs: pd.DataFrame, convention: str = "gray", psnr_cap_db: float
     params, on_bound = fitted["params"], fitted["on_bound"]
     reasons = identification(fitted["r2"], on_bound, min_r2)
     return {
-        "formula": FORMULA, "params": params, "r2": fitted["r2"], "n_runs": int(len(table)),
+        "formula": FORMULA, "params": params, "r2": fitted["r2"], "n_runs": len(table),
         "n_cells": int(cells), "start": fitted["start"], "fit_on": "every run (not cell means)",
         "bounds_source": "the seed's fit_model.py",
         "convention": convention, "psnr_cap_db": psnr_cap_db,
