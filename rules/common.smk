@@ -10,6 +10,7 @@ from sdsqueeze import config as sq_config  # noqa: E402
 from sdsqueeze.prompts import n_shards  # noqa: E402
 from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
 from sdsqueeze.variants import resolve_variant  # noqa: E402
+from sdsqueeze.accel.benchtables import committed_results  # noqa: E402
 
 try:
     sq_config.validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
@@ -77,7 +78,9 @@ def report_inputs(wildcards=None):
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
-        "accel_benchmark": sorted(glob.glob("docs/benchmarks/gpu_run*_results.csv")),  # committed GPU runs
+        "accel_benchmark": committed_results("."),  # committed GPU runs
+        "gpu_results": committed_results("."),
+        "claims": "data/claims.yaml",
     }
 
 

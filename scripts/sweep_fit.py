@@ -9,13 +9,16 @@ import pandas as pd
 from sdsqueeze import io, smk
 from sdsqueeze.sweep import fit
 
+log = logging.getLogger("sweep_fit")
+
 
 def main(snakemake):
     runs = pd.read_csv(snakemake.input[0])
     options = snakemake.params.fit
-    result = fit.fit_surface(runs, options["convention"], options["psnr_cap_db"])
-    for warning in result["warnings"]:
-        logging.warning(warning)
+    result = fit.fit_surface(runs, options["convention"], options["psnr_cap_db"],
+                             min_r2=options["min_r2"], resamples=options["bootstrap"])
+    for reason in result["not_identified_because"]:
+        log.warning("surface not identified: %s", reason)
     io.write_json(snakemake.output.fit, result)
     fit.plot_fit(runs, result, snakemake.output.residuals, snakemake.output.surface,
                  snakemake.output.heatmap)

@@ -22,7 +22,7 @@ def sweep_files(tmp_path):
             for k in (1, 3, 5, 7) for r in (1.0, 0.5, 0.25) for seed in (42, 43)]
     d = tmp_path / "sweep"
     io.write_csv(d / "sweep.csv", pd.DataFrame(rows))
-    result = fit.fit_surface(pd.DataFrame(rows))
+    result = fit.fit_surface(pd.DataFrame(rows), resamples=20)
     io.write_json(d / "fit" / "fit.json", result)
     figures = [d / "fit" / n for n in ("residuals.png", "surface.png", "heatmap.png")]
     fit.plot_fit(pd.DataFrame(rows), result, *figures)
@@ -45,6 +45,26 @@ def test_sweep_section_shows_formula_r2_figures_and_evaluations(tmp_path):
     assert "unavailable: no weights here" in section.body_html
     for name in ("sweep_surface.png", "sweep_heatmap.png", "sweep_residuals.png", "sweep_rate_quality.png"):
         assert (ctx.out_dir / name).stat().st_size > 1000 and name in section.body_html
+
+
+def test_sweep_section_says_why_a_surface_is_not_drawn(tmp_path):
+    files, result = sweep_files(tmp_path)
+    assert result["identified"] is False  # the min-max zero point is beyond the seed's L <= 2
+    ctx = ReportContext(inputs={"sweep": files}, config={}, out_dir=tmp_path / "report")
+    ctx.out_dir.mkdir()
+    body = sweep_section(ctx).body_html
+    assert "Surface not identified, so not drawn" in body
+    for reason in result["not_identified_because"]:
+        assert reason.replace("'", "&#x27;") in body
+    assert "95% interval (bootstrap over seeds)" in body and "20 resamples of 2 seeds" in body
+
+
+def test_an_identified_surface_is_stated_as_such(tmp_path):
+    from sdsqueeze.report.sweep import identification_html
+
+    fit_result = {"identified": True, "min_r2": 0.8,
+                  "bootstrap": {"resamples": 200, "n_seeds": 50, "note": ""}}
+    assert "Surface identified" in identification_html(fit_result)
 
 
 def test_sweep_section_is_absent_without_a_sweep(tmp_path):

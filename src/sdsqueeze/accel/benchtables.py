@@ -13,6 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 BASELINES = {"fp16 classic": "fp16-classic", "fp16 SDPA eager": "fp16-sdpa"}
+REPO_ROOT = Path(__file__).resolve().parents[3]
+COMMITTED_RESULTS = "docs/benchmarks/gpu_run*_results.csv"  # the one place that names where they live
+
+
+def committed_results(root: str | Path = REPO_ROOT) -> list[str]:
+    """The committed GPU runs' results.csv files under ``root``, in run order."""
+    return in_run_order(Path(root).glob(COMMITTED_RESULTS))
 
 
 def in_run_order(paths) -> list[str]:

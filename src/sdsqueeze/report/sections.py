@@ -431,6 +431,7 @@ def glance(ctx: ReportContext) -> str:
 
 
 # Stage sections live in their own modules (imported here, last: some reuse the helpers above).
+from .claims import claims_section  # noqa: E402
 from .diffc import diffc_section  # noqa: E402
 from .quant import quant_section  # noqa: E402
 from .sweep import sweep_section  # noqa: E402
@@ -439,5 +440,5 @@ from .sweep import sweep_section  # noqa: E402
 SECTIONS = [
     variants_section, quality_section, distribution_section, pareto_section, steps_section,
     quant_section, accel.benchmark_section, accel.kv_cache_section, sweep_section, diffc_section,
-    image_grid_section,
+    claims_section, image_grid_section,
 ]

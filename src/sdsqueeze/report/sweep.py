@@ -40,6 +40,36 @@ def formula_html(fit: dict) -> str:
             f"{norm['level'][1] - norm['level'][0]:g},  Q = ln(score + 1e-6)</pre>")
 
 
+def parameter_table(fit: dict) -> pd.DataFrame:
+    intervals = fit.get("bootstrap", {}).get("intervals", {})
+
+    def interval(name):
+        low_high = intervals.get(name)
+        return f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else "not available"
+
+    return pd.DataFrame([{"parameter": k, "value": f"{v['value']:.4g}",
+                          "95% interval (bootstrap over seeds)": interval(k),
+                          "bounds (the seed's)": f"[{v['lower']:g}, {v['upper']:g}]",
+                          "on a bound": "yes" if v["on_bound"] else "no"}
+                         for k, v in ((k, fit["params"][k]) for k in PARAMS)])
+
+
+def identification_html(fit: dict) -> str:
+    """Whether the surface is a result: identified (drawn) or the reasons it is not."""
+    boot = fit.get("bootstrap", {})
+    boot_note = (f"Intervals: {boot.get('resamples', 0)} resamples of {boot.get('n_seeds')} seeds"
+                 + (f" ({html.escape(boot['note'])})" if boot.get("note") else "") + ".")
+    if fit.get("identified", True):
+        return (f"<p><b>Surface identified</b>: no parameter on a bound, R² ≥ {fit.get('min_r2', 0):g}. "
+                f"{boot_note}</p>")
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in fit.get("not_identified_because", []))
+    zero = fit.get("n_score_zero", 0)
+    zero_note = (f"<p class='muted'>{zero} run(s) score exactly 0 after min-max normalisation "
+                 "(Q = ln 1e-6 = −13.8), out of reach of the seed's L ≤ 2.</p>" if zero else "")
+    return (f"<p><b>Surface not identified, so not drawn</b> (the figure shows the measured means "
+            f"only):</p><ul>{reasons}</ul>{zero_note}<p>{boot_note}</p>")
+
+
 def rate_quality_figure(ctx: ReportContext, runs: pd.DataFrame) -> str:
     import matplotlib
 
@@ -73,10 +103,7 @@ def sweep_section(ctx: ReportContext) -> Section | None:
     fit = json.loads(Path(fit_json).read_text())
     evals = json.loads(Path(evals_json).read_text())
     level = fit["normalisation"]["level_name"]
-    params = pd.DataFrame([{"parameter": k, "value": v["value"], "std. error": v["stderr"],
-                            "bounds": f"[{v['lower']:g}, {v['upper']:g}]",
-                            "on bound": "yes" if v["on_bound"] else ""}
-                           for k, v in ((k, fit["params"][k]) for k in PARAMS)])
+    params = parameter_table(fit)
     rates = (runs.groupby(["step", "level"], as_index=False)
              .agg(runs=("file", "size"), bits_ans=("bits_ans", "mean"), bits_zlib=("bits_zlib", "mean"),
                   entropy_bits=("entropy_bits", "mean"), psnr_gray_db=("psnr_gray_db", "mean"),
@@ -86,7 +113,6 @@ def sweep_section(ctx: ReportContext) -> Section | None:
     lpips_values = runs["lpips_alex"].astype(str)
     lpips_note = (html.escape(lpips_values.iloc[0]) if lpips_values.str.startswith("unavailable").all()
                   else f"mean {pd.to_numeric(runs.lpips_alex, errors='coerce').mean():.4f}")
-    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in fit["warnings"])
     body = (
         f"<p>{evals['runs']} compressed runs ({runs['seed'].nunique()} seeds, "
         f"{runs.prompt_id.nunique()} prompt(s), operator <code>{html.escape(runs.operator.iloc[0])}</code>), "
@@ -94,9 +120,11 @@ def sweep_section(ctx: ReportContext) -> Section | None:
         f"<b>{fit['convention']}</b> convention, {fit['fit_on']}; R² = <b>{fit['r2']:.4f}</b> "
         f"over {fit['n_runs']} runs ({fit['n_psnr_capped']} identical images capped at "
         f"{fit['psnr_cap_db']:g} dB).</p>"
+        + identification_html(fit)
+        + ("" if fit.get("identified", True) else
+           "<p class='muted'>The best fit inside the seed's bounds, shown for diagnosis, not as a result:</p>")
         + formula_html(fit)
-        + table_html(params, "Fitted parameters (scipy curve_fit, bounds as stated)")
-        + (f"<p><b>On a bound:</b></p><ul>{warnings}</ul>" if warnings else "")
+        + table_html(params, "Fitted parameters: the seed's bounds; 95% intervals from a bootstrap over seeds")
         + _copy_figure(ctx, _named(ctx, "surface.png"), "sweep_surface.png")
         + _copy_figure(ctx, _named(ctx, "heatmap.png"), "sweep_heatmap.png")
         + _copy_figure(ctx, _named(ctx, "residuals.png"), "sweep_residuals.png")

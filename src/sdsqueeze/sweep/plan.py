@@ -15,7 +15,7 @@ from .operator import Operator, make_operator
 @dataclass(frozen=True)
 class Grid:
     operator: Operator
-    steps: tuple[int, ...]  # compress_at_step: the scheduler-step index k (0-based) after which to compress
+    steps: tuple[int, ...]  # compress_at_step k: compress after k + 1 completed denoising steps
     levels: tuple  # ratios (seed-round) or bit depths (uniform)
     seeds: tuple[int, ...]
     n_prompts: int
@@ -100,11 +100,14 @@ def loop_length(grid: Grid, scheduler: str = "default") -> int:
 def evaluations_per_item(grid: Grid, calls_per_run: int) -> dict[str, int]:
     """Denoiser evaluations (per image and step) of one trajectory's runs, shared vs naive.
 
-    Compressing after step k leaves steps 0..k as in the uncompressed run, so a compressed run
-    needs only steps k+1..end; the one uncompressed trajectory (which is also the reference
-    image) supplies the rest. Naive = every compressed run from scratch (references not counted).
+    Compressing after step k leaves loop iterations 0..k + warm-up as in the uncompressed run
+    (warm-up = calls beyond one per step, PNDM's 1; see runner.warmup_calls), so a compressed run
+    needs only the iterations after that; the one uncompressed trajectory (which is also the
+    reference image) supplies the rest. Naive = every compressed run from scratch (references
+    not counted).
     """
-    suffixes = sum(calls_per_run - k - 1 for k in grid.steps) * len(grid.levels)
+    warmup = calls_per_run - grid.num_inference_steps
+    suffixes = sum(calls_per_run - (k + warmup) - 1 for k in grid.steps) * len(grid.levels)
     return {"shared": calls_per_run + suffixes,
             "naive": calls_per_run * len(grid.steps) * len(grid.levels)}
 

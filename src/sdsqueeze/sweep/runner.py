@@ -92,6 +92,25 @@ class DenoiserTap:
         return out
 
 
+def warmup_calls(scheduler, num_inference_steps: int) -> int:
+    """Loop iterations that come before the first completed denoising step.
+
+    The step index k counts *completed denoising steps* (k = 0: after the first), so that k means
+    the same progress for every scheduler. diffusers' PNDM (PLMS, skip_prk_steps) runs its first
+    timestep twice: iteration 0 only primes the multistep history, and iteration 1 redoes that
+    step from the same starting sample, so a latent compressed after iteration 0 is almost
+    discarded. Its loop index for k is therefore k + 1; for one-call-per-step schedulers it is k.
+    Read from the timesteps the pipeline actually set, not from the scheduler's name.
+    """
+    extra = len(scheduler.timesteps) - int(num_inference_steps)
+    if extra and getattr(scheduler, "order", 1) != 1:
+        raise ValueError(
+            f"{type(scheduler).__name__} makes {extra} extra denoiser calls interleaved with its "
+            "steps (order > 1); compress_at_step is defined only for schedulers whose extra calls "
+            "come first (PNDM) or that make one call per step: pick pndm, ddim, dpm++ or euler")
+    return extra
+
+
 def pipeline_call(prepared: Prepared, prompt: str, latents, steps: int, on_step_end):
     """One ordinary pipeline call with our step-end callback chained after the variant's."""
     spec = prepared.spec
@@ -111,11 +130,11 @@ def pipeline_call(prepared: Prepared, prompt: str, latents, steps: int, on_step_
 
 
 def compress_callback(grid: Grid, step: int, levels, rows: list, tap=None, expected=None):
-    """The operator as a diffusers step-end callback: after the scheduler step at index ``step``,
-    each row of the batch is compressed at its own level. ``rows`` receives the bits measured."""
+    """The operator as a diffusers step-end callback: after denoising step ``step`` (counted in
+    completed steps, see warmup_calls), each row of the batch is compressed at its own level. ``rows`` receives the bits measured."""
 
     def on_step_end(pipe, i, timestep, kwargs):
-        if i == step:
+        if i == step + warmup_calls(pipe.scheduler, grid.num_inference_steps):
             latents = kwargs["latents"]
             if expected is not None and not all(torch.equal(row, expected) for row in latents):
                 raise SharedPathError(
@@ -154,16 +173,19 @@ def render_item(prepared: Prepared, tap: DenoiserTap, grid: Grid, prompt: str, s
     at_steps: dict[int, torch.Tensor] = {}
 
     def record(pipe, i, timestep, kwargs):
-        if i in grid.steps:
-            at_steps[i] = kwargs["latents"][0].detach().clone()
+        if i - warmup_calls(pipe.scheduler, T) in grid.steps:
+            at_steps[i - warmup_calls(pipe.scheduler, T)] = kwargs["latents"][0].detach().clone()
         tap.step_ended(i)
         return kwargs
 
     tap.cache.clear()
-    tap.start_call(images=1, record_through=max(grid.steps))
+    # The warm-up is known only once the pipeline has set its timesteps, so every denoiser output
+    # is recorded (a few more than the replay needs; the cache is cleared per trajectory).
+    tap.start_call(images=1, record_through=2 * T)
     before = tap.evaluations
     save(pipeline_call(prepared, prompt, latents, T, record)[0], original_name(seed))
     tap.full_run_evaluations = tap.evaluations - before
+    warmup = warmup_calls(prepared.pipe.scheduler, T)
     rows = []
     for step in grid.steps:
         for start in range(0, len(grid.levels), grid.batch_size):
@@ -171,7 +193,7 @@ def render_item(prepared: Prepared, tap: DenoiserTap, grid: Grid, prompt: str, s
             measured: list = []
             callback = compress_callback(grid, step, levels, measured, tap=tap,
                                          expected=at_steps[step])
-            tap.start_call(images=len(levels), replay_through=step)
+            tap.start_call(images=len(levels), replay_through=step + warmup)
             images = pipeline_call(prepared, prompt, latents.repeat(len(levels), 1, 1, 1), T,
                                    callback)
             for image, level, bits in zip(images, levels, measured):
