@@ -296,20 +296,42 @@ def default_config() -> dict:
     return sq_config.validate(yaml.safe_load((repo / "config.yaml").read_text()))
 
 
-def test_generate_depends_on_a_calibration_file_only_when_the_variant_uses_one():
+def test_calibration_set_and_state_are_inputs_only_when_the_variant_uses_them():
     from sdsqueeze.quant import workflow
     from sdsqueeze.variants import resolve_variant
 
     config = default_config()
     assert workflow.calibration_inputs(config, "w8a8-nocal", "tiny") == []
     assert workflow.calibration_inputs(config, "fp32-classic", "tiny") == []
-    timestep = workflow.calibration_inputs(config, "w4a8-timestep-mse", "tiny")
+    timestep = workflow.calibration_set_inputs(config, "w4a8-timestep-mse", "tiny")
     assert timestep == ["results/calibration/tiny/timestep_aware-n4-st5.safetensors"]
-    assert timestep == workflow.calibration_inputs(config, "w8a8-timestep-adaround", "tiny")  # built once, shared
+    assert timestep == workflow.calibration_set_inputs(config, "w8a8-timestep-adaround", "tiny")  # shared
     assert len(workflow.all_calibration_files(config, "tiny")) == 3
-    spec = workflow.with_calibration(config, resolve_variant(config, "w8a8-raw"), "tiny")
+    assert workflow.calibration_inputs(config, "w8a8-raw", "tiny") == ["results/quant/tiny/state/w8a8-raw.safetensors"]
+    spec = workflow.with_calibration_set(config, resolve_variant(config, "w8a8-raw"), "tiny")
     assert spec["ptq"]["calibration_file"] == "results/calibration/tiny/raw_data-n16.safetensors"
+    spec = workflow.with_calibration(config, resolve_variant(config, "w8a8-raw"), "tiny")
+    assert spec["ptq"]["state_file"] == "results/quant/tiny/state/w8a8-raw.safetensors"
     assert "calibration_file" not in config["variants"]["w8a8-raw"]["ptq"]  # config left as it was
+
+
+def test_stored_state_restores_a_bit_identical_variant(model_dir, calibration_files, tmp_path):
+    from sdsqueeze.quant import ptq
+    from sdsqueeze.seeding import initial_latents
+
+    options = {"weight_bits": 4, "act_bits": 8, "calibration": "timestep_aware", "ranges": "mse",
+               "split_shortcut": True, "quant_attention": True, "search_grid": 4,
+               "calibration_file": str(calibration_files["timestep_aware"])}
+    computed, prepared = quantized(model_dir, **options)
+    ptq.save_state(computed.unet, tmp_path / "state.safetensors", prepared.notes["ptq"])
+    restored, again = quantized(model_dir, **options, state_file=str(tmp_path / "state.safetensors"))
+    assert again.notes["ptq"]["attention_quantizers"] == prepared.notes["ptq"]["attention_quantizers"] > 0
+    images = []
+    for pipe in (computed, restored):
+        with torch.inference_mode():
+            images.append(pipe(prompt=["a dog"], latents=initial_latents([2], (4, 8, 8)), num_inference_steps=2,
+                               height=64, width=64, output_type="latent").images)
+    assert torch.equal(images[0], images[1])
 
 
 def test_default_grid_separates_every_axis():

@@ -72,6 +72,7 @@ class PTQSpec:
     recon_weight: float = 0.01      # regularizer weight
     recon_samples: int = 256        # calibration samples whose UNet activations are stored
     calibration_file: str | None = None
+    state_file: str | None = None   # a calibrated variant's stored quantizers (rule ptq_state)
 
     def __post_init__(self):
         for key, allowed in (("calibration", CALIBRATIONS), ("ranges", RANGES),
@@ -414,22 +415,73 @@ def reconstruction_batches(tensors_batches: list, samples: int) -> list:
     return kept
 
 
+def attach_quantizers(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) -> dict[str, ActQuantizer]:
+    """Every activation quantizer: layer inputs and, with quant_attention, the matmul operands."""
+    quantizers = attach_act_quantizers(unet, spec, splits)
+    if spec.quant_attention:
+        from .attention import attach_attention_quantizers
+
+        quantizers.update(attach_attention_quantizers(unet, spec))
+    return quantizers
+
+
 def quantize_unet(pipe, spec: PTQSpec, generation: dict) -> dict:
     """Fake-quantize ``pipe.unet`` in place of its modules (the pipeline must be a fresh load)."""
     unet = pipe.unet
     splits = shortcut_splits(unet) if spec.split_shortcut else {}
+    if spec.state_file:
+        return restore_state(unet, spec, splits)
     batches, samples = unet_batches(pipe, spec, generation)
     weights = quantize_weights(unet, spec, splits, reconstruction_batches(batches, spec.recon_samples))
-    quantizers = attach_act_quantizers(unet, spec, splits)
-    attention = {}
-    if spec.quant_attention:
-        from .attention import attach_attention_quantizers
-
-        attention = attach_attention_quantizers(unet, spec)
-    calibrate(unet, {**quantizers, **attention}, batches, search=spec.search)
+    quantizers = attach_quantizers(unet, spec, splits)
+    calibrate(unet, quantizers, batches, search=spec.search)
+    unet._ptq_quantizers = quantizers  # read by save_state(); a plain attribute, not a submodule
     return {**asdict(spec), "layers": weights, "split_layers": len(splits),
             "calibration_samples": samples, "range_method": spec.ranges,
-            "attention_quantizers": len(attention)}
+            "attention_quantizers": len(quantizers) - weights}
+
+
+# --- the calibrated state, computed once per variant ---------------------------------------------------
+
+def save_state(unet: nn.Module, path, notes: dict) -> None:
+    """Quantized weights and every quantizer's (low, high) per part, in float64 so that a restored
+    UNet computes exactly the same scales (bit-identical images)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from .. import io
+
+    tensors = {f"weight/{name}": module.weight.detach().float().cpu().contiguous()
+               for name, module in quant_layers(unet)}
+    tensors.update({f"range/{name}": torch.tensor([q.low, q.high], dtype=torch.float64).T.contiguous()
+                    for name, q in unet._ptq_quantizers.items()})
+    plain_notes = {k: v for k, v in notes.items() if k not in ("calibration_file", "state_file")}
+    with io.atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"notes": json.dumps(plain_notes)})
+
+
+def restore_state(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) -> dict:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = load_file(spec.state_file)
+    layers = [name for name, _ in quant_layers(unet)]
+    missing = [name for name in layers if f"weight/{name}" not in tensors]
+    if missing:
+        raise ValueError(f"ptq state {spec.state_file} lacks the weights of {missing[:3]}; it belongs to "
+                         "another model or spec: delete it and rerun rule ptq_state")
+    count = replace_weights(unet, {name: tensors[f"weight/{name}"] for name in layers})
+    quantizers = attach_quantizers(unet, spec, splits)
+    for name, quantizer in quantizers.items():
+        ranges = tensors[f"range/{name}"]
+        quantizer.low, quantizer.high = ranges[:, 0].tolist(), ranges[:, 1].tolist()
+        quantizer.freeze()
+    with safe_open(spec.state_file, "pt") as handle:
+        notes = json.loads(handle.metadata()["notes"])
+    return {**notes, "layers": count, "state_file": spec.state_file}
 
 
 def apply_ptq(prepared) -> None:
