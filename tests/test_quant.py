@@ -617,3 +617,16 @@ def test_ablation_attributes_each_step_with_paired_intervals():
     assert deltas == pytest.approx([4.0, 1.0, 2.0, 7.0, -1.0])
     # a constant paired difference has a zero-width interval: the pairing is per prompt
     assert table["ΔPSNR"].iloc[0] == "+4.00 [+4.00, +4.00]"
+
+
+def test_docs_result_block_is_exactly_what_the_committed_csvs_render():
+    """Every number in docs/quantization.md's generated block comes from docs/quantization/*.csv."""
+    from sdsqueeze.quant import doctable
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "docs" / "quantization.md").read_text()
+    block = doctable.doc_block(text)
+    assert block == doctable.render_block(repo / "docs" / "quantization")
+    assert "W8A8" in block and "W4A8" in block and "best + attention quantization" in block
+    outside = text.replace(block, "")
+    assert not any(word.endswith("dB") and word[:-2].replace(".", "").isdigit() for word in outside.split())

@@ -63,9 +63,9 @@ def collect(config_path: Path, results: Path, out: Path, command: str) -> None:
     from .. import config as sq_config
 
     config = sq_config.validate(yaml.safe_load(config_path.read_text()))
-    model, reference = config["model"]["name"], config["reference"]
+    model = config["model"]["name"]
     specs = ptq_specs(config)
-    keep = [reference, *specs.variant]
+    keep = list(specs.variant)
     per_image = pd.concat([pd.read_csv(results / "metrics" / model / "per_image" / f"{v}.csv") for v in keep])
     columns = [c for c in ("variant", "prompt_id", "seed", "psnr", "ssim", "lpips") if c in per_image]
     out.mkdir(parents=True, exist_ok=True)

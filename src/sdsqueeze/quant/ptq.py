@@ -386,33 +386,27 @@ def calibrate(unet: nn.Module, quantizers: dict[str, ActQuantizer], batches: lis
         q.freeze()
 
 
-def unet_batches(pipe, spec: PTQSpec, generation: dict) -> tuple[list, int]:
-    """The UNet inputs that set the ranges: the calibration set's, or the single W/O batch."""
+def calibration_tensors(pipe, spec: PTQSpec, generation: dict) -> dict:
+    """The UNet inputs that set the ranges: the calibration set, or the single W/O batch's."""
     from . import calibration
 
     if not spec.calibrated:
-        batch = naive_batch(pipe, spec, int(generation["height"]), int(generation["width"]),
-                            int(generation["steps"]))
-        return [batch], spec.naive_batch
+        sample, timestep, text = naive_batch(pipe, spec, int(generation["height"]), int(generation["width"]),
+                                             int(generation["steps"]))
+        rows = spec.naive_batch
+        return {"sample": sample[:rows], "timestep": timestep[:rows], "uncond": text[:rows], "cond": text[rows:]}
     if not spec.calibration_file:
         raise ValueError(f"ptq.calibration '{spec.calibration}' needs its calibration file "
-                         "(rule generate passes it); none was given")
-    tensors = calibration.load(spec.calibration_file)
-    return list(calibration_batches(tensors, spec.calibration_batch)), int(tensors["sample"].shape[0])
+                         "(rule ptq_state passes it); none was given")
+    return calibration.load(spec.calibration_file)
 
 
-def reconstruction_batches(tensors_batches: list, samples: int) -> list:
-    """The first ``samples`` calibration samples' guided batches (each sample is two UNet rows)."""
-    kept, rows = [], 0
-    for sample, timestep, text in tensors_batches:
-        take = min(sample.shape[0] // 2, samples - rows)
-        if take <= 0:
-            break
-        half = sample.shape[0] // 2
-        pick = torch.cat([torch.arange(take), half + torch.arange(take)])
-        kept.append((sample[pick], timestep[pick], text[pick]))
-        rows += take
-    return kept
+def evenly_spread(tensors: dict, samples: int) -> dict:
+    """At most ``samples`` calibration samples, evenly strided over the set: a timestep-aware set
+    is ordered by step, so its first samples would all share the noisiest timestep."""
+    n = tensors["sample"].shape[0]
+    picks = torch.linspace(0, n - 1, min(samples, n)).round().long().unique()
+    return {key: value[picks] for key, value in tensors.items()}
 
 
 def attach_quantizers(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) -> dict[str, ActQuantizer]:
@@ -431,13 +425,15 @@ def quantize_unet(pipe, spec: PTQSpec, generation: dict) -> dict:
     splits = shortcut_splits(unet) if spec.split_shortcut else {}
     if spec.state_file:
         return restore_state(unet, spec, splits)
-    batches, samples = unet_batches(pipe, spec, generation)
-    weights = quantize_weights(unet, spec, splits, reconstruction_batches(batches, spec.recon_samples))
+    tensors = calibration_tensors(pipe, spec, generation)
+    batches = list(calibration_batches(tensors, spec.calibration_batch))
+    recon = list(calibration_batches(evenly_spread(tensors, spec.recon_samples), spec.calibration_batch))
+    weights = quantize_weights(unet, spec, splits, recon)
     quantizers = attach_quantizers(unet, spec, splits)
     calibrate(unet, quantizers, batches, search=spec.search)
     unet._ptq_quantizers = quantizers  # read by save_state(); a plain attribute, not a submodule
     return {**asdict(spec), "layers": weights, "split_layers": len(splits),
-            "calibration_samples": samples, "range_method": spec.ranges,
+            "calibration_samples": int(tensors["sample"].shape[0]), "range_method": spec.ranges,
             "attention_quantizers": len(quantizers) - weights}
 
 
