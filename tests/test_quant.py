@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -630,3 +631,22 @@ def test_docs_result_block_is_exactly_what_the_committed_csvs_render():
     assert "W8A8" in block and "W4A8" in block and "best + attention quantization" in block
     outside = text.replace(block, "")
     assert not any(word.endswith("dB") and word[:-2].replace(".", "").isdigit() for word in outside.split())
+
+
+def test_quant_section_shows_the_seed_table_the_ablation_and_every_variant(tmp_path):
+    from sdsqueeze.report.page import ReportContext
+    from sdsqueeze.report.quant import quant_section
+
+    variants, per_image = ablation_fixture()
+    per_image.to_csv(tmp_path / "per_image.csv", index=False)
+    summary = per_image.groupby("variant").psnr.mean().rename("mean").reset_index().assign(
+        metric="psnr", ci_low=np.nan, ci_high=np.nan)
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    pd.DataFrame([{"variant": v, "weight_bits": 4, "act_bits": 8, "mb": 1.0, "ratio_to_reference": 0.2}
+                  for v in variants]).to_csv(tmp_path / "sizes.csv", index=False)
+    inputs = {"summary": [str(tmp_path / "summary.csv")], "quant_sizes": [str(tmp_path / "sizes.csv")],
+              "per_image": [str(tmp_path / "per_image.csv")]}
+    config = {"variants": variants, "reference": "ref", "seed": 1, "metrics": {"bootstrap_resamples": 100}}
+    section = quant_section(ReportContext(inputs=inputs, config=config, out_dir=tmp_path))
+    assert section.body_html.count("<table") == 3
+    assert "W (timestep-aware)" in section.body_html and "best + attention quantization" in section.body_html
