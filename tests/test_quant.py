@@ -613,7 +613,7 @@ def test_ablation_attributes_each_step_with_paired_intervals():
     table = ablation_table(ptq_axes(variants), per_image, settings={"resamples": 200})
     steps = list(table.step)
     assert steps == ["+ data (timestep_aware)", "+ range search (mse)", "+ reconstruction (adaround)",
-                     "W/O -> best (total)", "best + attention quantization"]
+                     "W/O -> best (total)", "+ attention quantization"]
     deltas = [float(d.split(" ")[0]) for d in table["ΔPSNR"]]
     assert deltas == pytest.approx([4.0, 1.0, 2.0, 7.0, -1.0])
     # a constant paired difference has a zero-width interval: the pairing is per prompt
@@ -628,7 +628,7 @@ def test_docs_result_block_is_exactly_what_the_committed_csvs_render():
     text = (repo / "docs" / "quantization.md").read_text()
     block = doctable.doc_block(text)
     assert block == doctable.render_block(repo / "docs" / "quantization")
-    assert "W8A8" in block and "W4A8" in block and "best + attention quantization" in block
+    assert "W8A8" in block and "W4A8" in block and "+ attention quantization" in block
     outside = text.replace(block, "")
     assert not any(word.endswith("dB") and word[:-2].replace(".", "").isdigit() for word in outside.split())
 
@@ -649,4 +649,4 @@ def test_quant_section_shows_the_seed_table_the_ablation_and_every_variant(tmp_p
     config = {"variants": variants, "reference": "ref", "seed": 1, "metrics": {"bootstrap_resamples": 100}}
     section = quant_section(ReportContext(inputs=inputs, config=config, out_dir=tmp_path))
     assert section.body_html.count("<table") == 3
-    assert "W (timestep-aware)" in section.body_html and "best + attention quantization" in section.body_html
+    assert "W (timestep-aware)" in section.body_html and "+ attention quantization" in section.body_html

@@ -117,33 +117,49 @@ def difference_row(bits: str, step: str, before: str | None, after: str | None, 
     return row
 
 
+def chain(group: pd.DataFrame, target: pd.Series) -> list[tuple[str, str | None]]:
+    """(step label, variant) from W/O to ``target``, one axis of CHAIN at a time."""
+    spec, steps = dict(AXES), []
+    for step, axis in CHAIN:
+        if target[axis] != spec[axis]:
+            spec[axis] = target[axis]
+            steps.append((f"+ {step} ({target[axis]})", find_variant(group, spec)))
+    return steps
+
+
+def best_target(group: pd.DataFrame, scores: pd.DataFrame) -> pd.Series | None:
+    """The calibrated variant without extras of highest mean score whose whole chain from W/O is
+    in the grid (else the highest of all, its missing steps shown as such)."""
+    calibrated = plain(group)[plain(group).calibration != "none"]
+    if calibrated.empty:
+        return None
+    ranked = calibrated.iloc[np.argsort(-scores[calibrated.variant].mean().values, kind="stable")]
+    complete = [row for _, row in ranked.iterrows() if all(v for _, v in chain(group, row))]
+    return complete[0] if complete else ranked.iloc[0]
+
+
 def ablation_table(axes: pd.DataFrame, per_image: pd.DataFrame, metric: str = "psnr",
                    settings: dict | None = None) -> pd.DataFrame:
-    """Per bits: W/O -> best variant, one axis at a time; each step's paired difference over
-    prompts with its bootstrap interval, then the extras added to the best variant."""
+    """Per bits: W/O -> the best variant, one axis at a time, then each extra (attention
+    quantization, shortcut splitting) against the same variant without it; every step is the
+    paired difference over prompts with its bootstrap interval."""
     settings = settings or {}
     scores = per_prompt(per_image, metric)
     rows = []
     for bits, group in axes.groupby("bits", sort=False):
         group = group[group.variant.isin(scores.columns)]
-        start = find_variant(group, AXES)
-        calibrated = plain(group)[plain(group).calibration != "none"]
-        if start is None or calibrated.empty:
+        start, best = find_variant(group, AXES), best_target(group, scores)
+        if start is None or best is None:
             continue
-        best = calibrated.iloc[int(scores[calibrated.variant].mean().values.argmax())]
-        spec, before = dict(AXES), start
-        for step, axis in CHAIN:
-            if best[axis] == spec[axis]:
-                continue
-            spec[axis] = best[axis]
-            after = find_variant(group, spec)
-            rows.append(difference_row(bits, f"+ {step} ({best[axis]})", before, after, scores, metric, settings))
+        before = start
+        for step, after in chain(group, best):
+            rows.append(difference_row(bits, step, before, after, scores, metric, settings))
             before = after
         rows.append(difference_row(bits, "W/O -> best (total)", start, best.variant, scores, metric, settings))
         for step, axis in EXTRAS:
-            extra = find_variant(group, {**{a: best[a] for a in AXES}, axis: True})
-            if extra:
-                rows.append(difference_row(bits, f"best + {step}", best.variant, extra, scores, metric, settings))
+            for _, extra in group[group[axis].astype(bool)].iterrows():
+                base = find_variant(group, {**{a: extra[a] for a in AXES}, axis: False})
+                rows.append(difference_row(bits, f"+ {step}", base, extra.variant, scores, metric, settings))
     return pd.DataFrame(rows)
 
 
