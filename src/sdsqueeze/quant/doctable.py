@@ -42,8 +42,10 @@ def job_seconds(results: Path, model: str, variants: list[str]) -> pd.DataFrame:
             name = Path(path).stem if job != "generate" else Path(path).parent.name
             if job != "calibration_set" and name not in variants:
                 continue
-            rows.append({"job": job, "target": name, "seconds": round(float(pd.read_csv(path, sep="\t").s.iloc[0]), 1)})
-    return pd.DataFrame(rows, columns=["job", "target", "seconds"])
+            bench = pd.read_csv(path, sep="\t").iloc[0]
+            rows.append({"job": job, "target": name, "seconds": round(float(bench.s), 1),
+                         "cpu_seconds": round(float(bench.cpu_time), 1), "mean_load": round(float(bench.mean_load), 1)})
+    return pd.DataFrame(rows, columns=["job", "target", "seconds", "cpu_seconds", "mean_load"])
 
 
 def machine() -> str:
@@ -84,8 +86,8 @@ def quality_table(specs: pd.DataFrame, per_image: pd.DataFrame, sizes: pd.DataFr
 
     psnr, ssim = per_prompt(per_image, "psnr"), per_prompt(per_image, "ssim")
     sizes = sizes.set_index("variant")
-    state = jobs[jobs.job == "ptq_state"].set_index("target").seconds
-    generate = jobs[jobs.job == "generate"].groupby("target").seconds.sum()
+    state = jobs[jobs.job == "ptq_state"].set_index("target").cpu_seconds
+    generate = jobs[jobs.job == "generate"].groupby("target").cpu_seconds.sum()
     rows = []
     for r in specs.itertuples():
         extras = [axis for axis in ("quant_attention", "split_shortcut") if getattr(r, axis)]
@@ -95,8 +97,8 @@ def quality_table(specs: pd.DataFrame, per_image: pd.DataFrame, sizes: pd.DataFr
             "PSNR (dB)": interval_text(*bootstrap(psnr[r.variant].dropna(), settings)),
             "SSIM": interval_text(*bootstrap(ssim[r.variant].dropna(), settings), digits=3),
             "UNet MB": f"{sizes.loc[r.variant, 'mb']:.2f}",
-            "state job (s)": f"{state[r.variant]:.1f}" if r.variant in state else "-",
-            "generate (s)": f"{generate[r.variant]:.1f}" if r.variant in generate else "-",
+            "ptq_state CPU s": f"{state[r.variant]:.1f}" if r.variant in state else "-",
+            "generate CPU s": f"{generate[r.variant]:.1f}" if r.variant in generate else "-",
         })
     return pd.DataFrame(rows)
 
@@ -110,7 +112,7 @@ def render_block(data: Path = DATA_DIR) -> str:
     run = pd.read_csv(data / "run.csv").set_index("key").value
     settings = {**BOOTSTRAP, "seed": int(run["seed"])}
     jobs = pd.read_csv(data / "jobs.csv")
-    calibration = jobs[jobs.job == "calibration_set"][["target", "seconds"]]
+    calibration = jobs[jobs.job == "calibration_set"][["target", "cpu_seconds", "seconds", "mean_load"]]
     parts = [
         BEGIN,
         f"Run: `{run['command']}` with `{run['config']}` on {run['machine']}. Data: `{data}/*.csv`; "
@@ -125,14 +127,20 @@ def render_block(data: Path = DATA_DIR) -> str:
         "",
         ablation_table(specs, per_image, "psnr", settings).to_markdown(index=False),
         "",
-        "**Every ptq variant** (with its job times in seconds: `ptq_state` calibrates and reconstructs "
-        "once, `generate` renders the prompts):",
+        "**Every ptq variant** (job CPU seconds from Snakemake's benchmark files: `ptq_state` "
+        "calibrates and reconstructs once, `generate` renders the prompts):",
         "",
         quality_table(specs, per_image, pd.read_csv(data / "sizes.csv"), jobs, settings).to_markdown(index=False),
         "",
-        "**Calibration sets** (job seconds):",
+        "**Calibration sets** (CPU and wall seconds, and the machine's mean load during the job):",
         "",
-        calibration.rename(columns={"target": "set"}).to_markdown(index=False),
+        calibration.rename(columns={"target": "set", "cpu_seconds": "CPU s", "seconds": "wall s",
+                                    "mean_load": "mean load"}).to_markdown(index=False),
+        "",
+        f"This stage's jobs (calibration sets, `ptq_state`, ptq `generate`) took "
+        f"{jobs.cpu_seconds.sum():.0f} CPU seconds in all, {jobs.seconds.sum():.0f} s of wall "
+        f"time summed over jobs at a mean load of {jobs.mean_load.mean():.1f}; on 2 cores "
+        f"with two jobs side by side that is about {jobs.cpu_seconds.sum() / 2:.0f} s of the run.",
         END,
     ]
     return "\n".join(parts)
