@@ -121,21 +121,22 @@ def render_block(data: Path = DATA_DIR) -> str:
         "**Q-Diffusion's table** (PSNR in dB; the variant in each cell is the fullest method of that "
         "calibration, without extras):",
         "",
-        seed_table(specs, per_image, "psnr", settings).to_markdown(index=False),
+        seed_table(specs, per_image, "psnr", settings).to_markdown(index=False, disable_numparse=True),
         "",
-        "**Ablation** (paired PSNR difference in dB, per prompt, from the previous step):",
+        "**Ablation** (paired PSNR difference in dB, per prompt, from the previous step; the steps "
+        "lead to the fullest method, the total to the best variant):",
         "",
-        ablation_table(specs, per_image, "psnr", settings).to_markdown(index=False),
+        ablation_table(specs, per_image, "psnr", settings).to_markdown(index=False, disable_numparse=True),
         "",
         "**Every ptq variant** (job CPU seconds from Snakemake's benchmark files: `ptq_state` "
         "calibrates and reconstructs once, `generate` renders the prompts):",
         "",
-        quality_table(specs, per_image, pd.read_csv(data / "sizes.csv"), jobs, settings).to_markdown(index=False),
+        quality_table(specs, per_image, pd.read_csv(data / "sizes.csv"), jobs, settings).to_markdown(index=False, disable_numparse=True),
         "",
         "**Calibration sets** (CPU and wall seconds, and the machine's mean load during the job):",
         "",
         calibration.rename(columns={"target": "set", "cpu_seconds": "CPU s", "seconds": "wall s",
-                                    "mean_load": "mean load"}).to_markdown(index=False),
+                                    "mean_load": "mean load"}).to_markdown(index=False, disable_numparse=True),
         "",
         f"This stage's jobs (calibration sets, `ptq_state`, ptq `generate`) took "
         f"{jobs.cpu_seconds.sum():.0f} CPU seconds in all, {jobs.seconds.sum():.0f} s of wall "

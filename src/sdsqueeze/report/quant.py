@@ -90,7 +90,7 @@ def seed_table(axes: pd.DataFrame, per_image: pd.DataFrame, metric: str = "psnr"
         for kind in kinds:
             candidates = group[(group.calibration == kind) & group.variant.isin(scores.columns)]
             if candidates.empty:
-                row[CALIBRATION_LABELS[kind]] = None
+                row[CALIBRATION_LABELS[kind]] = "not in the grid"
                 continue
             chosen = max(candidates.itertuples(index=False), key=lambda r: method_rank(pd.Series(r._asdict())))
             values = scores[chosen.variant].dropna()
@@ -127,35 +127,46 @@ def chain(group: pd.DataFrame, target: pd.Series) -> list[tuple[str, str | None]
     return steps
 
 
-def best_target(group: pd.DataFrame, scores: pd.DataFrame) -> pd.Series | None:
-    """The calibrated variant without extras of highest mean score whose whole chain from W/O is
-    in the grid (else the highest of all, its missing steps shown as such)."""
+def chain_target(group: pd.DataFrame, scores: pd.DataFrame) -> pd.Series | None:
+    """The calibrated variant without extras with the fullest method (reconstruction over range
+    search over min-max; the higher mean score among equals) whose whole chain from W/O is in the
+    grid, so that every axis gets its own step (else the fullest of all, missing steps shown)."""
     calibrated = plain(group)[plain(group).calibration != "none"]
     if calibrated.empty:
         return None
-    ranked = calibrated.iloc[np.argsort(-scores[calibrated.variant].mean().values, kind="stable")]
-    complete = [row for _, row in ranked.iterrows() if all(v for _, v in chain(group, row))]
-    return complete[0] if complete else ranked.iloc[0]
+    means = scores[calibrated.variant].mean().values
+    order = sorted(range(len(calibrated)), key=lambda i: (method_rank(calibrated.iloc[i]), means[i]), reverse=True)
+    ranked = [calibrated.iloc[i] for i in order]
+    complete = [row for row in ranked if all(v for _, v in chain(group, row))]
+    return complete[0] if complete else ranked[0]
+
+
+def best_variant(group: pd.DataFrame, scores: pd.DataFrame) -> str:
+    """The calibrated variant without extras of highest mean score."""
+    calibrated = plain(group)[plain(group).calibration != "none"]
+    return calibrated.variant.iloc[int(np.argmax(scores[calibrated.variant].mean().values))]
 
 
 def ablation_table(axes: pd.DataFrame, per_image: pd.DataFrame, metric: str = "psnr",
                    settings: dict | None = None) -> pd.DataFrame:
-    """Per bits: W/O -> the best variant, one axis at a time, then each extra (attention
-    quantization, shortcut splitting) against the same variant without it; every step is the
-    paired difference over prompts with its bootstrap interval."""
+    """Per bits: W/O -> the fullest variant, one axis at a time (data, range search,
+    reconstruction), W/O -> the best variant in total, then each extra (attention quantization,
+    shortcut splitting) against the same variant without it; every step is the paired difference
+    over prompts with its bootstrap interval."""
     settings = settings or {}
     scores = per_prompt(per_image, metric)
     rows = []
     for bits, group in axes.groupby("bits", sort=False):
         group = group[group.variant.isin(scores.columns)]
-        start, best = find_variant(group, AXES), best_target(group, scores)
-        if start is None or best is None:
+        start, target = find_variant(group, AXES), chain_target(group, scores)
+        if start is None or target is None:
             continue
         before = start
-        for step, after in chain(group, best):
+        for step, after in chain(group, target):
             rows.append(difference_row(bits, step, before, after, scores, metric, settings))
             before = after
-        rows.append(difference_row(bits, "W/O -> best (total)", start, best.variant, scores, metric, settings))
+        rows.append(difference_row(bits, "W/O -> best (total)", start, best_variant(group, scores), scores,
+                                   metric, settings))
         for step, axis in EXTRAS:
             for _, extra in group[group[axis].astype(bool)].iterrows():
                 base = find_variant(group, {**{a: extra[a] for a in AXES}, axis: False})
