@@ -115,7 +115,8 @@ def render_block(data: Path = DATA_DIR) -> str:
     calibration = jobs[jobs.job == "calibration_set"][["target", "cpu_seconds", "seconds", "mean_load"]]
     parts = [
         BEGIN,
-        f"Run: `{run['command']}` with `{run['config']}` on {run['machine']}. Data: `{data}/*.csv`; "
+        f"Run: `{run['command']}` with `{run['config']}` on {run['machine']}. "
+        f"Data: `{Path(data).resolve().parent.name}/{Path(data).name}/*.csv`; "
         f"PSNR against the reference, mean [{settings['confidence']:.0%} bootstrap interval over prompts].",
         "",
         "**Q-Diffusion's table** (PSNR in dB; the variant in each cell is the fullest method of that "
