@@ -15,3 +15,29 @@ rule quant_sizes:
         "../envs/cpu.yaml"
     script:
         "../scripts/quant_sizes.py"
+
+
+# Stage: the calibrated (and reconstructed) quantizers of each variant that reads a calibration set,
+# computed once; every generate shard of the variant loads them (bit-identical to computing inline).
+rule ptq_state:
+    input:
+        model=model_json("{model}"),
+        calibration=lambda wc: quant_workflow.calibration_set_inputs(config, wc.variant, wc.model),
+    output:
+        "results/quant/{model}/state/{variant}.safetensors",
+    params:
+        spec=lambda wc: quant_workflow.with_calibration_set(config, resolve_variant(config, wc.variant), wc.model),
+        device=config["device"],
+    threads: config["threads"]
+    log:
+        "logs/quant/{model}/state/{variant}.log",
+    benchmark:
+        "results/benchmarks/quant/{model}/state/{variant}.tsv"
+    resources:
+        mem_mb=64000 if ON_GPU else 4000,
+        runtime=1440 if ON_GPU else 30,
+        gpu=gpu_resources(),
+    conda:
+        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+    script:
+        "../scripts/ptq_state.py"

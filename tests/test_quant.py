@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -72,6 +73,7 @@ def quantize(model_dir, calibration_files):
             options = {"weight_bits": weight_bits, "act_bits": act_bits, "calibration": calibration}
             if calibration != "none":
                 options["calibration_file"] = str(calibration_files[calibration])
+                options["ranges"] = "mse"
             cache[key] = quantized(model_dir, **options)
         return cache[key]
 
@@ -166,7 +168,7 @@ def test_calibration_changes_the_activation_ranges(quantize):
         assert calibrated.keys() == naive.keys()
         changed = sum(calibrated[name] != naive[name] for name in naive)
         assert changed >= 0.9 * len(naive), (kind, changed, len(naive))
-        assert prepared.notes["ptq"]["range_method"] == "mse-search"
+        assert prepared.notes["ptq"]["range_method"] == "mse"
         assert calibrated["conv_in"] != naive["conv_in"]  # conv_in reads x_t itself
 
 
@@ -295,28 +297,74 @@ def default_config() -> dict:
     return sq_config.validate(yaml.safe_load((repo / "config.yaml").read_text()))
 
 
-def test_generate_depends_on_a_calibration_file_only_when_the_variant_uses_one():
+def test_calibration_set_and_state_are_inputs_only_when_the_variant_uses_them():
     from sdsqueeze.quant import workflow
     from sdsqueeze.variants import resolve_variant
 
     config = default_config()
     assert workflow.calibration_inputs(config, "w8a8-nocal", "tiny") == []
     assert workflow.calibration_inputs(config, "fp32-classic", "tiny") == []
-    timestep = workflow.calibration_inputs(config, "w4a8-timestep", "tiny")
+    timestep = workflow.calibration_set_inputs(config, "w4a8-timestep-mse", "tiny")
     assert timestep == ["results/calibration/tiny/timestep_aware-n4-st5.safetensors"]
-    assert timestep == workflow.calibration_inputs(config, "w8a8-timestep", "tiny")  # built once, shared
+    assert timestep == workflow.calibration_set_inputs(config, "w8a8-timestep-adaround", "tiny")  # shared
     assert len(workflow.all_calibration_files(config, "tiny")) == 3
-    spec = workflow.with_calibration(config, resolve_variant(config, "w8a8-raw"), "tiny")
+    assert workflow.calibration_inputs(config, "w8a8-raw", "tiny") == ["results/quant/tiny/state/w8a8-raw.safetensors"]
+    spec = workflow.with_calibration_set(config, resolve_variant(config, "w8a8-raw"), "tiny")
     assert spec["ptq"]["calibration_file"] == "results/calibration/tiny/raw_data-n16.safetensors"
+    spec = workflow.with_calibration(config, resolve_variant(config, "w8a8-raw"), "tiny")
+    assert spec["ptq"]["state_file"] == "results/quant/tiny/state/w8a8-raw.safetensors"
     assert "calibration_file" not in config["variants"]["w8a8-raw"]["ptq"]  # config left as it was
 
 
-def test_default_has_w8a8_and_w4a8_with_and_without_every_calibration_kind():
-    config = default_config()
-    table = {(s["ptq"]["weight_bits"], s["ptq"]["act_bits"], s["ptq"].get("calibration", "none"))
-             for s in config["variants"].values() if s.get("ptq")}
-    assert {(8, 8, "none"), (4, 8, "none"), (4, 8, "timestep_aware")} <= table
-    assert {k for w, a, k in table if (w, a) == (8, 8)} == {"none", "raw_data", "noise_data", "timestep_aware"}
+def test_stored_state_restores_a_bit_identical_variant(model_dir, calibration_files, tmp_path):
+    from sdsqueeze.quant import ptq
+    from sdsqueeze.seeding import initial_latents
+
+    options = {"weight_bits": 4, "act_bits": 8, "calibration": "timestep_aware", "ranges": "mse",
+               "split_shortcut": True, "quant_attention": True, "search_grid": 4,
+               "calibration_file": str(calibration_files["timestep_aware"])}
+    computed, prepared = quantized(model_dir, **options)
+    ptq.save_state(computed.unet, tmp_path / "state.safetensors", prepared.notes["ptq"])
+    restored, again = quantized(model_dir, **options, state_file=str(tmp_path / "state.safetensors"))
+    assert again.notes["ptq"]["attention_quantizers"] == prepared.notes["ptq"]["attention_quantizers"] > 0
+    images = []
+    for pipe in (computed, restored):
+        with torch.inference_mode():
+            images.append(pipe(prompt=["a dog"], latents=initial_latents([2], (4, 8, 8)), num_inference_steps=2,
+                               height=64, width=64, output_type="latent").images)
+    assert torch.equal(images[0], images[1])
+
+
+def test_default_grid_separates_every_axis():
+    from sdsqueeze.report.quant import ptq_axes
+
+    axes = ptq_axes(default_config()["variants"])
+    grid = {(r.bits, r.calibration, r.ranges, r.reconstruction, r.quant_attention, r.split_shortcut)
+            for r in axes.itertuples()}
+    for bits in ("W8A8", "W4A8"):
+        assert (bits, "none", "minmax", "none", False, False) in grid
+        assert (bits, "timestep_aware", "minmax", "none", False, False) in grid
+        assert (bits, "timestep_aware", "mse", "none", False, False) in grid
+        assert (bits, "timestep_aware", "mse", "adaround", False, False) in grid
+    assert ("W4A8", "timestep_aware", "mse", "adaround", True, False) in grid
+    assert ("W4A8", "timestep_aware", "mse", "adaround", False, True) in grid
+    assert {r[1] for r in grid if r[0] == "W8A8"} == {"none", "raw_data", "noise_data", "timestep_aware"}
+
+
+def test_sd15_ptq_config_holds_the_seeds_full_grid():
+    import yaml
+
+    from sdsqueeze import config as sq_config
+    from sdsqueeze.report.quant import ptq_axes
+
+    repo = Path(__file__).resolve().parents[1]
+    config = sq_config.validate(yaml.safe_load((repo / "config" / "sd15-ptq.yaml").read_text()))
+    axes = ptq_axes(config["variants"])
+    for bits in ("W8A8", "W4A8"):
+        for kind in ("raw_data", "noise_data", "timestep_aware"):
+            methods = set(axes[(axes.bits == bits) & (axes.calibration == kind)].reconstruction)
+            assert {"none", "adaround"} <= methods, (bits, kind)
+        assert "none" in set(axes[axes.bits == bits].calibration)
 
 
 def test_quant_section_is_absent_without_ptq_variants(tmp_path):
@@ -328,3 +376,277 @@ def test_quant_section_is_absent_without_ptq_variants(tmp_path):
     config = {"variants": {"ref": {}, "dpm": {"scheduler": "dpm++"}}, "reference": "ref"}
     ctx = ReportContext(inputs={"summary": [str(summary)], "quant_sizes": []}, config=config, out_dir=tmp_path)
     assert quant_section(ctx) is None
+
+
+# --- the W/O baseline ------------------------------------------------------------------------------
+
+CROSS_ATTENTION_OUT = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_out.0"
+
+
+def input_width(unet, layer: str, call) -> float:
+    """max - min of ``layer``'s input on the first UNet call ``call()`` makes."""
+    seen = []
+    module = dict(unet.named_modules())[layer]
+    handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[0].aminmax()))
+    try:
+        with torch.inference_mode():
+            call()
+    finally:
+        handle.remove()
+    low, high = seen[0]
+    return float(high - low)
+
+
+def test_without_calibration_ranges_come_from_real_text_embeddings(model_dir):
+    """The W/O batch's cross-attention output range is a real guided call's, not Gaussian text's."""
+    from sdsqueeze.quant import ptq
+    from sdsqueeze.seeding import initial_latents
+
+    pipe = load(model_dir)
+    sample, timestep, text = ptq.naive_batch(pipe, ptq.PTQSpec(weight_bits=8, act_bits=8), 64, 64, 4)
+    unet = pipe.unet
+    without = input_width(unet, CROSS_ATTENTION_OUT, lambda: unet(sample, timestep, encoder_hidden_states=text))
+    real = input_width(unet, CROSS_ATTENTION_OUT, lambda: pipe(
+        prompt=["a cat sitting on a red sofa", "two boats on a lake"], latents=initial_latents([11, 12], (4, 8, 8)),
+        num_inference_steps=4, height=64, width=64, output_type="latent"))
+    gaussian_text = torch.randn(text.shape, generator=torch.Generator().manual_seed(0))
+    gaussian = input_width(unet, CROSS_ATTENTION_OUT,
+                           lambda: unet(sample, timestep, encoder_hidden_states=gaussian_text))
+    assert abs(without - real) <= 0.1 * real, (without, real)
+    assert without > 2 * gaussian, (without, gaussian)
+    # and the W/O variant's quantizer holds exactly that batch's min-max
+    quantized_pipe, prepared = quantized(model_dir, weight_bits=8, act_bits=8)
+    low, high = ptq.activation_ranges(quantized_pipe.unet)[CROSS_ATTENTION_OUT][0]
+    assert prepared.notes["ptq"]["range_method"] == "minmax"
+    assert high - low == pytest.approx(without, rel=0.1)
+
+
+def test_without_calibration_batch_is_guided_and_its_caption_is_no_prompt(repo_captions):
+    import json
+
+    from sdsqueeze.quant import ptq
+
+    captions = json.loads(repo_captions.read_text())["annotations"]
+    assert ptq.NAIVE_PROMPT.lower() not in {a["caption"].strip().rstrip(".").lower() for a in captions}
+
+
+# --- reconstruction ----------------------------------------------------------------------------------
+
+def unit_data(model_dir, calibration_files, unit: str):
+    """A fresh pipeline, its 4-bit min-max quantizers and ``unit``'s captured calibration data."""
+    from sdsqueeze.quant import calibration, ptq, reconstruction
+
+    pipe = load(model_dir)
+    spec = ptq.PTQSpec(weight_bits=4, act_bits=8, calibration="timestep_aware")
+    quantizers = ptq.weight_quantizers(pipe.unet, spec, {})
+    batches = list(ptq.calibration_batches(calibration.load(calibration_files["timestep_aware"]), 8))
+    module = dict(pipe.unet.named_modules())[unit]
+    data = reconstruction.capture(pipe.unet, {unit: module}, batches)[unit]
+    return pipe, module, quantizers, data
+
+
+def unit_error(module, weights: dict, data) -> float:
+    from torch.func import functional_call
+
+    from sdsqueeze.quant.reconstruction import output_error
+
+    with torch.no_grad():
+        out = functional_call(module, weights, data.args, data.kwargs)
+        return float(output_error(out[0] if isinstance(out, tuple) else out, data.output))
+
+
+SETTINGS = {"iterations": 300, "lr": 1e-2, "batch_size": 8, "weight": 0.01}
+
+
+def test_adaround_beats_round_to_nearest_on_a_unet_layer_and_ends_hard(model_dir, calibration_files):
+    from sdsqueeze.quant import ptq, reconstruction
+
+    layer = "down_blocks.0.resnets.0.conv1"
+    _, module, quantizers, data = unit_data(model_dir, calibration_files, layer)
+    bits, scale, zero = quantizers[layer]
+    nearest = ptq.round_to_nearest(module.weight.detach(), scale, zero, bits)
+    rounding = reconstruction.LearnedRounding(module.weight, scale, zero, bits)
+    settings = reconstruction.ReconstructionSettings(**SETTINGS)
+    learned = reconstruction.learn_rounding(module, {"weight": rounding}, data, settings)["weight"]
+
+    assert unit_error(module, {"weight": learned}, data) < unit_error(module, {"weight": nearest}, data)
+    offsets = torch.round(learned / scale + zero) - zero - rounding.floor  # the final h(V), per weight
+    inside = ((rounding.floor + zero) >= 0) & ((rounding.floor + zero) < 2**bits - 1)  # not clamped
+    assert set(offsets[inside].unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(learned, nearest)  # it learned something other than nearest rounding
+    soft = rounding.rounding()  # the regularizer drove the soft rounding to its ends
+    assert ((soft < 0.01) | (soft > 0.99)).float().mean() > 0.9
+
+
+def test_brecq_beats_round_to_nearest_on_a_unet_block(model_dir, calibration_files):
+    from sdsqueeze.quant import ptq, reconstruction
+
+    block = "down_blocks.0.resnets.0"
+    pipe, module, quantizers, data = unit_data(model_dir, calibration_files, block)
+    units = reconstruction.reconstruction_units(pipe.unet, list(quantizers), "brecq")
+    layers = units[block]
+    assert len(layers) >= 2  # conv1, conv2 (and the time embedding projection) learned together
+    modules = dict(pipe.unet.named_modules())
+    nearest, roundings = {}, {}
+    for layer in layers:
+        bits, scale, zero = quantizers[layer]
+        name = reconstruction.relative_weight(block, layer)
+        nearest[name] = ptq.round_to_nearest(modules[layer].weight.detach(), scale, zero, bits)
+        roundings[name] = reconstruction.LearnedRounding(modules[layer].weight, scale, zero, bits)
+    learned = reconstruction.learn_rounding(module, roundings, data,
+                                            reconstruction.ReconstructionSettings(**SETTINGS))
+    assert unit_error(module, learned, data) < unit_error(module, nearest, data)
+    for name, rounding in roundings.items():
+        assert set(rounding.rounding(hard=True).unique().tolist()) <= {0.0, 1.0}
+
+
+def test_reconstruction_variant_runs_end_to_end_and_is_deterministic(model_dir, calibration_files):
+    options = {"weight_bits": 4, "act_bits": 8, "calibration": "timestep_aware", "ranges": "mse",
+               "reconstruction": "adaround", "recon_iterations": 3, "recon_batch_size": 4,
+               "calibration_file": str(calibration_files["timestep_aware"])}
+    first, _ = quantized(model_dir, **options)
+    second, prepared = quantized(model_dir, **options)
+    assert prepared.notes["ptq"]["reconstruction"] == "adaround"
+    for (name, a), (_, b) in zip(first.unet.named_parameters(), second.unet.named_parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_reconstruction_units_group_layers_by_block(model_dir):
+    from sdsqueeze.quant import ptq, reconstruction
+
+    unet = load(model_dir).unet
+    layers = [name for name, _ in ptq.quant_layers(unet)]
+    adaround = reconstruction.reconstruction_units(unet, layers, "adaround")
+    brecq = reconstruction.reconstruction_units(unet, layers, "brecq")
+    assert all(unit == members[0] and len(members) == 1 for unit, members in adaround.items())
+    assert sorted(sum(brecq.values(), [])) == sorted(layers)
+    assert "down_blocks.0.attentions.0.transformer_blocks.0" in brecq and "conv_in" in brecq
+
+
+# --- attention quantization ---------------------------------------------------------------------------
+
+def test_quant_attention_quantizes_both_matmuls_operands(model_dir, calibration_files):
+    from sdsqueeze.quant.attention import QuantAttnProcessor
+
+    options = {"weight_bits": 8, "act_bits": 8, "calibration": "timestep_aware", "ranges": "minmax",
+               "calibration_file": str(calibration_files["timestep_aware"])}
+    plain, _ = quantized(model_dir, **options)
+    pipe, prepared = quantized(model_dir, **options, quant_attention=True)
+    processors = pipe.unet.attn_processors
+    assert processors and all(isinstance(p, QuantAttnProcessor) for p in processors.values())
+    assert prepared.notes["ptq"]["attention_quantizers"] == 4 * len(processors)
+    processor = next(iter(processors.values()))
+    captured = []
+    original = processor.quantizers["softmax"].quantize
+    processor.quantizers["softmax"].quantize = lambda x: captured.append(original(x)) or captured[-1]
+    from sdsqueeze.seeding import initial_latents
+
+    outputs = []
+    for p in (plain, pipe):
+        with torch.inference_mode():
+            outputs.append(p(prompt=["a dog"], latents=initial_latents([2], (4, 8, 8)), num_inference_steps=2,
+                             height=64, width=64, output_type="latent").images)
+    assert captured and len(torch.unique(captured[0])) <= 2**8  # softmax output at 8 bits
+    assert not torch.equal(outputs[0], outputs[1])  # the matmul operands really are quantized
+
+
+# --- config check -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ptq,message", [
+    ({"weight_bits": 4, "act_bits": 8, "reconstruction": "adaround"}, "calibration"),
+    ({"weight_bits": 4, "act_bits": 8, "calibration": "none", "reconstruction": "brecq"}, "reconstruction"),
+    ({"weight_bits": 9, "act_bits": 8}, "weight_bits"),
+    ({"weight_bits": 4, "act_bits": 1}, "act_bits"),
+    ({"weight_bits": 4, "act_bits": 8, "recon_iters": 5}, "unknown key 'variants.bad.ptq.recon_iters'"),
+])
+def test_bad_ptq_input_is_refused_with_one_message(ptq, message):
+    import copy
+
+    import yaml
+
+    from sdsqueeze import config as sq_config
+
+    repo = Path(__file__).resolve().parents[1]
+    bad = copy.deepcopy(yaml.safe_load((repo / "config.yaml").read_text()))
+    bad["variants"]["bad"] = {"ptq": ptq}
+    with pytest.raises(sq_config.ConfigError, match=message) as error:
+        sq_config.check(bad)
+    assert str(error.value).count("\n") == 0 and "variants.bad.ptq" in str(error.value)
+
+
+# --- report tables ------------------------------------------------------------------------------------------
+
+def ablation_fixture():
+    variants = {
+        "ref": {},
+        "w4-wo": {"ptq": {"weight_bits": 4, "act_bits": 8}},
+        "w4-ts": {"ptq": {"weight_bits": 4, "act_bits": 8, "calibration": "timestep_aware"}},
+        "w4-ts-mse": {"ptq": {"weight_bits": 4, "act_bits": 8, "calibration": "timestep_aware", "ranges": "mse"}},
+        "w4-ts-ada": {"ptq": {"weight_bits": 4, "act_bits": 8, "calibration": "timestep_aware", "ranges": "mse",
+                              "reconstruction": "adaround"}},
+        "w4-ts-ada-attn": {"ptq": {"weight_bits": 4, "act_bits": 8, "calibration": "timestep_aware",
+                                   "ranges": "mse", "reconstruction": "adaround", "quant_attention": True}},
+        "w4-noise": {"ptq": {"weight_bits": 4, "act_bits": 8, "calibration": "noise_data", "ranges": "mse"}},
+    }
+    base = {"w4-wo": 20.0, "w4-ts": 24.0, "w4-ts-mse": 25.0, "w4-ts-ada": 27.0, "w4-ts-ada-attn": 26.0,
+            "w4-noise": 22.0}
+    per_image = pd.DataFrame([{"variant": v, "prompt_id": p, "psnr": x + 0.1 * p}
+                              for v, x in base.items() for p in range(6)])
+    return variants, per_image
+
+
+def test_seed_table_has_bits_rows_and_a_column_per_calibration_kind():
+    from sdsqueeze.report.quant import ptq_axes, seed_table
+
+    variants, per_image = ablation_fixture()
+    table = seed_table(ptq_axes(variants), per_image)
+    assert list(table["Bits (W/A)"]) == ["W4A8"]
+    assert list(table.columns) == ["Bits (W/A)", "W/O", "W (noise)", "W (timestep-aware)"]
+    assert table.loc[0, "W (timestep-aware)"].endswith("(w4-ts-ada)")  # the fullest method, no extras
+    assert table.loc[0, "W/O"].startswith("20.25")
+
+
+def test_ablation_attributes_each_step_with_paired_intervals():
+    from sdsqueeze.report.quant import ablation_table, ptq_axes
+
+    variants, per_image = ablation_fixture()
+    table = ablation_table(ptq_axes(variants), per_image, settings={"resamples": 200})
+    steps = list(table.step)
+    assert steps == ["+ data (timestep_aware)", "+ range search (mse)", "+ reconstruction (adaround)",
+                     "W/O -> best (total)", "+ attention quantization"]
+    deltas = [float(d.split(" ")[0]) for d in table["ΔPSNR"]]
+    assert deltas == pytest.approx([4.0, 1.0, 2.0, 7.0, -1.0])
+    # a constant paired difference has a zero-width interval: the pairing is per prompt
+    assert table["ΔPSNR"].iloc[0] == "+4.00 [+4.00, +4.00]"
+
+
+def test_docs_result_block_is_exactly_what_the_committed_csvs_render():
+    """Every number in docs/quantization.md's generated block comes from docs/quantization/*.csv."""
+    from sdsqueeze.quant import doctable
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "docs" / "quantization.md").read_text()
+    block = doctable.doc_block(text)
+    assert block == doctable.render_block(repo / "docs" / "quantization")
+    assert "W8A8" in block and "W4A8" in block and "+ attention quantization" in block
+    outside = text.replace(block, "")
+    assert not any(word.endswith("dB") and word[:-2].replace(".", "").isdigit() for word in outside.split())
+
+
+def test_quant_section_shows_the_seed_table_the_ablation_and_every_variant(tmp_path):
+    from sdsqueeze.report.page import ReportContext
+    from sdsqueeze.report.quant import quant_section
+
+    variants, per_image = ablation_fixture()
+    per_image.to_csv(tmp_path / "per_image.csv", index=False)
+    summary = per_image.groupby("variant").psnr.mean().rename("mean").reset_index().assign(
+        metric="psnr", ci_low=np.nan, ci_high=np.nan)
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    pd.DataFrame([{"variant": v, "weight_bits": 4, "act_bits": 8, "mb": 1.0, "ratio_to_reference": 0.2}
+                  for v in variants]).to_csv(tmp_path / "sizes.csv", index=False)
+    inputs = {"summary": [str(tmp_path / "summary.csv")], "quant_sizes": [str(tmp_path / "sizes.csv")],
+              "per_image": [str(tmp_path / "per_image.csv")]}
+    config = {"variants": variants, "reference": "ref", "seed": 1, "metrics": {"bootstrap_resamples": 100}}
+    section = quant_section(ReportContext(inputs=inputs, config=config, out_dir=tmp_path))
+    assert section.body_html.count("<table") == 3
+    assert "W (timestep-aware)" in section.body_html and "+ attention quantization" in section.body_html

@@ -81,7 +81,11 @@ def check(config: dict, schema: dict | None = None) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
-        raise ConfigError(f"invalid config: {_describe(error, schema)}")
+        message = _describe(error, schema)
+        # A cross-key rule (if/then) says in its description why the key is needed.
+        if "then" in error.absolute_schema_path and isinstance(error.schema, dict) and "description" in error.schema:
+            message += f" ({error.schema['description']})"
+        raise ConfigError(f"invalid config: {message}")
 
 
 def check_semantics(config: dict) -> None:

@@ -5,21 +5,29 @@ Every ``nn.Linear`` and ``nn.Conv2d`` of the UNet is fake-quantized (quantize, t
 - weights per output channel, asymmetric, ``weight_bits`` (at most 2**b levels per channel);
 - input activations per tensor, asymmetric, ``act_bits``, with ranges fixed before generation.
 
-"With calibration", activation ranges come from a calibration set (see ``calibration.py``) and
-both weight and activation ranges are chosen by a mean-squared-error search over clipping ratios
-(BRECQ's / Q-Diffusion's range initialisation). "Without calibration" uses the same quantizers
-with naive ranges: weights min-max per channel, activations the min-max of one random batch.
+Each step of Q-Diffusion's recipe is its own axis of the variant's ``ptq`` spec, so that a grid
+separates their effects:
 
-The attention's own products (QK^T, softmax, PV) stay in full precision: Q-Diffusion keeps the
-softmax at higher precision, and here q, k and v are already outputs of quantized layers.
-Optional (``split_shortcut``): Q-Diffusion's shortcut splitting — in the decoder, the inputs of
-the convolutions that read the concatenation [upsampled features, skip connection] get one
-quantizer per part, weights too, since the two parts have very different ranges.
+- ``calibration``: which UNet inputs set the ranges. ``none`` ("W/O") is one real guided UNet
+  batch (``naive_batch``): the real text embeddings of ``NAIVE_PROMPT`` (a caption of no
+  evaluation image) in the ``[uncond; cond]`` layout, and the pipeline's own initial latents at
+  the first timestep of the variant's schedule. Otherwise a calibration set (``calibration.py``).
+- ``ranges``: ``minmax`` takes the observed extremes; ``mse`` chooses per weight channel and per
+  activation tensor the clipping ratio of least squared error (BRECQ's / Q-Diffusion's range
+  initialisation).
+- ``reconstruction``: ``adaround`` learns each layer's weight rounding, ``brecq`` each UNet
+  block's jointly (``reconstruction.py``); both read the calibration set.
+- ``quant_attention``: also fake-quantize the operands of the attention matmuls (``attention.py``).
+- ``split_shortcut``: Q-Diffusion's shortcut splitting. In the decoder, the inputs of the
+  convolutions that read the concatenation [upsampled features, skip connection] get one
+  quantizer per part, weights too, since the two parts have very different ranges.
 
 Why by hand: torchao's fake quantization (QAT configs) covers Linear and Embedding only and uses
 dynamic scales; optimum-quanto quantizes activations to int8/float8 only (no 4-bit); brevitas and
-nvidia-modelopt are heavy dependencies for what is a range search plus torch's own
-``fake_quantize_per_channel_affine`` / ``fake_quantize_per_tensor_affine`` kernels (used here).
+nvidia-modelopt are heavy dependencies for what is a range search, a learned rounding and torch's
+``fake_quantize_per_tensor_affine`` kernel (used for activations). Weights are rounded by
+``round_to_nearest`` rather than torch's per-channel kernel because split layers carry one scale
+per (channel, part) and AdaRound needs the same arithmetic with a learned rounding offset.
 torch.ao's HistogramObserver would be the library range search, but it assumes 256 target levels
 whatever quant_max says, so it mis-chooses 4-bit ranges.
 """
@@ -33,9 +41,14 @@ import torch
 from torch import nn
 
 CALIBRATIONS = ("none", "raw_data", "noise_data", "timestep_aware")
+RANGES = ("minmax", "mse")
+RECONSTRUCTIONS = ("none", "adaround", "brecq")
 QUANT_LAYERS = (nn.Linear, nn.Conv2d)
 FIRST_LAST = ("conv_in", "conv_out")
-NAIVE_SEED = 0
+# The W/O batch's caption: a COCO-style caption written for this purpose, so it is no evaluation
+# prompt (a test checks it against the prompt sets); its seed is offset like calibration seeds.
+NAIVE_PROMPT = "a kitchen with a wooden table, chairs and a window above the sink"
+NAIVE_SEED = 7_919
 SEARCH_ELEMENTS = 2**15  # activation elements per layer and batch the range search scores
 
 
@@ -44,23 +57,42 @@ class PTQSpec:
     weight_bits: int
     act_bits: int
     calibration: str = "none"
+    ranges: str = "minmax"
+    reconstruction: str = "none"
+    quant_attention: bool = False
+    softmax_bits: int = 8           # Q-Diffusion's sm_abit: the softmax output stays at 8 bits
     first_last_8bit: bool = True    # BRECQ / Q-Diffusion keep the first and last layer at 8 bits
     split_shortcut: bool = False
     search_grid: int = 20           # clipping ratios tried by the MSE range search
     calibration_batch: int = 8      # calibration samples per UNet call
-    naive_batch: int = 2            # rows of the single random batch "without calibration"
+    naive_batch: int = 2            # prompts (rows before guidance doubling) of the W/O batch
+    recon_iterations: int = 20000   # Q-Diffusion's defaults: 20k Adam steps per layer/block,
+    recon_lr: float = 1e-3          # Adam's default rate on the rounding variables,
+    recon_batch_size: int = 32      # 32 UNet rows per step,
+    recon_weight: float = 0.01      # regularizer weight
+    recon_samples: int = 256        # calibration samples whose UNet activations are stored
     calibration_file: str | None = None
+    state_file: str | None = None   # a calibrated variant's stored quantizers (rule ptq_state)
 
     def __post_init__(self):
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"ptq.calibration is '{self.calibration}'; allowed: {', '.join(CALIBRATIONS)}")
-        for key in ("weight_bits", "act_bits"):
+        for key, allowed in (("calibration", CALIBRATIONS), ("ranges", RANGES),
+                             ("reconstruction", RECONSTRUCTIONS)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"ptq.{key} is '{getattr(self, key)}'; allowed: {', '.join(allowed)}")
+        for key in ("weight_bits", "act_bits", "softmax_bits"):
             if not 2 <= getattr(self, key) <= 8:
                 raise ValueError(f"ptq.{key} must be between 2 and 8, got {getattr(self, key)}")
+        if self.reconstruction != "none" and not self.calibrated:
+            raise ValueError(f"ptq.reconstruction '{self.reconstruction}' needs a calibration set; "
+                             "set ptq.calibration to raw_data, noise_data or timestep_aware")
 
     @property
     def calibrated(self) -> bool:
         return self.calibration != "none"
+
+    @property
+    def search(self) -> bool:
+        return self.ranges == "mse"
 
     @classmethod
     def from_variant(cls, spec: dict) -> "PTQSpec | None":
@@ -77,11 +109,6 @@ def qparams(low: torch.Tensor, high: torch.Tensor, bits: int) -> tuple[torch.Ten
     scale = ((high - low) / qmax).clamp(min=1e-8)
     zero_point = torch.round(-low / scale).clamp(0, qmax).to(torch.int32)
     return scale, zero_point
-
-
-def fake_quant_channels(weight2d: torch.Tensor, low, high, bits: int) -> torch.Tensor:
-    scale, zero_point = qparams(low, high, bits)
-    return torch.fake_quantize_per_channel_affine(weight2d, scale, zero_point, 0, 0, 2**bits - 1)
 
 
 def clip_ratios(grid: int) -> torch.Tensor:
@@ -158,21 +185,59 @@ def parts(channels: int, split: int | None) -> list[slice]:
 
 # --- weights ------------------------------------------------------------------------------------
 
-def quantize_weights(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) -> int:
-    """Replace each layer's weight by its fake-quantized copy (new tensors: nothing in place)."""
-    count = 0
+def weight_qparams(weight: torch.Tensor, bits: int, split: int | None, search: bool, grid: int):
+    """(scale, zero point) of every weight element (per output channel and input part)."""
+    scale = torch.empty_like(weight, dtype=torch.float32)
+    zero_point = torch.empty_like(weight, dtype=torch.float32)
+    for part in parts(weight.shape[1], split):
+        piece = weight[:, part].float()
+        flat = piece.reshape(piece.shape[0], -1)
+        s, z = qparams(*weight_range(flat, bits, search, grid), bits)
+        shape = (-1,) + (1,) * (piece.dim() - 1)
+        scale[:, part] = s.view(shape).expand_as(piece)
+        zero_point[:, part] = z.float().view(shape).expand_as(piece)
+    return scale, zero_point
+
+
+def round_to_nearest(weight: torch.Tensor, scale, zero_point, bits: int) -> torch.Tensor:
+    """Quantize-dequantize with the given per-element (scale, zero point), rounding to nearest."""
+    q = (torch.round(weight.float() / scale) + zero_point).clamp(0, 2**bits - 1)
+    return (q - zero_point) * scale
+
+
+def weight_quantizers(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) -> dict[str, tuple]:
+    """Layer name -> (bits, scale, zero point): the ranges every rounding method starts from."""
+    out = {}
     for name, module in quant_layers(unet):
         bits, _ = layer_bits(name, spec)
-        weight = module.weight.detach()
-        quantized = torch.empty_like(weight, dtype=torch.float32)
-        for part in parts(weight.shape[1], splits.get(name)):
-            piece = weight[:, part].float()
-            flat = piece.reshape(piece.shape[0], -1)
-            low, high = weight_range(flat, bits, spec.calibrated, spec.search_grid)
-            quantized[:, part] = fake_quant_channels(flat, low, high, bits).reshape(piece.shape)
-        module.weight = nn.Parameter(quantized.to(weight.dtype), requires_grad=False)
-        count += 1
-    return count
+        out[name] = (bits, *weight_qparams(module.weight.detach(), bits, splits.get(name),
+                                           spec.search, spec.search_grid))
+    return out
+
+
+def replace_weights(unet: nn.Module, weights: dict[str, torch.Tensor]) -> int:
+    """Give each layer its quantized weight (new tensors: nothing in place)."""
+    modules = dict(unet.named_modules())
+    for name, weight in weights.items():
+        old = modules[name].weight
+        modules[name].weight = nn.Parameter(weight.to(old.device, old.dtype), requires_grad=False)
+    return len(weights)
+
+
+def quantize_weights(unet: nn.Module, spec: PTQSpec, splits: dict[str, int], batches=None) -> int:
+    """Round every layer's weight: to nearest, or as learned by AdaRound / BRECQ on ``batches``."""
+    quantizers = weight_quantizers(unet, spec, splits)
+    if spec.reconstruction == "none":
+        modules = dict(unet.named_modules())
+        weights = {name: round_to_nearest(modules[name].weight.detach(), s, z, bits)
+                   for name, (bits, s, z) in quantizers.items()}
+    else:
+        from .reconstruction import ReconstructionSettings, reconstruct
+
+        settings = ReconstructionSettings(spec.recon_iterations, spec.recon_lr, spec.recon_batch_size,
+                                          spec.recon_weight)
+        weights = reconstruct(unet, quantizers, batches, spec.reconstruction, settings)
+    return replace_weights(unet, weights)
 
 
 # --- activations ----------------------------------------------------------------------------------
@@ -233,15 +298,21 @@ class ActQuantizer:
                   for p, (scale, zero_point) in zip(self.pieces(x), self.frozen)]
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
-    def __call__(self, module, args):
-        x = args[0]
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Observe or score ``x`` while calibrating (returned unchanged), quantize it afterwards."""
         if self.mode == "observe":
             self.observe(x)
-            return None
-        if self.mode == "search":
+        elif self.mode == "search":
             self.accumulate_errors(x)
+        else:
+            return self.quantize(x)
+        return x
+
+    def __call__(self, module, args):
+        if self.mode != "quantize":
+            self.apply(args[0])
             return None
-        return (self.quantize(x), *args[1:])
+        return (self.quantize(args[0]), *args[1:])
 
 
 def attach_act_quantizers(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) -> dict[str, ActQuantizer]:
@@ -274,18 +345,25 @@ def calibration_batches(tensors: dict, batch: int) -> Iterator[tuple[torch.Tenso
                torch.cat([tensors["uncond"][rows], tensors["cond"][rows]]))
 
 
-def naive_batch(pipe, spec: PTQSpec, height: int, width: int):
-    """One random batch: Gaussian latents, uniform timesteps, Gaussian text embeddings."""
-    from ..seeding import latent_shape
+def naive_batch(pipe, spec: PTQSpec, height: int, width: int, steps: int):
+    """The W/O batch: one real guided UNet call, as the pipeline makes its first one.
 
-    unet = pipe.unet
-    generator = torch.Generator("cpu").manual_seed(NAIVE_SEED)
+    ``naive_batch`` copies of NAIVE_PROMPT's text embeddings with the empty prompt's, in the
+    ``[uncond; cond]`` layout; the pipeline's own initial latents (seeded like any prompt's, from
+    NAIVE_SEED) scaled to the first timestep of the variant's schedule.
+    """
+    from ..seeding import initial_latents, latent_shape, prompt_seed
+    from .calibration import fresh_scheduler, text_embeddings
+
     rows = spec.naive_batch
-    shape = latent_shape(pipe, height, width)
-    tokens = getattr(pipe.tokenizer, "model_max_length", 77)
-    return (torch.randn((rows, *shape), generator=generator),
-            torch.randint(pipe.scheduler.config.num_train_timesteps, (rows,), generator=generator).float(),
-            torch.randn((rows, tokens, unet.config.cross_attention_dim), generator=generator))
+    scheduler = fresh_scheduler(pipe, steps)
+    timestep = scheduler.timesteps[0]
+    seeds = [prompt_seed(NAIVE_SEED, i) for i in range(rows)]
+    latents = initial_latents(seeds, latent_shape(pipe, height, width)) * scheduler.init_noise_sigma
+    sample = scheduler.scale_model_input(latents, timestep)
+    cond, uncond = text_embeddings(pipe, [NAIVE_PROMPT] * rows)
+    timesteps = torch.as_tensor(timestep).float().expand(2 * rows)
+    return torch.cat([sample, sample]), timesteps, torch.cat([uncond, cond])
 
 
 def run_unet(unet: nn.Module, batches) -> None:
@@ -308,27 +386,98 @@ def calibrate(unet: nn.Module, quantizers: dict[str, ActQuantizer], batches: lis
         q.freeze()
 
 
-def quantize_unet(pipe, spec: PTQSpec, height: int, width: int) -> dict:
-    """Fake-quantize ``pipe.unet`` in place of its modules (the pipeline must be a fresh load)."""
+def calibration_tensors(pipe, spec: PTQSpec, generation: dict) -> dict:
+    """The UNet inputs that set the ranges: the calibration set, or the single W/O batch's."""
     from . import calibration
 
+    if not spec.calibrated:
+        sample, timestep, text = naive_batch(pipe, spec, int(generation["height"]), int(generation["width"]),
+                                             int(generation["steps"]))
+        rows = spec.naive_batch
+        return {"sample": sample[:rows], "timestep": timestep[:rows], "uncond": text[:rows], "cond": text[rows:]}
+    if not spec.calibration_file:
+        raise ValueError(f"ptq.calibration '{spec.calibration}' needs its calibration file "
+                         "(rule ptq_state passes it); none was given")
+    return calibration.load(spec.calibration_file)
+
+
+def evenly_spread(tensors: dict, samples: int) -> dict:
+    """At most ``samples`` calibration samples, evenly strided over the set: a timestep-aware set
+    is ordered by step, so its first samples would all share the noisiest timestep."""
+    n = tensors["sample"].shape[0]
+    picks = torch.linspace(0, n - 1, min(samples, n)).round().long().unique()
+    return {key: value[picks] for key, value in tensors.items()}
+
+
+def attach_quantizers(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) -> dict[str, ActQuantizer]:
+    """Every activation quantizer: layer inputs and, with quant_attention, the matmul operands."""
+    quantizers = attach_act_quantizers(unet, spec, splits)
+    if spec.quant_attention:
+        from .attention import attach_attention_quantizers
+
+        quantizers.update(attach_attention_quantizers(unet, spec))
+    return quantizers
+
+
+def quantize_unet(pipe, spec: PTQSpec, generation: dict) -> dict:
+    """Fake-quantize ``pipe.unet`` in place of its modules (the pipeline must be a fresh load)."""
     unet = pipe.unet
     splits = shortcut_splits(unet) if spec.split_shortcut else {}
-    weights = quantize_weights(unet, spec, splits)
-    quantizers = attach_act_quantizers(unet, spec, splits)
-    if spec.calibrated and not spec.calibration_file:
-        raise ValueError(f"ptq.calibration '{spec.calibration}' needs its calibration file "
-                         "(rule generate passes it); none was given")
-    if spec.calibrated:
-        tensors = calibration.load(spec.calibration_file)
-        batches = list(calibration_batches(tensors, spec.calibration_batch))
-        samples = int(tensors["sample"].shape[0])
-    else:
-        batches, samples = [naive_batch(pipe, spec, height, width)], spec.naive_batch
-    calibrate(unet, quantizers, batches, search=spec.calibrated)
+    if spec.state_file:
+        return restore_state(unet, spec, splits)
+    tensors = calibration_tensors(pipe, spec, generation)
+    batches = list(calibration_batches(tensors, spec.calibration_batch))
+    recon = list(calibration_batches(evenly_spread(tensors, spec.recon_samples), spec.calibration_batch))
+    weights = quantize_weights(unet, spec, splits, recon)
+    quantizers = attach_quantizers(unet, spec, splits)
+    calibrate(unet, quantizers, batches, search=spec.search)
+    unet._ptq_quantizers = quantizers  # read by save_state(); a plain attribute, not a submodule
     return {**asdict(spec), "layers": weights, "split_layers": len(splits),
-            "calibration_samples": samples,
-            "range_method": "mse-search" if spec.calibrated else "min-max"}
+            "calibration_samples": int(tensors["sample"].shape[0]), "range_method": spec.ranges,
+            "attention_quantizers": len(quantizers) - weights}
+
+
+# --- the calibrated state, computed once per variant ---------------------------------------------------
+
+def save_state(unet: nn.Module, path, notes: dict) -> None:
+    """Quantized weights and every quantizer's (low, high) per part, in float64 so that a restored
+    UNet computes exactly the same scales (bit-identical images)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from .. import io
+
+    tensors = {f"weight/{name}": module.weight.detach().float().cpu().contiguous()
+               for name, module in quant_layers(unet)}
+    tensors.update({f"range/{name}": torch.tensor([q.low, q.high], dtype=torch.float64).T.contiguous()
+                    for name, q in unet._ptq_quantizers.items()})
+    plain_notes = {k: v for k, v in notes.items() if k not in ("calibration_file", "state_file")}
+    with io.atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"notes": json.dumps(plain_notes)})
+
+
+def restore_state(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) -> dict:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = load_file(spec.state_file)
+    layers = [name for name, _ in quant_layers(unet)]
+    missing = [name for name in layers if f"weight/{name}" not in tensors]
+    if missing:
+        raise ValueError(f"ptq state {spec.state_file} lacks the weights of {missing[:3]}; it belongs to "
+                         "another model or spec: delete it and rerun rule ptq_state")
+    count = replace_weights(unet, {name: tensors[f"weight/{name}"] for name in layers})
+    quantizers = attach_quantizers(unet, spec, splits)
+    for name, quantizer in quantizers.items():
+        ranges = tensors[f"range/{name}"]
+        quantizer.low, quantizer.high = ranges[:, 0].tolist(), ranges[:, 1].tolist()
+        quantizer.freeze()
+    with safe_open(spec.state_file, "pt") as handle:
+        notes = json.loads(handle.metadata()["notes"])
+    return {**notes, "layers": count, "state_file": spec.state_file}
 
 
 def apply_ptq(prepared) -> None:
@@ -338,8 +487,7 @@ def apply_ptq(prepared) -> None:
         return
     if getattr(prepared.pipe, "unet", None) is None:
         raise ValueError("ptq quantizes a UNet; this pipeline has none (e.g. SD3's transformer)")
-    prepared.notes["ptq"] = quantize_unet(prepared.pipe, spec, int(prepared.spec["height"]),
-                                          int(prepared.spec["width"]))
+    prepared.notes["ptq"] = quantize_unet(prepared.pipe, spec, prepared.spec)
 
 
 # --- sizes -----------------------------------------------------------------------------------------

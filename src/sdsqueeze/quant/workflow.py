@@ -1,5 +1,9 @@
 """Path and dependency helpers of the quantization rules (kept out of the .smk files, which hold
-only rules): which variants quantize, which calibration file each one reads."""
+only rules): which variants quantize, which calibration set and stored state each one reads.
+
+A variant that reads a calibration set is calibrated (and reconstructed) once, by rule ptq_state;
+its generate jobs (one per prompt shard) load that state instead of calibrating again.
+"""
 
 from __future__ import annotations
 
@@ -20,22 +24,40 @@ def calibration_file(config: dict, kind: str, model: str) -> str:
     return f"results/calibration/{model}/{set_name(kind, config['calibration'])}.safetensors"
 
 
-def calibration_inputs(config: dict, variant: str, model: str) -> list[str]:
-    """Input of rule generate: the variant's calibration set, only when it uses one."""
+def state_file(model: str, variant: str) -> str:
+    return f"results/quant/{model}/state/{variant}.safetensors"
+
+
+def calibration_set_inputs(config: dict, variant: str, model: str) -> list[str]:
+    """Input of rule ptq_state: the variant's calibration set, only when it uses one."""
     kind = ptq_calibration(config, variant)
     return [calibration_file(config, kind, model)] if kind else []
 
 
+def calibration_inputs(config: dict, variant: str, model: str) -> list[str]:
+    """Input of rule generate: the variant's calibrated state, only when it uses a calibration set
+    (the W/O baseline's single batch is cheap, so its generate jobs compute it themselves)."""
+    return [state_file(model, variant)] if ptq_calibration(config, variant) else []
+
+
 def all_calibration_files(config: dict, model: str) -> list[str]:
-    return sorted({f for v in config["variants"] for f in calibration_inputs(config, v, model)})
+    return sorted({f for v in config["variants"] for f in calibration_set_inputs(config, v, model)})
 
 
-def with_calibration(config: dict, spec: dict, model: str) -> dict:
-    """The variant spec with its calibration file, as the ptq technique reads it."""
-    files = calibration_inputs(config, spec["name"], model)
+def with_calibration_set(config: dict, spec: dict, model: str) -> dict:
+    """The variant spec with its calibration set, as rule ptq_state computes the state from it."""
+    files = calibration_set_inputs(config, spec["name"], model)
     if not files:
         return spec
     return {**spec, "ptq": {**spec["ptq"], "calibration_file": files[0]}}
+
+
+def with_calibration(config: dict, spec: dict, model: str) -> dict:
+    """The variant spec as generate reads it: with its stored state when it has one."""
+    files = calibration_inputs(config, spec["name"], model)
+    if not files:
+        return spec
+    return {**spec, "ptq": {**spec["ptq"], "state_file": files[0]}}
 
 
 def sizes_inputs(config: dict, model: str) -> list[str]:
