@@ -8,7 +8,7 @@ min_version("8.20")
 
 
 # Each config/*.yaml is a complete experiment: given with --configfile it replaces config.yaml
-# (further --configfile files are layered on top of the first, e.g. config/sweep-seed.yaml).
+# (further --configfile files are layered on top of the first, e.g. config/sweep-compression-inference.yaml).
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"

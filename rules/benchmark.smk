@@ -1,4 +1,4 @@
-# Stage: acceleration benchmark (issues 3 and 4). Not part of `all`: run `snakemake --cores all benchmark`.
+# Stage: acceleration benchmark. Not part of `all`: run `snakemake --cores all benchmark`.
 # On the embedded CPU default it times the tiny model at tiny sizes; config/accel.yaml runs the
 # SD 1.5 architecture (seeded weights) at 512 px, 50 steps, batch 1 and 4 on a GPU.
 

@@ -1,7 +1,8 @@
 # Shared set-up: config validation (before any job runs), path helpers, wildcard constraints.
-import glob
 import os
 import sys
+
+import yaml
 
 # The Snakefile imports the workflow's own package (scripts do the same via scripts/_srcpath.py).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
@@ -77,8 +78,15 @@ def report_inputs(wildcards=None):
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
-        "accel_benchmark": sorted(glob.glob("docs/benchmarks/gpu_run*_results.csv")),  # committed GPU runs
+        "accel_benchmark": committed_benchmarks(),
     }
+
+
+def committed_benchmarks():
+    """The committed GPU runs that stand for each GPU type now (benchmarks/results/current.yaml)."""
+    with open(os.path.join(workflow.basedir, "benchmarks", "results", "current.yaml")) as listed:
+        runs = [run for gpu_runs in yaml.safe_load(listed).values() for run in gpu_runs]
+    return [f"benchmarks/results/{run}/results.csv" for run in runs]
 
 
 onstart:

@@ -1,4 +1,4 @@
-# Stage: latent-compression sweep (issue 5). Jobs are shards of (prompt, seed) trajectories, each
+# Stage: latent-compression sweep. Jobs are shards of (prompt, seed) trajectories, each
 # rendering its uncompressed run once and every (step, level) run on that shared path.
 
 

@@ -1,4 +1,4 @@
-"""Acceleration techniques (issue 4) and real low-bit kernels (issue 3), each applied to a freshly
+"""Acceleration techniques and real low-bit kernels, each applied to a freshly
 loaded pipeline by ``sdsqueeze.accel.techniques.apply_acceleration`` from a variant's keys."""
 
 

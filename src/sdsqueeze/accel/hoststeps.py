@@ -3,8 +3,8 @@
 diffusers' pipelines put the scheduler's timesteps on the execution device. PNDM and DDIM then
 index their host-side tables (``alphas_cumprod``) with a GPU tensor and compare it with 0, and each
 such read makes the host wait until the GPU has finished the step. The host can then not queue the
-next step while the GPU works: at batch 1 the GPU idles between steps (77% busy in
-docs/benchmarks/gpu_run8_profiles.txt), and the host's work before each CUDA-graph replay lands
+next step while the GPU works: at batch 1 the GPU idles between steps (well under fully busy
+in the committed benchmark profiles, benchmarks/results/), and the host's work before each CUDA-graph replay lands
 inside the measured step.
 
 With ``host_timesteps`` the scheduler keeps its timesteps on the host, so its arithmetic is host

@@ -54,7 +54,7 @@ def config_for(scheme: str):
     )
 
     # set_inductor_config=False: torchao's recommended inductor settings turn on coordinate-descent
-    # autotuning, which made compiling the SD 1.5 UNet run past 9 minutes on an H200 (2026-11-22);
+    # autotuning, which made compiling the SD 1.5 UNet run past a GPU machine's time limit;
     # the one setting that matters for int8 (fusing the scale into _int_mm) is set by hand below.
     if scheme == "int8-weight-only":
         return Int8WeightOnlyConfig(set_inductor_config=False)

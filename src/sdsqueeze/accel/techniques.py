@@ -86,7 +86,7 @@ def apply_deepcache(prepared) -> None:
     if interval == 0:
         return
     if prepared.spec.get("compile") in ("reduce-overhead", "max-autotune"):
-        # Seen on an H200 (2026-11-22): the kept deep features are outputs of a CUDA-graph replay,
+        # The kept deep features are outputs of a CUDA-graph replay,
         # which the next replay overwrites ("accessing tensor output of CUDAGraphs that has been
         # overwritten"). Use compile: default or max-autotune-no-cudagraphs with deepcache.
         raise ValueError("deepcache cannot be combined with a CUDA-graph compile mode "
@@ -132,8 +132,8 @@ def apply_compile(prepared) -> None:
 
         compile_kwargs = {"options": {**list_mode_options(mode), **extra}}
     # dynamic=False: one static graph per batch size. By default Dynamo answers a second batch
-    # size with one dynamic-shape graph for all sizes, and its kernels were slower: on an H100
-    # (docs/benchmarks/gpu_run10) batch-4 steps took 19.95 ms before a batch-1 call, 20.7-20.9 after.
+    # size with one dynamic-shape graph for all sizes, and its kernels were slower: on an H100,
+    # batch-4 steps timed after a batch-1 call were measurably slower than before it.
     compile_kwargs["dynamic"] = False
     pipe.unet = torch.compile(pipe.unet, **compile_kwargs)
     compiled = ["unet"]

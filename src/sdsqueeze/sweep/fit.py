@@ -1,9 +1,9 @@
-"""The seed's quality surface, fitted from the sweep's CSV alone.
+"""Compression-Inference's quality surface, fitted from the sweep's CSV alone.
 
 PSNR and SSIM are min-max normalised over all runs, score = their mean, Q = ln(score + 1e-6),
 and Q(s', r') = L / (1 + exp(K1 (s' - B1) + K2 (r' - B2))) + D is fitted with
 ``scipy.optimize.curve_fit`` on every run, s' and r' being the min-max normalised compression
-step and level. The seed's fit_model.py is not available, so its bounds and start point are
+step and level. Compression-Inference's fit_model.py is not available, so its bounds and start point are
 ours, stated in BOUNDS/``start_point`` and recorded in the JSON.
 """
 
@@ -49,7 +49,7 @@ def fit_table(runs: pd.DataFrame, convention: str, psnr_cap_db: float) -> pd.Dat
 
 def start_point(table: pd.DataFrame) -> dict[str, float]:
     """L spans Q's range downward from D = max Q; each slope's sign follows Q's correlation with
-    its axis (with L < 0, Q rises with K·x), so both the seed's ratio axis (coarser as it
+    its axis (with L < 0, Q rises with K·x), so both Compression-Inference's ratio axis (coarser as it
     grows) and a bit-depth axis (finer as it grows) start on the right side."""
     q = table.Q
     sign = {axis: np.sign(np.corrcoef(table[axis], q)[0, 1]) or 1.0 for axis in ("s_norm", "r_norm")}
@@ -87,7 +87,7 @@ def fit_q(table: pd.DataFrame) -> dict:
 
 
 def fit_surface(runs: pd.DataFrame, convention: str = "gray", psnr_cap_db: float = 100.0) -> dict:
-    """The seed's whole procedure on the sweep's runs: normalise, score, Q, fit."""
+    """Compression-Inference's whole procedure on the sweep's runs: normalise, score, Q, fit."""
     table = fit_table(runs, convention, psnr_cap_db)
     cells = table.groupby(["step", "level"]).ngroups
     if cells <= len(PARAMS):

@@ -1,6 +1,6 @@
 """Quality of each compressed run against the uncompressed image of the same (prompt, seed).
 
-Two conventions, named in the CSV: ``gray`` (the seed's: 8-bit luma via PIL's ``convert("L")``,
+Two conventions, named in the CSV: ``gray`` (Compression-Inference's: 8-bit luma via PIL's ``convert("L")``,
 ITU-R 601-2, then scikit-image PSNR/SSIM) and ``rgb`` (scikit-image on the 8-bit RGB image,
 SSIM averaged over channels, as in the rest of sd-squeeze). LPIPS (AlexNet) where its weights
 load; otherwise the column holds ``unavailable: <reason>``.

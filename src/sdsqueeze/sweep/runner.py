@@ -139,7 +139,7 @@ def initial_latent(pipe, spec: dict, seed: int):
 
 
 def naive_run(prepared: Prepared, grid: Grid, prompt: str, seed: int, step: int, level):
-    """One compressed image the seed's way: a full pipeline call from noise (for tests)."""
+    """One compressed image Compression-Inference's way: a full pipeline call from noise (for tests)."""
     rows: list = []
     latents = initial_latent(prepared.pipe, prepared.spec, seed)
     callback = compress_callback(grid, step, [level], rows)

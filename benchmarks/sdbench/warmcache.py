@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu_benchmark.py"
+BENCHMARK = Path(__file__).resolve().parents[1] / "gpu_benchmark.py"
 
 
 def parse(argv=None):

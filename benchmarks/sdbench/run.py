@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 COMPILED = {"compile": "reduce-overhead", "channels_last": True, "fuse_qkv": True, "compile_vae": True}
@@ -76,7 +77,7 @@ GROUPS = {
         "fp32-sdpa-deepcache3": {"dtype": "float32", "deepcache": 3},
     },
 }
-# Scheduler x steps on one prepared build (bench.run_scheduler_sweep): name -> (build, schedules)
+# Scheduler x steps on one prepared build (harness.run_scheduler_sweep): name -> (build, schedules)
 SWEEPS = {
     "steps": ("fp16-compiled-host", HOST,
               [(scheduler, steps) for scheduler in ("pndm", "ddim", "dpm++") for steps in (8, 16, 20, 25, 50)]),
@@ -104,21 +105,61 @@ def parse(argv=None):
     parser.add_argument("--tokenizer", default=None, help="CLIP tokenizer folder (written when absent)")
     parser.add_argument("--time-budget", type=float, default=0, help="seconds; later variants are skipped")
     parser.add_argument("--no-flops", action="store_true")
+    parser.add_argument("--machine", default=None,
+                        help="label of the lent machine, kept in meta.json (default: the GPU's name)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
 
+@dataclass(frozen=True)
+class BenchRun:
+    """One benchmark run's settings, fixed once the command line is read; ``profiles`` collects
+    the profiler tables as variants finish."""
+
+    shape: str
+    device: str
+    size: int
+    steps: int
+    batches: tuple[int, ...]
+    warmup: int
+    repeats: int
+    seed: int
+    groups: tuple[str, ...]
+    extra: tuple[str, ...]
+    variants: tuple[str, ...] | None
+    tokenizer: str
+    out: Path
+    deadline: float = 0  # epoch seconds after which later variants are skipped; 0: no budget
+    no_flops: bool = False
+    machine: str | None = None
+    profile: frozenset = frozenset()
+    profiles: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_argv(cls, argv=None, started: float | None = None) -> BenchRun:
+        options = vars(parse(argv))
+        budget = options.pop("time_budget")
+        out = Path(options.pop("out"))
+        tokenizer = options.pop("tokenizer") or str(out / "tokenizer")
+        started = time.time() if started is None else started
+        lists = {k: tuple(options.pop(k)) for k in ("batches", "groups", "extra")}
+        variants = options.pop("variants")
+        return cls(**options, **lists, variants=tuple(variants) if variants is not None else None,
+                   tokenizer=tokenizer, out=out, deadline=started + budget if budget else 0,
+                   profile=frozenset(PROFILED))
+
+
 def planned(args) -> list[tuple[str, object]]:
     """(name, run) in run order: --extra first, then each group's variants (a sweep is one entry)."""
-    from . import bench
+    from . import harness
 
     def variant(name, overrides):
-        return name, lambda a, log, on_row: bench.run_variant(name, overrides, a, log, on_row=on_row)
+        return name, lambda a, log, on_row: harness.run_variant(name, overrides, a, log, on_row=on_row)
 
     def sweep(group):
         name, overrides, schedules = SWEEPS[group]
         return (f"{name} x {group}",
-                lambda a, log, on_row: bench.run_scheduler_sweep(name, overrides, schedules, a, log, on_row))
+                lambda a, log, on_row: harness.run_scheduler_sweep(name, overrides, schedules, a, log, on_row))
 
     todo = [variant(e.split(":")[1], GROUPS[e.split(":")[0]][e.split(":")[1]]) for e in args.extra]
     for group in args.groups:
@@ -137,15 +178,16 @@ def main(argv=None) -> int:
 
     from diffusers.utils import logging as diffusers_logging
 
-    from . import bench
+    from sdsqueeze.accel.measure import count_flops, matmul_tflops
+    from sdsqueeze.models import resolve_dtype, write_clip_tokenizer
+
+    from . import harness
 
     diffusers_logging.set_verbosity_error()
 
-    args = parse(argv)
     started = time.time()
-    args.deadline = started + args.time_budget if args.time_budget else 0
-    args.profile, args.profiles = PROFILED, []
-    out = Path(args.out)
+    args = BenchRun.from_argv(argv, started)
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     log_file = open(out / "log.txt", "a")
 
@@ -154,26 +196,22 @@ def main(argv=None) -> int:
         log_file.write(message + "\n")
         log_file.flush()
 
-    if args.tokenizer is None or not (Path(args.tokenizer) / "vocab.json").is_file():
-        from ..models import write_clip_tokenizer
-
-        args.tokenizer = args.tokenizer or str(out / "tokenizer")
+    if not (Path(args.tokenizer) / "vocab.json").is_file():
         write_clip_tokenizer(Path(args.tokenizer))
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    meta = {"note": bench.ARCHITECTURE_NOTE, "shape": args.shape, "command": "python benchmarks/gpu_benchmark.py "
+    meta = {"note": harness.ARCHITECTURE_NOTE, "shape": args.shape, "command": "python benchmarks/gpu_benchmark.py "
             + " ".join(sys.argv[1:] if argv is None else argv),
-            "size": args.size, "steps": args.steps, "batches": args.batches,
-            "warmup": args.warmup, "repeats": args.repeats, "versions": bench.versions(),
+            "size": args.size, "steps": args.steps, "batches": list(args.batches),
+            "warmup": args.warmup, "repeats": args.repeats, "versions": harness.versions(),
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}
-    meta["bf16_matmul_tflops"] = bench.matmul_tflops(args.device)
+    meta["machine"] = args.machine or meta["versions"].get("gpu", args.device)
+    meta["bf16_matmul_tflops"] = matmul_tflops(args.device)
     log(f"device {meta['versions'].get('gpu', args.device)}; bf16 matmul {meta['bf16_matmul_tflops']:.0f} TFLOP/s")
     if not args.no_flops:
-        from ..models import resolve_dtype
-
-        pipe = bench.build_pipeline(args.shape, args.tokenizer, args.device,
+        pipe = harness.build_pipeline(args.shape, args.tokenizer, args.device,
                                     resolve_dtype("float16" if args.device != "cpu" else "float32"))
-        meta["flops"] = [bench.count_flops(pipe, b, args.size) for b in args.batches]
+        meta["flops"] = [count_flops(pipe, b, args.size) for b in args.batches]
         del pipe
         log(f"flops: {json.dumps(meta['flops'])}")
     def write_meta() -> None:

@@ -1,10 +1,9 @@
 """The acceleration benchmark: every variant timed the same way on one machine.
 
 End to end = one pipeline call (text encoder + all steps + VAE decode), timed with CUDA events
-(host clock on the CPU) after warm-up, median of repeats; per UNet step = events recorded by
-forward hooks on ``pipe.unet`` (outside any compiled region); peak memory = the CUDA allocator's
-peak over the timed calls. FLOPs of one UNet step come from ``torch.utils.flop_counter``; the
-matmul ceiling is a measured bf16 8192^3 product on the same GPU.
+(host clock on the CPU) after warm-up, median of repeats; per UNet step and FLOPs come from the
+library's measurement primitives (sdsqueeze.accel.measure); peak memory = the CUDA allocator's
+peak over the timed calls; the matmul ceiling is a measured bf16 8192^3 product on the same GPU.
 
 The SD 1.5 architecture is written out by hand (its published configs) and built with seeded
 weights: the GPU machine cannot download, and speed does not depend on the weights' values.
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..models import SD15_SCHEDULER
-from ..variants import prepare
+from sdsqueeze.accel.measure import Clock, UNetStepTimer
+from sdsqueeze.models import SD15_SCHEDULER
+from sdsqueeze.variants import prepare
 
 PROMPTS = ("a photograph of an astronaut riding a horse on the moon",
            "a bowl of fruit on a wooden table, soft morning light",
@@ -91,44 +91,6 @@ def build_pipeline(shape: str, tokenizer_dir: str | Path, device: str, dtype: to
     return pipe.to(device=device, dtype=dtype)
 
 
-class Clock:
-    """CUDA events on a GPU, the host clock (after nothing to wait for) on the CPU."""
-
-    def __init__(self, device: str):
-        self.cuda = device.startswith("cuda")
-
-    def mark(self):
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return time.perf_counter()
-
-    def elapsed_ms(self, start, end) -> float:
-        if self.cuda:
-            end.synchronize()
-            return start.elapsed_time(end)
-        return (end - start) * 1e3
-
-
-class UNetStepTimer:
-    """Forward hooks on pipe.unet marking each call's start and end."""
-
-    def __init__(self, unet, clock: Clock):
-        self.clock, self.marks = clock, []
-        self._handles = [
-            unet.register_forward_pre_hook(lambda m, a: self.marks.append([clock.mark(), None])),
-            unet.register_forward_hook(lambda m, a, o: self.marks[-1].__setitem__(1, clock.mark())),
-        ]
-
-    def durations_ms(self) -> list[float]:
-        return [self.clock.elapsed_ms(s, e) for s, e in self.marks]
-
-    def remove(self):
-        for h in self._handles:
-            h.remove()
-
-
 def generation_call(prepared, batch: int, steps: int, size: int):
     """The call that is timed: text encoding, every step, VAE decode (output stays a tensor)."""
     spec = prepared.spec
@@ -181,67 +143,6 @@ def time_generation(prepared, batch: int, steps: int, size: int, warmup: int, re
         "unet_calls_per_image_call": len(steps_ms) / repeats, "peak_memory_mb": peak,
         "warmup_s": warmup_s, "output_finite": bool(torch.isfinite(images.float()).all()),
     }
-
-
-def unet_inputs(pipe, batch: int, size: int):
-    unet, param = pipe.unet, next(pipe.unet.parameters())
-    rows = 2 * batch  # classifier-free guidance: conditional and unconditional in one call
-    latent = size // pipe.vae_scale_factor
-    sample = torch.randn(rows, unet.config.in_channels, latent, latent, device=param.device, dtype=param.dtype)
-    context = torch.randn(rows, 77, unet.config.cross_attention_dim, device=param.device, dtype=param.dtype)
-    return sample, torch.tensor(500, device=param.device), context
-
-
-OP_CLASSES = (("convolution", "convolution"), ("attention", "scaled_dot_product"),
-              ("attention", "bmm"), ("linear", "mm"))
-
-
-def count_flops(pipe, batch: int, size: int) -> dict:
-    """FLOPs of one CFG UNet call (by op class), one VAE decode and one text encoding, per batch."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    def classify(counter: FlopCounterMode) -> dict:
-        classes: dict[str, int] = {}
-        for op, flops in counter.get_flop_counts()["Global"].items():
-            name = str(op)
-            label = next((c for c, key in OP_CLASSES if key in name), "other")
-            classes[label] = classes.get(label, 0) + int(flops)
-        return classes
-
-    sample, timestep, context = unet_inputs(pipe, batch, size)
-    with torch.inference_mode():
-        with FlopCounterMode(display=False) as unet_counter:
-            pipe.unet(sample, timestep, context)
-        latents = sample[:batch] / pipe.vae.config.scaling_factor
-        with FlopCounterMode(display=False) as vae_counter:
-            pipe.vae.decode(latents)
-        ids = torch.zeros(2 * batch, 77, dtype=torch.long, device=sample.device)
-        with FlopCounterMode(display=False) as text_counter:
-            pipe.text_encoder(ids)
-    by_class = classify(unet_counter)
-    return {
-        "batch": batch, "unet_step_flops": unet_counter.get_total_flops(), "unet_step_flops_by_class": by_class,
-        "vae_decode_flops": vae_counter.get_total_flops(), "text_encoder_flops": text_counter.get_total_flops(),
-    }
-
-
-def matmul_tflops(device: str, n: int = 8192, repeats: int = 20) -> float:
-    """Measured bf16 matrix-product rate (random data, median of repeats after warm-up)."""
-    if not device.startswith("cuda"):
-        return float("nan")
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        a @ b
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return 2 * n**3 / statistics.median(times) / 1e12
 
 
 KERNEL_CLASSES = (("attention", ("flash", "fmha", "attention", "cudnn_sdpa", "sdpa")),
@@ -304,7 +205,7 @@ def versions() -> dict:
 
 
 def unet_bytes(pipe) -> dict:
-    from .lowbit import module_bytes, serialized_bytes
+    from sdsqueeze.accel.lowbit import module_bytes, serialized_bytes
 
     unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
     return {"unet_bytes_memory": module_bytes(unet), "unet_bytes_disk": serialized_bytes(unet)}
@@ -324,7 +225,7 @@ def _row_base(spec: dict) -> dict:
 
 
 def _prepare(spec: dict, args):
-    from ..models import resolve_dtype
+    from sdsqueeze.models import resolve_dtype
 
     began = time.perf_counter()
     pipe = build_pipeline(args.shape, args.tokenizer, args.device, resolve_dtype(spec["dtype"]), args.seed)
@@ -402,7 +303,7 @@ def run_scheduler_sweep(name: str, overrides: dict, schedules: list[tuple[str, i
     """Scheduler x steps on one prepared build: the UNet (and its compiled graphs) does not depend
     on the scheduler, so it is prepared once and only the scheduler is swapped, as
     ``variants.set_scheduler`` sets it. Rows are named ``{name}-{scheduler}{steps}``."""
-    from ..variants import set_scheduler
+    from sdsqueeze.variants import set_scheduler
 
     spec = _spec(name, overrides, args)
 
