@@ -313,6 +313,19 @@ def test_benchmark_groups_match_the_schema():
     assert sorted(enum) == sorted([*GROUPS, *SWEEPS])
 
 
+def test_one_name_per_build_in_config_accel_and_the_benchmark():
+    """Every benchmark group names variants of config/accel.yaml, and no two names there share a build."""
+    import yaml
+
+    from sdbench.run import DEFAULTS, GROUPS, SWEEPS
+
+    builds = yaml.safe_load(Path("config/accel.yaml").read_text())["variants"]
+    named = {name for group in GROUPS.values() for name in group} | {build for build, _, _ in SWEEPS.values()}
+    assert named <= set(builds)
+    resolved = [tuple(sorted({**DEFAULTS, **(spec or {})}.items())) for spec in builds.values()]
+    assert len(set(resolved)) == len(resolved)
+
+
 def test_scheduler_sweep_swaps_only_the_scheduler(tmp_path):
     """One prepared build, several schedules: each row ran its own scheduler and step count."""
     from sdbench import harness

@@ -5,8 +5,9 @@ End to end = one pipeline call (text encoder + all steps + VAE decode), timed wi
 library's measurement primitives (sdsqueeze.accel.measure); peak memory = the CUDA allocator's
 peak over the timed calls; the matmul ceiling is a measured bf16 8192^3 product on the same GPU.
 
-The SD 1.5 architecture is written out by hand (its published configs) and built with seeded
-weights: the GPU machine cannot download, and speed does not depend on the weights' values.
+The SD 1.5 architecture comes from sdsqueeze.models (its published sizes, the builder the embedded
+model uses) with seeded weights: the GPU machine cannot download, and speed does not depend on the
+weights' values.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import platform
 import statistics
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from sdsqueeze.accel.measure import Clock, UNetStepTimer
-from sdsqueeze.models import SD15_SCHEDULER
+from sdsqueeze.models import SD15_ARCHITECTURE, SD15_SCHEDULER, TinySpec, build_sd_components
 from sdsqueeze.variants import prepare
 
 PROMPTS = ("a photograph of an astronaut riding a horse on the moon",
@@ -32,55 +32,19 @@ PROMPTS = ("a photograph of an astronaut riding a horse on the moon",
 ARCHITECTURE_NOTE = "SD 1.5 architecture, seeded weights"
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    """The published SD 1.x component configs (sd15) or a shrunk copy for CPU tests (tiny)."""
-
-    unet_channels: tuple[int, ...]
-    layers_per_block: int
-    attention_head_dim: int
-    cross_dim: int
-    text_layers: int
-    text_heads: int
-    vae_channels: tuple[int, ...]
-    vae_layers: int
-    norm_groups: int
-
-
-SHAPES = {
-    "sd15": ModelShape((320, 640, 1280, 1280), 2, 8, 768, 12, 12, (128, 256, 512, 512), 2, 32),
-    "tiny": ModelShape((32, 64, 64, 64), 1, 8, 64, 2, 4, (16, 32, 32, 32), 1, 16),
-}
+# The tiny shape is the embedded model's architecture, for CPU smoke runs of the benchmark.
+SHAPES = {"sd15": (SD15_ARCHITECTURE, 512), "tiny": (TinySpec().architecture(), TinySpec().image_size)}
 
 
 def build_pipeline(shape: str, tokenizer_dir: str | Path, device: str, dtype: torch.dtype, seed: int = 0):
-    """StableDiffusionPipeline with SD 1.5's architecture (or the tiny shape), seeded weights."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    """StableDiffusionPipeline with SD 1.5's architecture (or the tiny one), seeded weights."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
 
-    s = SHAPES[shape]
+    architecture, image_size = SHAPES[shape]
     torch.manual_seed(seed)
     with torch.device(device):  # initialise on the GPU: seconds instead of a minute for 1.1 B weights
-        unet = UNet2DConditionModel(
-            sample_size=64, in_channels=4, out_channels=4, flip_sin_to_cos=True, freq_shift=0,
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            block_out_channels=s.unet_channels, layers_per_block=s.layers_per_block,
-            downsample_padding=1, mid_block_scale_factor=1, act_fn="silu",
-            norm_num_groups=s.norm_groups, norm_eps=1e-5, cross_attention_dim=s.cross_dim,
-            attention_head_dim=s.attention_head_dim,
-        )
-        vae = AutoencoderKL(
-            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=s.vae_channels,
-            layers_per_block=s.vae_layers, act_fn="silu", latent_channels=4,
-            norm_num_groups=s.norm_groups, sample_size=512, scaling_factor=0.18215,
-        )
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=49408, hidden_size=s.cross_dim, intermediate_size=4 * s.cross_dim,
-            num_hidden_layers=s.text_layers, num_attention_heads=s.text_heads,
-            max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=s.cross_dim,
-        ))
+        unet, vae, text_encoder = build_sd_components(architecture, image_size)
     pipe = StableDiffusionPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder,
         tokenizer=CLIPTokenizer.from_pretrained(str(tokenizer_dir)),
@@ -212,9 +176,12 @@ def unet_bytes(pipe) -> dict:
 
 
 def _spec(name: str, overrides: dict, args) -> dict:
-    return {"dtype": "float16", "attention": "sdpa", "scheduler": "pndm", "steps": args.steps,
-            "guidance": 7.5, "height": args.size, "width": args.size, "batch_size": args.batches[0],
-            **overrides, "name": name}
+    """The variant's full spec: config/accel.yaml's generation defaults, the run's size, steps and
+    first batch, then the variant's own keys (as ``variants.resolve_variant`` merges them)."""
+    from .run import DEFAULTS
+
+    return {**DEFAULTS, "steps": args.steps, "height": args.size, "width": args.size,
+            "batch_size": args.batches[0], **overrides, "name": name}
 
 
 def _row_base(spec: dict) -> dict:

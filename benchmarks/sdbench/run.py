@@ -9,83 +9,35 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-COMPILED = {"compile": "reduce-overhead", "channels_last": True, "fuse_qkv": True, "compile_vae": True}
-# COMPILED without the per-step device sync of the scheduler, with cuDNN's algorithm timing
-HOST = {**COMPILED, "host_timesteps": True, "cudnn_benchmark": True}
-GROUPS = {
-    # eager: baselines, attention backends and the caches, no compilation
-    "eager": {
-        "fp16-classic": {"attention": "classic"},
-        "fp16-sdpa": {},
-        "bf16-sdpa": {"dtype": "bfloat16"},
-        "fp16-flash": {"attention": "flash"},
-        "fp16-efficient": {"attention": "efficient"},
-        "fp16-math": {"attention": "math"},
-        "fp16-cudnn": {"attention": "cudnn"},
-        "fp16-sdpa-kvcache": {"kv_cache": True},
-        "fp16-sdpa-channels-last": {"channels_last": True},
-        "fp16-sdpa-fused-qkv": {"fuse_qkv": True},
-        "fp16-sdpa-deepcache3": {"deepcache": 3},
-        "fp16-sdpa-deepcache5": {"deepcache": 5},
-        "fp16-sdpa-ddim50": {"scheduler": "ddim"},
-        "fp16-sdpa-dpm20": {"scheduler": "dpm++", "steps": 20},
-        "fp16-sdpa-dpm8": {"scheduler": "dpm++", "steps": 8},
-    },
-    "lowbit-eager": {
-        "fp16-int8wo": {"lowbit": "int8-weight-only"},
-        "fp16-int8dyn": {"lowbit": "int8-dynamic"},
-        "bf16-int4wo": {"dtype": "bfloat16", "lowbit": "int4-weight-only"},
-        "bf16-fp8dyn": {"dtype": "bfloat16", "lowbit": "fp8-dynamic"},
-    },
-    "compiled": {
-        "fp16-compiled-graphs": COMPILED,
-        "fp16-compiled-graphs-dpm8": {**COMPILED, "scheduler": "dpm++", "steps": 8},
-        "bf16-compiled-graphs": {**COMPILED, "dtype": "bfloat16"},
-        "fp16-sdpa-compile": {"compile": "default"},
-        # feature caching with compilation: DeepCache's reused features outlive a CUDA-graph replay,
-        # so this build compiles without graphs (techniques.apply_deepcache refuses graphs)
-        "fp16-compiled-deepcache3": {**HOST, "compile": "default", "deepcache": 3},
-        "fp16-compiled-graphs-dpm20": {**COMPILED, "scheduler": "dpm++", "steps": 20},
-    },
-    # batch-4 matmul-rate push: cuDNN's own algorithm timing, then Inductor's tuning on top
-    "tuned": {
-        "fp16-compiled-graphs-cudnnbench": {**COMPILED, "cudnn_benchmark": True},
-        "fp16-compiled-graphs-tuned": {**COMPILED, "cudnn_benchmark": True, "inductor_tuning": True},
-        "bf16-compiled-graphs-tuned": {**COMPILED, "dtype": "bfloat16", "cudnn_benchmark": True,
-                                       "inductor_tuning": True},
-        "fp16-compiled-graphs-frozen": {**COMPILED, "cudnn_benchmark": True, "inductor_tuning": True,
-                                        "freeze_weights": True},
-        "fp16-compiled-autotune": {**COMPILED, "compile": "max-autotune", "cudnn_benchmark": True,
-                                   "inductor_tuning": True},
-    },
-    "host": {
-        "fp16-compiled-host": HOST,
-        "fp16-compiled-host-dpm8": {**HOST, "scheduler": "dpm++", "steps": 8},
-        "bf16-compiled-host": {**HOST, "dtype": "bfloat16"},
-        "fp16-compiled-host-tuned": {**HOST, "inductor_tuning": True},
-    },
-    "lowbit": {
-        "fp16-int8dyn-compiled": {**COMPILED, "lowbit": "int8-dynamic"},
-        "bf16-fp8dyn-compiled": {**COMPILED, "dtype": "bfloat16", "lowbit": "fp8-dynamic"},
-        "fp16-int8wo-compiled": {**COMPILED, "lowbit": "int8-weight-only"},
-        "bf16-int4wo-compiled": {**COMPILED, "dtype": "bfloat16", "lowbit": "int4-weight-only"},
-    },
-    "cpu": {
-        "fp32-classic": {"dtype": "float32", "attention": "classic"},
-        "fp32-sdpa": {"dtype": "float32"},
-        "fp32-sdpa-kvcache": {"dtype": "float32", "kv_cache": True},
-        "fp32-sdpa-deepcache3": {"dtype": "float32", "deepcache": 3},
-    },
-}
-# Scheduler x steps on one prepared build (harness.run_scheduler_sweep): name -> (build, schedules)
-SWEEPS = {
-    "steps": ("fp16-compiled-host", HOST,
-              [(scheduler, steps) for scheduler in ("pndm", "ddim", "dpm++") for steps in (8, 16, 20, 25, 50)]),
-}
-PROFILED = {("fp16-compiled-host", 1), ("fp16-compiled-host", 4),
-            ("fp16-sdpa", 1), ("fp16-compiled-graphs", 1), ("fp16-compiled-graphs", 4),
-            ("fp16-compiled-graphs-tuned", 4),
-            ("fp16-int8dyn-compiled", 4), ("bf16-fp8dyn-compiled", 4), ("fp32-sdpa", 1)}
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_groups(groups_file: Path = REPO / "benchmarks" / "groups.yaml",
+                 builds_file: Path = REPO / "config" / "accel.yaml") -> tuple[dict, dict, dict, frozenset]:
+    """(defaults, groups, sweeps, profiled) from benchmarks/groups.yaml, every name resolved to its
+    build in config/accel.yaml; a name missing there stops here, naming the file to fix."""
+    listed = yaml.safe_load(groups_file.read_text())
+    builds = yaml.safe_load(builds_file.read_text())
+    variants = builds["variants"]
+
+    def build(name: str) -> dict:
+        if name not in variants:
+            raise KeyError(f"{groups_file.name} names '{name}', which is not a variant of {builds_file}")
+        return dict(variants[name] or {})
+
+    groups = {group: {name: build(name) for name in names} for group, names in listed["groups"].items()}
+    sweeps = {group: (entry["build"], build(entry["build"]),
+                      [(scheduler, steps) for scheduler in entry["schedulers"] for steps in entry["steps"]])
+              for group, entry in listed.get("sweeps", {}).items()}
+    profiled = frozenset((name, int(batch)) for name, batch in listed.get("profiled", []))
+    return builds["generation"], groups, sweeps, profiled
+
+
+# DEFAULTS: config/accel.yaml's generation keys (size, steps and batch come from the command line);
+# GROUPS: group -> {variant: its keys}; SWEEPS: name -> (build, its keys, schedules)
+DEFAULTS, GROUPS, SWEEPS, PROFILED = _load_groups()
 
 
 def parse(argv=None):
