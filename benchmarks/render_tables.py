@@ -39,7 +39,7 @@ def targets_markdown(paths: list[str]) -> str:
             table[column] = table[column].map(lambda v: f"{v:.1%}" if v == v else "—")
         elif column in ("b1 s/image", "matmul TFLOP/s"):
             digits = 3 if column == "b1 s/image" else 0
-            table[column] = table[column].map(lambda v: f"{v:.{digits}f}" if v == v else "—")
+            table[column] = table[column].map(lambda v, digits=digits: f"{v:.{digits}f}" if v == v else "—")
     return table.fillna("—").to_markdown(index=False)
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from smk_rules import ROOT, read_rules
 
 SRC = ROOT / "src"

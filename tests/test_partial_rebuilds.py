@@ -18,7 +18,6 @@ import time
 
 import pytest
 import yaml
-
 from smk_rules import ROOT
 
 pytestmark = pytest.mark.slow

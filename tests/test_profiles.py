@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from snakemake.profiles import ProfileConfigFileParser
-
 from smk_rules import ROOT, read_rules
+from snakemake.profiles import ProfileConfigFileParser
 
 PROFILES = ROOT / "profiles"
 SLURM = PROFILES / "slurm" / "config.yaml"
@@ -67,7 +66,7 @@ def test_every_profile_entry_is_commented(path):
     lines = path.read_text().splitlines()
     for i, line in enumerate(lines):
         if re.match(r"^[a-z?][\w-]*.*:", line) and not line.startswith("?"):
-            before = [l for l in lines[:i] if l.strip()][-1]
+            before = [text for text in lines[:i] if text.strip()][-1]
             assert before.lstrip().startswith("#"), f"{path}: `{line}` has no comment above it"
 
 

@@ -18,8 +18,12 @@ from sdsqueeze.variants import prepare
 
 def tiny_sd3_pipeline():
     """SD3's pipeline with tiny seeded parts; no T5 (the pipeline supports its absence)."""
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
-                           StableDiffusion3Pipeline)
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
     torch.manual_seed(0)

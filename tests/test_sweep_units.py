@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from sdsqueeze.sweep import bits, fit, plan
-from sdsqueeze.sweep.operator import make_operator, ci_round, ci_scale, uniform
+from sdsqueeze.sweep.operator import ci_round, ci_scale, make_operator, uniform
 
 
 def test_seed_operator_is_the_seeds_formula():
@@ -54,8 +54,9 @@ def test_bits_are_real_bytes_that_decode_and_grow_with_precision():
 
 
 def seed_config():
-    from sdsqueeze.config import load_schema
     from snakemake.utils import validate
+
+    from sdsqueeze.config import load_schema
 
     config = yaml.safe_load(open("config.yaml"))
     config["sweep"].update(yaml.safe_load(open("config/sweep-compression-inference.yaml"))["sweep"])

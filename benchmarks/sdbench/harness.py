@@ -57,22 +57,14 @@ def build_pipeline(shape: str, tokenizer_dir: str | Path, device: str, dtype: to
 
 def generation_call(prepared, batch: int, steps: int, size: int):
     """The call that is timed: text encoding, every step, VAE decode (output stays a tensor)."""
-    spec = prepared.spec
-
-    def on_step_end(pipe, step, timestep, callback_kwargs):
-        for callback in prepared.step_callbacks:
-            callback_kwargs = callback(pipe, step, timestep, callback_kwargs) or callback_kwargs
-        return callback_kwargs
+    from sdsqueeze.pipeline import run_pipeline
 
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
     device = next(prepared.pipe.text_encoder.parameters()).device
 
     def run():
-        return prepared.pipe(
-            prompt=prompts, num_inference_steps=steps, guidance_scale=float(spec["guidance"]),
-            height=size, width=size, output_type="pt", callback_on_step_end=on_step_end,
-            generator=torch.Generator(device).manual_seed(0), **prepared.call_kwargs,
-        ).images
+        return run_pipeline(prepared, prompts, num_inference_steps=steps, height=size, width=size,
+                            output_type="pt", generator=torch.Generator(device).manual_seed(0)).images
 
     return run
 
@@ -280,7 +272,7 @@ def run_scheduler_sweep(name: str, overrides: dict, schedules: list[tuple[str, i
             prepared.spec = {**spec, "scheduler": scheduler, "steps": steps,
                              "name": f"{name}-{scheduler.replace('+', '')}{steps}"}
             set_scheduler(prepared)
-            if getattr(prepared, "host_timesteps", None) is not None:
+            if prepared.host_timesteps is not None:
                 prepared.host_timesteps.wrap_scheduler(prepared.pipe.scheduler)
             rows += _time_batches(prepared, extra, args, log, on_row)
         return rows

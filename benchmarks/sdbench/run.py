@@ -127,7 +127,6 @@ def planned(args) -> list[tuple[str, object]]:
 def main(argv=None) -> int:
     import pandas as pd
     import torch
-
     from diffusers.utils import logging as diffusers_logging
 
     from sdsqueeze.accel.measure import count_flops, matmul_tflops

@@ -6,6 +6,7 @@ import pandas as pd
 
 from sdsqueeze.accel.measure import derived, full_work, in_run_order, load, meta_for, run_of
 
+
 def targets_by_run(results_csvs: list[str]) -> pd.DataFrame:
     """The study's targets, each judged inside one run (baseline and candidate timed on one machine,
     in one process): batch-1 speedup of the best full-work variant over fp16 SDPA eager, batch-4

@@ -16,7 +16,11 @@ timestep lives changes. Written by hand: diffusers has no switch for where times
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from ..technique import TechniqueConfig
 
 
 class HostTimesteps:
@@ -67,3 +71,20 @@ def keep_timesteps_on_host(pipe) -> HostTimesteps:
     state.wrap_scheduler(pipe.scheduler)
     pipe.unet.register_forward_pre_hook(state.unet_pre_hook, with_kwargs=True)
     return state
+
+
+@dataclass(frozen=True)
+class HostTimestepsConfig(TechniqueConfig):
+    """Variant key ``host_timesteps``."""
+
+    host_timesteps: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host_timesteps)
+
+
+def apply(prepared, config: HostTimestepsConfig) -> None:
+    """Registered last: its hook must sit outside the compiled UNet."""
+    prepared.host_timesteps = keep_timesteps_on_host(prepared.pipe)
+    prepared.notes["host_timesteps"] = type(prepared.pipe.scheduler).__name__ + " timesteps on the host"

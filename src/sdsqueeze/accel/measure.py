@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+
 class Clock:
     """CUDA events on a GPU, the host clock (after nothing to wait for) on the CPU."""
 
@@ -216,5 +217,5 @@ def markdown(table: pd.DataFrame) -> str:
             fmt[column] = fmt[column].map(lambda v: f"{v:.0%}" if pd.notna(v) else "—")
         elif fmt[column].dtype.kind == "f":
             digits = 3 if column == "s/image" else 1
-            fmt[column] = fmt[column].map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "—")
+            fmt[column] = fmt[column].map(lambda v, digits=digits: f"{v:.{digits}f}" if pd.notna(v) else "—")
     return fmt.to_markdown(index=False)

@@ -133,7 +133,7 @@ def lpips_scorer(device: str = "cpu"):
 
 def rate_distortion(model_name: str, encoded_dirs: list[Path], decoded_dirs: list[Path]) -> pd.DataFrame:
     """One row per reconstruction: bits per pixel (from the file's size on disk) and quality."""
-    from ..metrics import load_rgb, psnr, ssim
+    from ..quality.images import load_rgb, psnr, ssim
 
     scorer, lpips_note = lpips_scorer()
     frames = []

@@ -26,7 +26,7 @@ def _formatted(table: pd.DataFrame) -> pd.DataFrame:
             out[column] = out[column].map(lambda v: f"{v:.0%}" if pd.notna(v) else None)
         elif out[column].dtype.kind == "f":
             digits = 3 if column == "s/image" else 1
-            out[column] = out[column].map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else None)
+            out[column] = out[column].map(lambda v, digits=digits: f"{v:.{digits}f}" if pd.notna(v) else None)
     return out
 
 

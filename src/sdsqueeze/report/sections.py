@@ -360,7 +360,7 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..metrics import load_rgb, read_manifests
+    from ..quality.images import load_rgb, read_manifests
 
     manifests = read_manifests(ctx.inputs["shards"])
     prompts = pd.read_csv(ctx.inputs["prompts"][0]).set_index("prompt_id")

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from .. import io, seeding
+from ..pipeline import run_pipeline
 from ..variants import Prepared, prepare
 from . import bits as sweep_bits
 from .plan import Grid, compressed_name, original_name, prompt_dir
@@ -94,20 +95,9 @@ class DenoiserTap:
 
 def pipeline_call(prepared: Prepared, prompt: str, latents, steps: int, on_step_end):
     """One ordinary pipeline call with our step-end callback chained after the variant's."""
-    spec = prepared.spec
-
-    def callback(pipe, step, timestep, kwargs):
-        for technique_callback in prepared.step_callbacks:
-            kwargs = technique_callback(pipe, step, timestep, kwargs) or kwargs
-        return on_step_end(pipe, step, timestep, kwargs)
-
     with torch.inference_mode():
-        return prepared.pipe(
-            prompt=[prompt] * latents.shape[0], latents=latents, num_inference_steps=steps,
-            guidance_scale=float(spec["guidance"]), height=int(spec["height"]),
-            width=int(spec["width"]), output_type="pil", callback_on_step_end=callback,
-            callback_on_step_end_tensor_inputs=["latents"], **prepared.call_kwargs,
-        ).images
+        return run_pipeline(prepared, [prompt] * latents.shape[0], latents, on_step_end,
+                            num_inference_steps=steps).images
 
 
 def compress_callback(grid: Grid, step: int, levels, rows: list, tap=None, expected=None):

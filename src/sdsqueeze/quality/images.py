@@ -1,8 +1,5 @@
-"""Image-quality metrics against the reference variant, and their statistics.
-
-PSNR and SSIM come from scikit-image (SSIM on RGB with its default 7x7 window); intervals are
-percentile bootstraps over images from scipy.
-"""
+"""A variant's images and their reference: manifests, pairing by prompt/sample/seed, PSNR and
+SSIM (scikit-image; SSIM on RGB with its default 7x7 window), and the timing the manifests hold."""
 
 from __future__ import annotations
 
@@ -63,39 +60,6 @@ def per_image_quality(variant_dirs, reference_dirs) -> pd.DataFrame:
                      "variant": pair.variant, "file": pair.file,
                      "psnr": psnr(ref, img), "ssim": ssim(ref, img)})
     return pd.DataFrame(rows)
-
-
-def bootstrap_mean(values, confidence: float = 0.95, resamples: int = 2000,
-                   seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): percentile bootstrap interval of the mean.
-
-    Constant samples (e.g. a variant identical to the reference) get a zero-width interval;
-    infinite values (identical images' PSNR) make the mean infinite, stated as such.
-    """
-    from scipy.stats import bootstrap
-
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if not np.isfinite(mean) or np.all(values == values[0]) or len(values) < 2:
-        return mean, mean, mean
-    result = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=resamples,
-                       method="percentile", random_state=np.random.default_rng(seed))
-    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def summarize(per_image: pd.DataFrame, metrics: list[str], confidence: float,
-              resamples: int, seed: int) -> pd.DataFrame:
-    """Long table: one row per (variant, metric) with mean and interval."""
-    rows = []
-    for variant, group in per_image.groupby("variant", sort=True):
-        for metric in metrics:
-            values = group[metric].dropna()
-            if values.empty:
-                continue
-            mean, low, high = bootstrap_mean(values, confidence, resamples, seed)
-            rows.append({"variant": variant, "metric": metric, "mean": mean, "ci_low": low,
-                         "ci_high": high, "n": len(values), "confidence": confidence})
-    return pd.DataFrame(rows, columns=["variant", "metric", "mean", "ci_low", "ci_high", "n", "confidence"])
 
 
 def timing_table(manifests: pd.DataFrame) -> pd.DataFrame:
