@@ -58,6 +58,18 @@ def gpu_resources():
     return 1 if ON_GPU else 0
 
 
+def gpu_job(mem_mb=(32000, 4000), runtime=(240, 30)):
+    """Resources of a job that runs the model: (GPU, CPU) memory in MB and minutes, picked by the
+    config's device, and one GPU when it runs on CUDA."""
+    pick = 0 if ON_GPU else 1
+    return {"mem_mb": mem_mb[pick], "runtime": runtime[pick], "gpu": gpu_resources()}
+
+
+def torch_env():
+    """The conda env of a job that runs the model: CUDA torch on a GPU config, CPU torch otherwise."""
+    return "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+
+
 def metrics_settings():
     """The config slice the metrics networks depend on (not the statistics' settings)."""
     statistics = ("confidence", "bootstrap_resamples")

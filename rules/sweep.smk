@@ -25,11 +25,9 @@ if SWEEP["enabled"]:
         benchmark:
             "results/benchmarks/sweep/{model}/{operator}/shard-{shard}.tsv"
         resources:
-            mem_mb=32000 if ON_GPU else 4000,
-            runtime=240 if ON_GPU else 60,
-            gpu=gpu_resources(),
+            **gpu_job(runtime=(240, 60)),
         conda:
-            "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+            torch_env()
         script:
             "../scripts/sweep_generate.py"
 
@@ -88,10 +86,3 @@ if SWEEP["enabled"]:
             "../envs/report.yaml"
         script:
             "../scripts/sweep_fit.py"
-
-    rule sweep_all:
-        input:
-            sweep_outputs(),
-
-    localrules:
-        sweep_all,
