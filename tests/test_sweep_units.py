@@ -1,6 +1,5 @@
 """Operators, measured bits, grid planning and the surface fit (no diffusion model needed)."""
 
-import os
 import zlib
 
 import numpy as np
@@ -125,20 +124,14 @@ def test_seed_procedure_normalises_scores_logs_and_plots(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_layered_seed_sweep_dry_run_plans_5400_runs_in_under_200_jobs(tmp_path):
+def test_layered_compression_inference_sweep_dry_run_plans_5400_runs_in_under_200_jobs(snakemake_run):
     """`snakemake -n --configfile <model config> config/sweep-compression-inference.yaml`, offline."""
     import re
-    import subprocess
-    import sys
     import time
-    from pathlib import Path
 
-    model_config = Path("config/sd15.yaml")
-    snakemake = Path(sys.executable).parent / "snakemake"
     began = time.time()
-    out = subprocess.run([str(snakemake), "-n", "--nolock", "--configfile", str(model_config),
-                          "config/sweep-compression-inference.yaml"], capture_output=True, text=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    out = snakemake_run("-n", "--nolock", "--configfile", "config/sd15.yaml", "config/sweep-compression-inference.yaml",
+                        timeout=120)
     seconds = time.time() - began
     assert out.returncode == 0, out.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
