@@ -113,3 +113,22 @@ def _stdlib_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level:
             names.add(node.module)
     return names
+
+
+def test_every_import_of_the_package_names_an_existing_module():
+    """Lazy imports inside functions included: a moved module leaves no import behind."""
+    modules = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+    files = [*PACKAGE.rglob("*.py"), *(REPO / "scripts").glob("*.py"), *(REPO / "tests").glob("*.py"),
+             *(REPO / "benchmarks").rglob("*.py")]
+    dangling = set()
+    for path in files:
+        names = _imports(path) if path.is_relative_to(PACKAGE) else {
+            m for m in _stdlib_imports(path) | {f"{n.module}.{a.name}" for n in ast.walk(ast.parse(path.read_text()))
+                                                if isinstance(n, ast.ImportFrom) and n.module and not n.level
+                                                for a in n.names}
+            if m and m.startswith("sdsqueeze")}
+        for name in names:
+            # `from pkg import name` names a module or an attribute: one of the two must exist
+            if name not in modules and name.rsplit(".", 1)[0] not in modules:
+                dangling.add(f"{path.relative_to(REPO)}: {name}")
+    assert not dangling, sorted(dangling)

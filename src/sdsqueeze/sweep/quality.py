@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import metrics as base_metrics
+from ..quality import images as base_metrics
 
 
 def load_gray(path: str | Path) -> np.ndarray:
