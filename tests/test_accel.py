@@ -326,6 +326,24 @@ def test_one_name_per_build_in_config_accel_and_the_benchmark():
     assert len(set(resolved)) == len(resolved)
 
 
+def test_a_variant_name_means_one_build_in_every_config():
+    """config/sd15.yaml and config/accel.yaml are layered: a name shared by both is one build, and no
+    build goes by two names."""
+    import yaml
+
+    builds: dict[str, tuple] = {}
+    for path in ("config/sd15.yaml", "config/accel.yaml"):  # the layered pair
+        config = yaml.safe_load(Path(path).read_text())
+        defaults = config.get("generation", yaml.safe_load(Path("config/sd15.yaml").read_text())["generation"])
+        for name, keys in config.get("variants", {}).items():
+            build = tuple(sorted((k, repr(v)) for k, v in {**defaults, **(keys or {})}.items()))
+            assert builds.setdefault(name, build) == build, f"{name} ({path}) names two builds"
+    names_of = {}
+    for name, build in builds.items():
+        names_of.setdefault(build, []).append(name)
+    assert [names for names in names_of.values() if len(names) > 1] == []
+
+
 def test_scheduler_sweep_swaps_only_the_scheduler(tmp_path):
     """One prepared build, several schedules: each row ran its own scheduler and step count."""
     from sdbench import harness
