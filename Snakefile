@@ -8,24 +8,27 @@ min_version("8.20")
 
 
 # Each config/*.yaml is a complete experiment: given with --configfile it replaces config.yaml
-# (further --configfile files are layered on top of the first, e.g. config/sweep-seed.yaml).
+# (further --configfile files are layered on top of the first, e.g. config/sweep-compression-inference.yaml).
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 
 
 
+# Stages in data-flow order: model and prompts, calibration sets (read by quantized variants'
+# generation), images, their metrics, the quantized UNets' sizes, the latent sweep, DiffC, the GPU
+# benchmark, and last the report, which reads them all.
 include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/prompts.smk"
+include: "rules/calibration.smk"
 include: "rules/generate.smk"
 include: "rules/metrics.smk"
+include: "rules/quant.smk"
 include: "rules/sweep.smk"
 include: "rules/diffc.smk"
-include: "rules/report.smk"
 include: "rules/benchmark.smk"
-include: "rules/calibration.smk"
-include: "rules/quant.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -34,8 +37,8 @@ rule all:
         "results/report/index.html",
 
 
-# Named targets for partial rebuilds: `snakemake --cores all prompts` and so on.
-rule models:
+# Named targets, one per stage (`snakemake --cores all <stage>_all`), in data-flow order.
+rule models_all:
     input:
         model_json(),
 
@@ -45,14 +48,14 @@ rule prompts_all:
         prompts_csv(),
 
 
+rule calibration_all:
+    input:
+        quant_workflow.all_calibration_files(config, MODEL),
+
+
 rule generate_all:
     input:
         [d for v in VARIANTS for d in variant_shards(v)],
-
-
-rule diffc_all:
-    input:
-        DIFFC_OUTPUTS,
 
 
 rule metrics_all:
@@ -61,15 +64,40 @@ rule metrics_all:
         f"results/metrics/{MODEL}/distribution.csv",
 
 
+rule quant_all:
+    input:
+        quant_workflow.sizes_inputs(config, MODEL),
+
+
+rule sweep_all:
+    input:
+        sweep_outputs(),
+
+
+rule diffc_all:
+    input:
+        DIFFC_OUTPUTS,
+
+
+# Not part of `all`: the GPU benchmark runs only when asked for.
+rule benchmark_all:
+    input:
+        rules.accel_benchmark.output,
+
+
 # `explore` (rules/report.smk) runs notebooks/explore_variants.py.ipynb; needs the `notebook` extra.
 
 
 localrules:
     all,
-    models,
+    models_all,
     prompts_all,
+    calibration_all,
     generate_all,
     metrics_all,
+    quant_all,
+    sweep_all,
     diffc_all,
+    benchmark_all,
     report,
     explore,

@@ -1,4 +1,4 @@
-"""GPU benchmark of the acceleration and low-bit variants (issues 3 and 4).
+"""GPU benchmark of the acceleration and low-bit variants .
 
     python benchmarks/gpu_benchmark.py --shape sd15 --device cuda --groups eager compiled lowbit \
         --tokenizer TOKENIZER_DIR --out OUT_DIR
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sdsqueeze.accel.benchrun import main  # noqa: E402
+from sdbench.run import main  # noqa: E402 - sdbench sits beside this script
 
 if __name__ == "__main__":
     raise SystemExit(main())

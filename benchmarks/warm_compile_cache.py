@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sdsqueeze.accel.warmcache import main  # noqa: E402
+from sdbench.warmcache import main  # noqa: E402 - sdbench sits beside this script
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,4 +1,4 @@
-# Stage: acceleration benchmark (issues 3 and 4). Not part of `all`: run `snakemake --cores all benchmark`.
+# Stage: acceleration benchmark. Not part of `all`: run `snakemake --cores all benchmark_all`.
 # On the embedded CPU default it times the tiny model at tiny sizes; config/accel.yaml runs the
 # SD 1.5 architecture (seeded weights) at 512 px, 50 steps, batch 1 and 4 on a GPU.
 
@@ -16,19 +16,8 @@ rule accel_benchmark:
     benchmark:
         "results/benchmarks/rules/accel_benchmark.tsv"
     resources:
-        mem_mb=64000 if ON_GPU else 4000,
-        runtime=120 if ON_GPU else 20,
-        gpu=gpu_resources(),
+        **gpu_job(mem_mb=(64000, 4000), runtime=(120, 20)),
     conda:
-        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+        torch_env()
     script:
         "../scripts/accel_benchmark.py"
-
-
-rule benchmark:
-    input:
-        rules.accel_benchmark.output,
-
-
-localrules:
-    benchmark,

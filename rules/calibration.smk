@@ -30,19 +30,8 @@ rule calibration_set:
     benchmark:
         "results/benchmarks/calibration/{model}/{calib}.tsv"
     resources:
-        mem_mb=32000 if ON_GPU else 4000,
-        runtime=120 if ON_GPU else 30,
-        gpu=gpu_resources(),
+        **gpu_job(runtime=(120, 30)),
     conda:
-        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+        torch_env()
     script:
         "../scripts/calibration_set.py"
-
-
-rule calibration_all:
-    input:
-        quant_workflow.all_calibration_files(config, MODEL),
-
-
-localrules:
-    calibration_all,

@@ -1,7 +1,8 @@
 # Shared set-up: config validation (before any job runs), path helpers, wildcard constraints.
-import glob
 import os
 import sys
+
+import yaml
 
 # The Snakefile imports the workflow's own package (scripts do the same via scripts/_srcpath.py).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
@@ -10,7 +11,6 @@ from sdsqueeze import config as sq_config  # noqa: E402
 from sdsqueeze.prompts import n_shards  # noqa: E402
 from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
 from sdsqueeze.variants import resolve_variant  # noqa: E402
-from sdsqueeze.accel.benchtables import committed_results  # noqa: E402
 
 try:
     sq_config.validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
@@ -58,6 +58,18 @@ def gpu_resources():
     return 1 if ON_GPU else 0
 
 
+def gpu_job(mem_mb=(32000, 4000), runtime=(240, 30)):
+    """Resources of a job that runs the model: (GPU, CPU) memory in MB and minutes, picked by the
+    config's device, and one GPU when it runs on CUDA."""
+    pick = 0 if ON_GPU else 1
+    return {"mem_mb": mem_mb[pick], "runtime": runtime[pick], "gpu": gpu_resources()}
+
+
+def torch_env():
+    """The conda env of a job that runs the model: CUDA torch on a GPU config, CPU torch otherwise."""
+    return "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+
+
 def metrics_settings():
     """The config slice the metrics networks depend on (not the statistics' settings)."""
     statistics = ("confidence", "bootstrap_resamples")
@@ -78,10 +90,18 @@ def report_inputs(wildcards=None):
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
-        "accel_benchmark": committed_results("."),  # committed GPU runs
-        "gpu_results": committed_results("."),
+        "accel_benchmark": committed_benchmarks(),  # committed GPU runs, current per GPU type
+        "gpu_results": committed_benchmarks(),
         "claims": "data/claims.yaml",
     }
+
+
+def committed_benchmarks():
+    """The committed GPU runs that stand for each GPU type now (benchmarks/results/current.yaml);
+    none in a copy of the workflow without them (the report then shows no GPU table)."""
+    from sdsqueeze.accel.measure import committed_results
+
+    return [os.path.relpath(path, workflow.basedir) for path in committed_results(workflow.basedir)]
 
 
 onstart:

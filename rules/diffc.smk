@@ -4,13 +4,7 @@
 from sdsqueeze.diffc.runs import shard_images as diffc_shard_images
 from sdsqueeze.prompts import n_shards as diffc_n_shards
 
-DIFFC = config["diffc"]
-_off_grid = [t for t in DIFFC["recon_timesteps"] if t % DIFFC["step_stride"]]
-if DIFFC["enabled"] and _off_grid:
-    raise WorkflowError(
-        f"invalid config: diffc.recon_timesteps {_off_grid} are not multiples of diffc.step_stride "
-        f"({DIFFC['step_stride']}); coding stops only on the grid of coded timesteps"
-    )
+DIFFC = config["diffc"]  # checked with the whole config (sdsqueeze.config.check_semantics)
 DIFFC_SHARDS = list(range(diffc_n_shards(len(DIFFC["images"]), DIFFC["shard_size"])))
 # The rate-distortion table when the stage is enabled, else nothing (rule diffc_all, the report).
 DIFFC_OUTPUTS = [f"results/diffc/{MODEL}/rd.csv"] if DIFFC["enabled"] else []
@@ -32,11 +26,9 @@ rule diffc_encode:
     benchmark:
         "results/benchmarks/diffc/{model}/encode-shard-{shard}.tsv"
     resources:
-        mem_mb=32000 if ON_GPU else 4000,
-        runtime=240 if ON_GPU else 30,
-        gpu=gpu_resources(),
+        **gpu_job(runtime=(240, 30)),
     conda:
-        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+        torch_env()
     script:
         "../scripts/diffc_encode.py"
 
@@ -56,11 +48,9 @@ rule diffc_decode:
     benchmark:
         "results/benchmarks/diffc/{model}/decode-shard-{shard}.tsv"
     resources:
-        mem_mb=32000 if ON_GPU else 4000,
-        runtime=240 if ON_GPU else 30,
-        gpu=gpu_resources(),
+        **gpu_job(runtime=(240, 30)),
     conda:
-        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+        torch_env()
     script:
         "../scripts/diffc_decode.py"
 

@@ -20,10 +20,8 @@ rule generate:
     benchmark:
         "results/benchmarks/generate/{model}/{variant}/shard-{shard}.tsv"
     resources:
-        mem_mb=32000 if ON_GPU else 4000,
-        runtime=240 if ON_GPU else 30,
-        gpu=gpu_resources(),
+        **gpu_job(runtime=(240, 30)),
     conda:
-        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+        torch_env()
     script:
         "../scripts/generate.py"

@@ -1,4 +1,4 @@
-# Stage: latent-compression sweep (issue 5). Jobs are shards of (prompt, seed) trajectories, each
+# Stage: latent-compression sweep. Jobs are shards of (prompt, seed) trajectories, each
 # rendering its uncompressed run once and every (step, level) run on that shared path.
 
 
@@ -25,11 +25,9 @@ if SWEEP["enabled"]:
         benchmark:
             "results/benchmarks/sweep/{model}/{operator}/shard-{shard}.tsv"
         resources:
-            mem_mb=32000 if ON_GPU else 4000,
-            runtime=240 if ON_GPU else 60,
-            gpu=gpu_resources(),
+            **gpu_job(runtime=(240, 60)),
         conda:
-            "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+            torch_env()
         script:
             "../scripts/sweep_generate.py"
 
@@ -90,10 +88,3 @@ if SWEEP["enabled"]:
             "../envs/report.yaml"
         script:
             "../scripts/sweep_fit.py"
-
-    rule sweep_all:
-        input:
-            sweep_outputs(),
-
-    localrules:
-        sweep_all,

@@ -1,12 +1,10 @@
-# The sweep's grid (validated) and path helpers; rules in rules/sweep.smk.
-from sdsqueeze.sweep.plan import grid_from_config  # noqa: E402
+# The sweep's grid (checked with the whole config: sdsqueeze.config.check_semantics) and path
+# helpers; rules in rules/sweep.smk.
+from sdsqueeze.sweep.plan import grid_from_config
 
 SWEEP = config["sweep"]
 if SWEEP["enabled"]:
-    try:
-        SWEEP_GRID = grid_from_config(config)
-    except ValueError as err:
-        raise WorkflowError(f"invalid config: {err}") from None
+    SWEEP_GRID = grid_from_config(config)
     SWEEP_OPERATOR = SWEEP_GRID.operator.name
     SWEEP_SHARDS = list(range(SWEEP_GRID.n_shards))
 

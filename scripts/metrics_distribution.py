@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sdsqueeze import io, metrics, smk
+from sdsqueeze import io, smk
+from sdsqueeze.quality import images as metrics
 from sdsqueeze.quality import evaluate
 
 

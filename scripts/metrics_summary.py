@@ -5,7 +5,8 @@ import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
 import pandas as pd
 
-from sdsqueeze import io, metrics, smk
+from sdsqueeze import io, smk
+from sdsqueeze.quality import images as metrics
 from sdsqueeze.quality import stats
 
 

@@ -1,4 +1,4 @@
-"""Entry point of rule sweep_fit: the seed's sigmoid surface, from the sweep CSV alone."""
+"""Entry point of rule sweep_fit: Compression-Inference's sigmoid surface, from the sweep CSV alone."""
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 

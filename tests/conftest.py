@@ -1,13 +1,18 @@
-"""Shared fixtures: the embedded tiny model, saved once per test session."""
+"""Shared fixtures: the embedded tiny model saved once per session, the `.test/` configs, and one
+way to run Snakemake. Tests under tests/workflow/ (those that run the real DAG) are marked slow."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmark harness (sdbench) lives outside the package
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/_srcpath.py
 
@@ -15,6 +20,40 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/_srcpath.py
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/workflow/ spawns Snakemake on a real DAG: slow, deselect with -m 'not slow'."""
+    for item in items:
+        if "workflow" in Path(str(item.fspath)).relative_to(REPO / "tests").parts[:-1]:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def test_config():
+    """``test_config(name)``: .test/<name>/config.yaml as a dict (smallest, unfitted, cluster)."""
+
+    def load(name: str) -> dict:
+        return yaml.safe_load((REPO / ".test" / name / "config.yaml").read_text())
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def snakemake_run():
+    """``snakemake_run(*args, cwd=..., check=..., timeout=...)``: Snakemake of this interpreter in
+    ``cwd`` (default: the repository), output captured, offline; ``check`` asserts it succeeded."""
+
+    def run(*args: str, cwd: str | Path = REPO, check: bool = False, timeout: float | None = 900,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+        environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+        result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True,
+                                text=True, timeout=timeout, env=environment)
+        if check:
+            assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+        return result
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-
 from quality_fixtures import smooth_images, write_shard
+
 from sdsqueeze import config as sq_config
-from sdsqueeze import io, metrics
+from sdsqueeze import io
+from sdsqueeze.quality import images as metrics
 from sdsqueeze.quality import stats
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RULE_START = re.compile(r"^(\s*)(?:rule|checkpoint)\s+(\w+)\s*:")
 DIRECTIVE = re.compile(r"^(\s+)(\w+)\s*:(.*)$")
 ACTIONS = ("script", "shell", "notebook", "wrapper", "run")
+# rules/common.smk's torch_env() picks one of these by the config's device
+TORCH_ENVS = ("../envs/gpu.yaml", "../envs/cpu.yaml")
 
 
 @dataclass
@@ -22,8 +24,9 @@ class Rule:
     directives: dict[str, str] = field(default_factory=dict)
 
     def strings(self, directive: str) -> list[str]:
-        """String literals in a directive ("../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml" gives both)."""
-        return re.findall(r"""["']([^"']+)["']""", self.directives.get(directive, ""))
+        """String literals in a directive (``torch_env()`` gives both envs it may pick)."""
+        text = self.directives.get(directive, "")
+        return re.findall(r"""["']([^"']+)["']""", text) + (list(TORCH_ENVS) if "torch_env()" in text else [])
 
     def paths(self, directive: str) -> list[Path]:
         return [(self.smk.parent / s).resolve() for s in self.strings(directive)]

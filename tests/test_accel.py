@@ -9,7 +9,9 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
-from sdsqueeze.accel import attention, benchtables, deepcache, lowbit
+from sdbench import tables as bench_targets
+from sdsqueeze.accel import attention, deepcache, lowbit
+from sdsqueeze.accel import measure as benchtables
 from sdsqueeze.generate import run_batch
 from sdsqueeze.models import TinySpec, build_tiny_pipeline
 from sdsqueeze.seeding import initial_latents, latent_shape
@@ -199,10 +201,11 @@ def test_benchtables_ratios(tmp_path):
         {"variant": "fast", "batch": 1, "status": "ok", "s_per_image": 0.25,
          "unet_ms_step_median": 5.0, "peak_memory_mb": 40.0, "unet_bytes_memory": 2**19, "deepcache": None},
     ])
-    rows.to_csv(tmp_path / "gpu_runA_results.csv", index=False)
+    (tmp_path / "gpu_runA").mkdir()
+    rows.to_csv(tmp_path / "gpu_runA" / "results.csv", index=False)
     meta = {"bf16_matmul_tflops": 100.0, "flops": [{"batch": 1, "unet_step_flops": 1e12}]}
-    (tmp_path / "gpu_runA_meta.json").write_text(json.dumps(meta))
-    loaded, flops = benchtables.load([str(tmp_path / "gpu_runA_results.csv")])
+    (tmp_path / "gpu_runA" / "meta.json").write_text(json.dumps(meta))
+    loaded, flops = benchtables.load([str(tmp_path / "gpu_runA" / "results.csv")])
     table = benchtables.derived(loaded, flops).set_index("variant")
     assert table.loc["fast", "speedup vs fp16 classic"] == pytest.approx(8.0)
     assert table.loc["fast", "speedup vs fp16 SDPA eager"] == pytest.approx(4.0)
@@ -231,8 +234,8 @@ def test_inductor_tuning_needs_a_compile_mode():
 
 
 def test_targets_are_judged_inside_each_run(tmp_path):
-    """A fast build in one run never counts against another run's baseline; a killed run's
-    matmul rate comes from its log."""
+    """A fast build in one run never counts against another run's baseline; each run's matmul
+    rate comes from its own meta.json."""
     import json
 
     import pandas as pd
@@ -242,16 +245,19 @@ def test_targets_are_judged_inside_each_run(tmp_path):
                 "unet_ms_step_median": step_ms, "peak_memory_mb": 1.0, "unet_bytes_memory": 1.0,
                 "deepcache": None, "steps": steps}
 
+    for run in ("gpu_runA", "gpu_runB"):
+        (tmp_path / run).mkdir()
     pd.DataFrame([row("fp16-sdpa", 1, 2.0, 40.0), row("fp16-classic", 1, 2.0, 40.0)]).to_csv(
-        tmp_path / "gpu_runA_results.csv", index=False)
-    (tmp_path / "gpu_runA_meta.json").write_text(json.dumps(
+        tmp_path / "gpu_runA" / "results.csv", index=False)
+    (tmp_path / "gpu_runA" / "meta.json").write_text(json.dumps(
         {"bf16_matmul_tflops": 100.0, "flops": [{"batch": 1, "unet_step_flops": 1e12},
                                                 {"batch": 4, "unet_step_flops": 4e12}]}))
     pd.DataFrame([row("fp16-sdpa", 1, 1.0, 20.0), row("fast", 1, 0.3, 5.0),
                   row("fast", 4, 0.2, 80.0), row("dpm8", 4, 0.01, 70.0, steps=8)]).to_csv(
-        tmp_path / "gpu_runB_results.csv", index=False)
-    (tmp_path / "gpu_runB_log.txt").write_text("device Test GPU; bf16 matmul 125 TFLOP/s\n")
-    targets = benchtables.targets_by_run(sorted(str(p) for p in tmp_path.glob("*_results.csv")))
+        tmp_path / "gpu_runB" / "results.csv", index=False)
+    (tmp_path / "gpu_runB" / "meta.json").write_text(json.dumps(
+        {"versions": {"gpu": "Test GPU"}, "bf16_matmul_tflops": 125.0}))
+    targets = bench_targets.targets_by_run(sorted(str(p) for p in tmp_path.glob("*/results.csv")))
     run_b = targets.set_index("run").loc["gpu_runB"]
     assert run_b["device"] == "Test GPU" and run_b["matmul TFLOP/s"] == 125.0
     assert run_b["b1 best full-work"] == "fast"
@@ -261,14 +267,15 @@ def test_targets_are_judged_inside_each_run(tmp_path):
 
 
 def test_runs_of_different_machines_are_never_merged(tmp_path):
-    for run in ("gpu_runA", "gpu_runB", "gpu_runC"):
-        (tmp_path / f"{run}_results.csv").write_text("variant,batch,status\n")
-    (tmp_path / "machines.csv").write_text('run,machine\ngpu_runA,"H200 lease 1"\ngpu_runB,"H100 lease 2"\n'
-                                           'gpu_runC,"H200 lease 1"\n')
-    groups = benchtables.by_machine([str(p) for p in tmp_path.glob("*_results.csv")])
-    assert {k: [Path(p).name for p in v] for k, v in groups.items()} == {
-        "H200 lease 1": ["gpu_runA_results.csv", "gpu_runC_results.csv"],
-        "H100 lease 2": ["gpu_runB_results.csv"]}
+    import json
+
+    for run, machine in (("gpu_runA", "H200 lease 1"), ("gpu_runB", "H100 lease 2"), ("gpu_runC", "H200 lease 1")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "results.csv").write_text("variant,batch,status\n")
+        (tmp_path / run / "meta.json").write_text(json.dumps({"machine": machine, "versions": {"gpu": "X"}}))
+    groups = benchtables.by_machine([str(p) for p in tmp_path.glob("*/results.csv")])
+    assert {k: [Path(p).parent.name for p in v] for k, v in groups.items()} == {
+        "H200 lease 1": ["gpu_runA", "gpu_runC"], "H100 lease 2": ["gpu_runB"]}
 
 
 def test_host_timesteps_stay_on_the_host_and_the_unet_gets_device_copies():
@@ -299,26 +306,54 @@ def test_host_timesteps_give_the_same_images(scheduler):
 def test_benchmark_groups_match_the_schema():
     import yaml
 
-    from sdsqueeze.accel.benchrun import GROUPS, SWEEPS
+    from sdbench.run import GROUPS, SWEEPS
 
     schema = yaml.safe_load(Path("schemas/config.schema.yaml").read_text())
     enum = schema["properties"]["accel_benchmark"]["properties"]["groups"]["items"]["enum"]
     assert sorted(enum) == sorted([*GROUPS, *SWEEPS])
 
 
+def test_one_name_per_build_in_config_accel_and_the_benchmark():
+    """Every benchmark group names variants of config/accel.yaml, and no two names there share a build."""
+    import yaml
+
+    from sdbench.run import DEFAULTS, GROUPS, SWEEPS
+
+    builds = yaml.safe_load(Path("config/accel.yaml").read_text())["variants"]
+    named = {name for group in GROUPS.values() for name in group} | {build for build, _, _ in SWEEPS.values()}
+    assert named <= set(builds)
+    resolved = [tuple(sorted({**DEFAULTS, **(spec or {})}.items())) for spec in builds.values()]
+    assert len(set(resolved)) == len(resolved)
+
+
+def test_a_variant_name_means_one_build_in_every_config():
+    """config/sd15.yaml and config/accel.yaml are layered: a name shared by both is one build, and no
+    build goes by two names."""
+    import yaml
+
+    builds: dict[str, tuple] = {}
+    for path in ("config/sd15.yaml", "config/accel.yaml"):  # the layered pair
+        config = yaml.safe_load(Path(path).read_text())
+        defaults = config.get("generation", yaml.safe_load(Path("config/sd15.yaml").read_text())["generation"])
+        for name, keys in config.get("variants", {}).items():
+            build = tuple(sorted((k, repr(v)) for k, v in {**defaults, **(keys or {})}.items()))
+            assert builds.setdefault(name, build) == build, f"{name} ({path}) names two builds"
+    names_of = {}
+    for name, build in builds.items():
+        names_of.setdefault(build, []).append(name)
+    assert [names for names in names_of.values() if len(names) > 1] == []
+
+
 def test_scheduler_sweep_swaps_only_the_scheduler(tmp_path):
     """One prepared build, several schedules: each row ran its own scheduler and step count."""
-    from types import SimpleNamespace
-
-    from sdsqueeze.accel import bench
-
-    args = SimpleNamespace(shape="tiny", device="cpu", size=64, steps=4, batches=[1], warmup=0, repeats=1,
-                           seed=0, tokenizer=None, deadline=0, profile=set(), profiles=[])
+    from sdbench import harness
+    from sdbench.run import BenchRun
     from sdsqueeze.models import write_clip_tokenizer
 
-    args.tokenizer = str(tmp_path / "tok")
+    args = BenchRun(shape="tiny", device="cpu", size=64, steps=4, batches=(1,), warmup=0, repeats=1, seed=0,
+                    groups=(), extra=(), variants=None, tokenizer=str(tmp_path / "tok"), out=tmp_path)
     write_clip_tokenizer(Path(args.tokenizer))
-    rows = bench.run_scheduler_sweep("fp32-host", {"dtype": "float32", "host_timesteps": True},
+    rows = harness.run_scheduler_sweep("fp32-host", {"dtype": "float32", "host_timesteps": True},
                                      [("ddim", 2), ("dpm++", 3)], args, log=lambda message: None)
     assert [r["variant"] for r in rows] == ["fp32-host-ddim2", "fp32-host-dpm3"]
     assert all(r["status"] == "ok" for r in rows), rows
@@ -328,14 +363,14 @@ def test_scheduler_sweep_swaps_only_the_scheduler(tmp_path):
 
 
 def test_runs_are_ordered_by_number():
-    assert benchtables.in_run_order(["d/gpu_run10_results.csv", "d/gpu_run2_results.csv", "d/gpu_run1_results.csv"]) \
-        == ["d/gpu_run1_results.csv", "d/gpu_run2_results.csv", "d/gpu_run10_results.csv"]
+    assert benchtables.in_run_order(["d/gpu_run10/results.csv", "d/gpu_run2/results.csv", "d/gpu_run1/results.csv"]) \
+        == ["d/gpu_run1/results.csv", "d/gpu_run2/results.csv", "d/gpu_run10/results.csv"]
 
 
 def test_benchmark_records_variants_skipped_by_its_time_budget(tmp_path):
     import pandas as pd
 
-    from sdsqueeze.accel import benchrun
+    from sdbench import run as benchrun
 
     benchrun.main(["--shape", "tiny", "--device", "cpu", "--size", "64", "--steps", "2", "--batches", "1",
                    "--groups", "cpu", "--no-flops", "--time-budget", "1e-9", "--out", str(tmp_path)])
@@ -348,7 +383,7 @@ def test_cache_warmer_runs_each_job_as_one_benchmark_process(tmp_path):
     """Two jobs, two processes, each timing only its own variants (warm-up and one repeat)."""
     import pandas as pd
 
-    from sdsqueeze.accel import warmcache
+    from sdbench import warmcache
 
     code = warmcache.main(["--jobs", "cpu:fp32-sdpa", "cpu:fp32-sdpa-kvcache,cpu:fp32-classic", "--shape", "tiny",
                            "--device", "cpu", "--size", "64", "--steps", "2", "--batches", "1",
@@ -360,7 +395,7 @@ def test_cache_warmer_runs_each_job_as_one_benchmark_process(tmp_path):
 
 
 def test_cache_warmer_reports_a_failed_job(tmp_path):
-    from sdsqueeze.accel import warmcache
+    from sdbench import warmcache
 
     code = warmcache.main(["--jobs", "cpu:no-such-variant", "--shape", "tiny", "--device", "cpu",
                            "--out", str(tmp_path)])

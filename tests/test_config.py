@@ -1,6 +1,4 @@
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -94,15 +92,11 @@ def test_bad_config_is_rejected_with_its_own_message(default_config, mutate, mes
         sq_config.validate(default_config)
 
 
-def test_bad_config_stops_snakemake_before_any_job(tmp_path, default_config):
+def test_bad_config_stops_snakemake_before_any_job(tmp_path, default_config, snakemake_run):
     default_config["generation"]["stepz"] = 3
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(default_config))
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(bad),
-         "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)],
-        capture_output=True, text=True, cwd=REPO,
-    )
+    result = snakemake_run("--cores", "1", "--configfile", str(bad), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path))
     assert result.returncode != 0
     assert "unknown key 'generation.stepz'" in result.stderr + result.stdout
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()

@@ -17,3 +17,19 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert run_tests in (REPO / ".ci" / "run").read_text()
     for command in commands:
         assert "torch==2.14.1 torchvision==0.29.1" in command
+
+
+def test_benchmarks_doc_is_short_and_its_tables_are_generated():
+    """docs/benchmarks.md is reference (<= 15 KB); its current-results block is exactly what
+    `python benchmarks/render_tables.py` prints from benchmarks/results/."""
+    import subprocess
+    import sys
+
+    doc = Path("docs/benchmarks.md").read_text()
+    assert len(doc.encode()) <= 15 * 1024
+    begin = "<!-- BEGIN generated: python benchmarks/render_tables.py -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py"], capture_output=True, text=True,
+                              check=True).stdout
+    assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py, paste between the markers"
+    assert "| `fp16-sdpa` |" in block  # the baseline of every speedup is in the table

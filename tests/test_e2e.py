@@ -3,7 +3,6 @@
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,24 +13,15 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def smallest_config() -> dict:
-    """config.yaml with every stage kept but every size at its minimum."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["prompts"].update(n=4, shard_size=2, captions=str(REPO / "data" / "coco_tiny_captions.json"))
-    config["model"]["tiny_image_size"] = 64
-    config["generation"].update(steps=4, height=64, width=64, batch_size=2)
-    config["variants"] = {"fp32-classic": {}, "fp32-sdpa": {"attention": "sdpa"},
-                          "ddim-3": {"scheduler": "ddim", "steps": 3}}
-    config["reference"] = "fp32-classic"
-    return config
+@pytest.fixture(scope="module")
+def snakemake(snakemake_run):
+    """The workflow on a work directory holding its config.yaml."""
 
+    def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+        return snakemake_run("-s", str(REPO / "Snakefile"), "-d", str(workdir),
+                             "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, timeout=None)
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-         "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
-        capture_output=True, text=True,
-    )
+    return run
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -41,9 +31,11 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, test_config, snakemake):
     workdir = tmp_path_factory.mktemp("e2e")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(smallest_config()))
+    config = test_config("smallest")  # the run happens outside the repository: captions by absolute path
+    config["prompts"]["captions"] = str(REPO / config["prompts"]["captions"])
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
@@ -84,23 +76,20 @@ def test_every_shard_has_all_images_and_provenance(run_dir):
             assert (shard / "provenance.json").exists()
 
 
-def test_second_run_does_nothing(run_dir):
+def test_second_run_does_nothing(run_dir, snakemake):
     result = snakemake(run_dir, "-n")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_one_variant_reruns_only_its_jobs(run_dir):
+def test_changing_one_variant_reruns_only_its_jobs(run_dir, snakemake_run):
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config["variants"]["ddim-3"]["guidance"] = 5.0
     changed = run_dir / "changed"
     changed.mkdir()
     (changed / "config.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(run_dir),
-         "--configfile", str(changed / "config.yaml"), "--cores", "2", "-n"],
-        capture_output=True, text=True,
-    )
+    result = snakemake_run("-s", str(REPO / "Snakefile"), "-d", str(run_dir),
+                           "--configfile", str(changed / "config.yaml"), "--cores", "2", "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = planned_jobs(result)
     assert jobs.get("generate") == 2  # the two shards of ddim-3, nothing else

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from smk_rules import ROOT, read_rules
 
 SRC = ROOT / "src"
 PACKAGE = "sdsqueeze"
+# The workflow's own packages and the folder each lives in (the benchmark harness sits outside src/).
+FIRST_PARTY = {PACKAGE: SRC, "sdbench": ROOT / "benchmarks"}
 # Provided by the workflow engine itself: Snakemake's script preamble puts its own package on
 # sys.path in every env (and sdsqueeze.config imports it only for the Snakefile's validation).
 ENGINE_MODULES = {"snakemake"}
@@ -38,7 +39,7 @@ def normalize(name: str) -> str:
 
 def module_file(module: str) -> Path | None:
     """The source file of a module of the workflow's package, e.g. sdsqueeze.report.page."""
-    base = SRC.joinpath(*module.split("."))
+    base = FIRST_PARTY[module.split(".")[0]].joinpath(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.exists():
             return candidate
@@ -49,7 +50,8 @@ def module_file(module: str) -> Path | None:
 def imports_of(path: Path) -> frozenset[str]:
     """Absolute module names imported anywhere in a file (relative imports resolved)."""
     tree = ast.parse(path.read_text(), str(path))
-    package = ".".join(path.relative_to(SRC).with_suffix("").parts[:-1]) if path.is_relative_to(SRC) else ""
+    root = next((r for r in FIRST_PARTY.values() if path.is_relative_to(r)), None)
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1]) if root else ""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -78,7 +80,7 @@ def third_party_imports(script: Path) -> set[str]:
             beside_script = script.parent / f"{top}.py"  # Snakemake puts the script's folder on sys.path
             if beside_script.exists():
                 todo.append(beside_script)
-            elif top == PACKAGE:
+            elif top in FIRST_PARTY:
                 # the module itself and the packages on its way (their __init__ runs too)
                 parts = module.split(".")
                 todo.extend(f for i in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:i]))))

@@ -105,7 +105,8 @@ def test_package_imports_start_no_cuda():
             if hasattr(torch._C, name):
                 orig = getattr(torch._C, name)
                 setattr(torch._C, name, lambda *a, _o=orig, _n=name: calls.append(_n) or _o(*a))
-        from sdsqueeze import generate, metrics, models, variants  # noqa: F401
+        from sdsqueeze import generate, models, variants  # noqa: F401
+        from sdsqueeze.quality import images  # noqa: F401
         print(calls, torch.cuda.is_initialized())
     """)
     env = dict(os.environ, PYTHONPATH=str(Path(gpu_slots.__file__).parents[1]))

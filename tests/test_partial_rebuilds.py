@@ -12,41 +12,22 @@ import copy
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 import yaml
-
 from smk_rules import ROOT
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "seed": 7, "device": "cpu", "threads": 1,
-    # Unfitted weights: these tests check the DAG's mechanics, and fitting costs two CPU minutes a build.
-    "model": {"name": "tiny", "source": "tiny", "tiny_image_size": 64,
-              "tiny_vae_fit_steps": 0, "tiny_unet_fit_steps": 0},
-    "prompts": {"name": "p", "captions": "data/coco_tiny_captions.json", "n": 2, "shard_size": 2},
-    "generation": {"steps": 2, "height": 64, "width": 64, "batch_size": 2},
-    "variants": {"fp32-classic": {}, "ddim-2": {"scheduler": "ddim", "steps": 2}},
-    "reference": "fp32-classic",
-}
+# The DAG's mechanics need no fitted model: .test/unfitted keeps the runs short.
+TINY = yaml.safe_load((ROOT / ".test" / "unfitted" / "config.yaml").read_text())
 IGNORE = shutil.ignore_patterns(".git", ".venv", ".snakemake", "results", "resources", "logs", "tests",
                                 "__pycache__", "*.egg-info", ".pytest_cache")
 DOWNSTREAM_OF_METRICS = {"metrics_summary": 1, "report": 1, "all": 1}
 
 
-def snakemake(workdir, *args, check=True):
-    out = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True,
-                         text=True, timeout=600, env=dict(os.environ, XDG_CACHE_HOME=str(workdir / ".cache")))
-    if check:
-        assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
-    return out.stdout + out.stderr
-
-
-def planned(workdir, config: dict | None = None, *args) -> dict[str, int]:
+def planned(snakemake, workdir, config: dict | None = None, *args) -> dict[str, int]:
     """Jobs a dry run plans, by rule ({} when everything is up to date)."""
     extra = []
     if config is not None:
@@ -60,12 +41,30 @@ def planned(workdir, config: dict | None = None, *args) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def workflow(tmp_path_factory):
+def snakemake(snakemake_run):
+    """Snakemake in a copy of the workflow, with its own cache dir; stdout and stderr as one text."""
+
+    def run(workdir, *args):
+        cache = {"XDG_CACHE_HOME": str(workdir / ".cache")}
+        out = snakemake_run(*args, cwd=workdir, check=True, timeout=600, env=cache)
+        return out.stdout + out.stderr
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory, snakemake):
     workdir = tmp_path_factory.mktemp("partial") / "wf"
     shutil.copytree(ROOT, workdir, ignore=IGNORE)
     (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
     snakemake(workdir, "--cores", "2", "--quiet")
     return workdir
+
+
+@pytest.fixture
+def dry_run(workflow, snakemake):
+    """``dry_run(config=None, *args)``: the jobs a dry run of the finished workflow plans."""
+    return lambda config=None, *args: planned(snakemake, workflow, config, *args)
 
 
 def changed(**edits) -> dict:
@@ -80,45 +79,45 @@ def changed(**edits) -> dict:
     return config
 
 
-def test_finished_run_is_up_to_date(workflow):
-    assert planned(workflow) == {}
+def test_finished_run_is_up_to_date(workflow, dry_run):
+    assert dry_run() == {}
 
 
-def test_variant_change_reruns_that_variant_and_its_dependents(workflow):
-    plan = planned(workflow, changed(**{"variants__ddim-2": {"scheduler": "ddim", "steps": 3}}))
+def test_variant_change_reruns_that_variant_and_its_dependents(workflow, dry_run):
+    plan = dry_run(changed(**{"variants__ddim-2": {"scheduler": "ddim", "steps": 3}}))
     # New images change the distribution metrics (FID, IS) too.
     assert plan == {"generate": 1, "metrics_variant": 1, "metrics_distribution": 1, **DOWNSTREAM_OF_METRICS}
 
 
-def test_prompt_change_reruns_prompts_and_everything_after(workflow):
-    plan = planned(workflow, changed(prompts__prefix="a photo of"))
+def test_prompt_change_reruns_prompts_and_everything_after(workflow, dry_run):
+    plan = dry_run(changed(prompts__prefix="a photo of"))
     assert plan == {"prompts": 1, "generate": 2, "metrics_variant": 2, "metrics_distribution": 1,
                     **DOWNSTREAM_OF_METRICS}
     assert "materialize_model" not in plan
 
 
-def test_metrics_change_reruns_only_the_summary_and_report(workflow):
-    assert planned(workflow, changed(metrics={"bootstrap_resamples": 200})) == DOWNSTREAM_OF_METRICS
+def test_metrics_change_reruns_only_the_summary_and_report(workflow, dry_run):
+    assert dry_run(changed(metrics={"bootstrap_resamples": 200})) == DOWNSTREAM_OF_METRICS
 
 
-def test_model_change_reruns_all_but_the_prompts(workflow):
-    plan = planned(workflow, changed(model__tiny_seed=1))
+def test_model_change_reruns_all_but_the_prompts(workflow, dry_run):
+    plan = dry_run(changed(model__tiny_seed=1))
     assert plan["materialize_model"] == 1 and plan["generate"] == 2 and "prompts" not in plan
 
 
-def test_rerun_triggers_default_includes_params_code_and_mtime(workflow):
+def test_rerun_triggers_default_includes_params_code_and_mtime(workflow, dry_run):
     """Snakemake's documented default is every trigger: mtime, params, input, software-env, code."""
     new_steps = changed(**{"variants__ddim-2": {"scheduler": "ddim", "steps": 3}})
-    assert planned(workflow, new_steps, "--rerun-triggers", "mtime") == {}  # params trigger off: no rerun
-    assert planned(workflow, new_steps) != {}  # default: the params trigger is on
+    assert dry_run(new_steps, "--rerun-triggers", "mtime") == {}  # params trigger off: no rerun
+    assert dry_run(new_steps) != {}  # default: the params trigger is on
 
     # For `script:` rules the code trigger watches the script's mtime (Snakemake's persistence code).
     script = workflow / "scripts" / "metrics_summary.py"
     original, stat = script.read_text(), script.stat()
     script.write_text(original + "\n# changed\n")
     try:
-        assert planned(workflow) == DOWNSTREAM_OF_METRICS  # code trigger on by default
-        assert planned(workflow, None, "--rerun-triggers", "mtime", "params", "input", "software-env") == {}
+        assert dry_run() == DOWNSTREAM_OF_METRICS  # code trigger on by default
+        assert dry_run(None, "--rerun-triggers", "mtime", "params", "input", "software-env") == {}
     finally:
         script.write_text(original)
         os.utime(script, (stat.st_atime, stat.st_mtime))
@@ -129,33 +128,32 @@ def test_rerun_triggers_default_includes_params_code_and_mtime(workflow):
     original, stat = captions.read_text(), captions.stat()
     later = time.time() + 3600  # newer than every output of the fixture's run
     os.utime(captions, (stat.st_atime, later))
-    assert planned(workflow) == {}
+    assert dry_run() == {}
     captions.write_text(original + "\n")
     os.utime(captions, (stat.st_atime, later))
     try:
-        assert "prompts" in planned(workflow)  # mtime trigger on by default
+        assert "prompts" in dry_run()  # mtime trigger on by default
         # Observed in Snakemake 9.27: this newer-and-different check runs whatever
         # --rerun-triggers says (dag.py applies it before looking at the triggers).
-        assert "prompts" in planned(workflow, None, "--rerun-triggers", "params", "code")
+        assert "prompts" in dry_run(None, "--rerun-triggers", "params", "code")
     finally:
         captions.write_text(original)
         os.utime(captions, (stat.st_atime, stat.st_mtime))
 
 
-def test_rerun_triggers_documented_default():
-    text = subprocess.run([sys.executable, "-m", "snakemake", "--help"], capture_output=True, text=True,
-                          timeout=120).stdout
+def test_rerun_triggers_documented_default(snakemake_run):
+    text = snakemake_run("--help", timeout=120).stdout
     help_text = " ".join(text.split("--rerun-triggers", 2)[2].split("--force")[0].split())
     assert "By default, all triggers are used" in help_text
     assert "(default: code input mtime params software-env)" in help_text
 
 
-def test_documented_partial_rebuild_flags(workflow):
+def test_documented_partial_rebuild_flags(workflow, dry_run):
     """The examples in docs/cluster.md, checked as dry runs."""
-    assert planned(workflow, None, "--forcerun", "metrics_summary") == DOWNSTREAM_OF_METRICS
+    assert dry_run(None, "--forcerun", "metrics_summary") == DOWNSTREAM_OF_METRICS
     new_prompts = changed(prompts__prefix="a photo of")
-    assert planned(workflow, new_prompts, "--until", "prompts") == {"prompts": 1}
-    assert planned(workflow, new_prompts, "--omit-from", "generate") == {"prompts": 1}
-    assert planned(workflow, None, "--forcerun", "generate", "--until", "generate_all") == \
+    assert dry_run(new_prompts, "--until", "prompts") == {"prompts": 1}
+    assert dry_run(new_prompts, "--omit-from", "generate") == {"prompts": 1}
+    assert dry_run(None, "--forcerun", "generate", "--until", "generate_all") == \
         {"generate": 2, "generate_all": 1}
-    assert planned(workflow, None, "metrics_all") == {}
+    assert dry_run(None, "metrics_all") == {}

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from snakemake.profiles import ProfileConfigFileParser
-
 from smk_rules import ROOT, read_rules
+from snakemake.profiles import ProfileConfigFileParser
 
 PROFILES = ROOT / "profiles"
 SLURM = PROFILES / "slurm" / "config.yaml"
@@ -53,7 +52,7 @@ def test_slurm_takes_site_settings_from_the_environment(no_site_vars, monkeypatc
 
 
 def gpu_rules() -> list[str]:
-    return sorted(r.name for r in read_rules() if re.search(r"\bgpu\s*=", r.directives.get("resources", "")))
+    return sorted(r.name for r in read_rules() if re.search(r"\bgpu\s*=|\bgpu_job\(", r.directives.get("resources", "")))
 
 
 def test_profile_knows_every_gpu_rule():
@@ -67,7 +66,7 @@ def test_every_profile_entry_is_commented(path):
     lines = path.read_text().splitlines()
     for i, line in enumerate(lines):
         if re.match(r"^[a-z?][\w-]*.*:", line) and not line.startswith("?"):
-            before = [l for l in lines[:i] if l.strip()][-1]
+            before = [text for text in lines[:i] if text.strip()][-1]
             assert before.lstrip().startswith("#"), f"{path}: `{line}` has no comment above it"
 
 
@@ -89,7 +88,7 @@ def submissions(dry_run_output: str) -> int:
     return group_jobs + single_jobs
 
 
-OWN_TARGETS = {"accel_benchmark"}  # GPU rules outside `all`, run by their own target (`benchmark`)
+OWN_TARGETS = {"accel_benchmark"}  # GPU rules outside `all`, run by their own target (`benchmark_all`)
 
 
 def test_sd15_plans_gpu_jobs_in_few_submissions(no_site_vars, tmp_path):

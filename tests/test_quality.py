@@ -7,10 +7,10 @@ import types
 import numpy as np
 import pytest
 import torch
-
 from quality_fixtures import TINY_CLIP, TINY_CLIP_TAG, make_variants, register_tiny_clip, write_weights
-from sdsqueeze import metrics
+
 from sdsqueeze.quality import clip, evaluate, inception, perceptual, weights
+from sdsqueeze.quality import images as metrics
 
 
 @pytest.fixture(scope="module")

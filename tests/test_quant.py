@@ -496,7 +496,7 @@ def test_brecq_beats_round_to_nearest_on_a_unet_block(model_dir, calibration_fil
     learned = reconstruction.learn_rounding(module, roundings, data,
                                             reconstruction.ReconstructionSettings(**SETTINGS))
     assert unit_error(module, learned, data) < unit_error(module, nearest, data)
-    for name, rounding in roundings.items():
+    for rounding in roundings.values():
         assert set(rounding.rounding(hard=True).unique().tolist()) <= {0.0, 1.0}
 
 

@@ -3,8 +3,8 @@
 import re
 
 import pytest
-
 from report_fixtures import WEIGHTS_MISSING, default_config, write_report_inputs
+
 from sdsqueeze.report import build_report
 from sdsqueeze.report.sections import efficiency, pareto_front
 

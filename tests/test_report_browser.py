@@ -5,8 +5,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from report_fixtures import default_config, write_report_inputs
+
 from sdsqueeze.report import build_report
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "browser_check.py"

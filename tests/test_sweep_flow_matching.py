@@ -18,8 +18,12 @@ from sdsqueeze.variants import prepare
 
 def tiny_sd3_pipeline():
     """SD3's pipeline with tiny seeded parts; no T5 (the pipeline supports its absence)."""
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
-                           StableDiffusion3Pipeline)
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
     torch.manual_seed(0)
@@ -50,7 +54,7 @@ def test_flow_matching_shared_path_equals_naive(tmp_path):
     pipe = tiny_sd3_pipeline()
     spec = dict(name="sd3", dtype="float32", attention="default", scheduler="default", steps=6,
                 guidance=5.0, height=32, width=32, batch_size=1)
-    grid = plan.Grid(make_operator("seed-round"), (1, 3), (1.0, 0.5), (42,), 1, 1, 1, 6)
+    grid = plan.Grid(make_operator("ci-round"), (1, 3), (1.0, 0.5), (42,), 1, 1, 1, 6)
     prompts = pd.DataFrame({"prompt_id": [3], "prompt": ["a lighthouse at dusk"]})
     runs = runner.render_shard(pipe, spec, grid, 0, prompts, tmp_path / "shard-0", "cpu",
                                progress=False)

@@ -12,7 +12,7 @@ from sdsqueeze.sweep import fit
 
 def sweep_files(tmp_path):
     rng = np.random.default_rng(0)
-    rows = [{"prompt_id": 1, "seed": seed, "operator": "seed-round", "level_name": "ratio",
+    rows = [{"prompt_id": 1, "seed": seed, "operator": "ci-round", "level_name": "ratio",
              "step": k, "level": r, "file": f"p00001/step{k}_ratio{r}_seed{seed}_compressed.png",
              "bits_ans": 3 + 2 * (1 - r), "bits_zlib": 4 + 2 * (1 - r), "entropy_bits": 2.5,
              "psnr_gray_db": 20 + k - 8 * r + rng.normal(0, 0.3),

@@ -33,7 +33,7 @@ def pipe():
     return pipeline
 
 
-def small_grid(operator="seed-round", levels=(1.0, 0.5, 0.25), batch_size=1, seeds=(42,)):
+def small_grid(operator="ci-round", levels=(1.0, 0.5, 0.25), batch_size=1, seeds=(42,)):
     return plan.Grid(make_operator(operator), (1, 4, 6), levels, seeds, 1, len(seeds), batch_size, 8)
 
 
@@ -42,7 +42,7 @@ def pixels(path):
 
 
 @pytest.mark.parametrize("scheduler,operator,levels", [
-    ("pndm", "seed-round", (1.0, 0.5, 0.25)),   # multistep: PNDM's history is rebuilt by replay
+    ("pndm", "ci-round", (1.0, 0.5, 0.25)),   # multistep: PNDM's history is rebuilt by replay
     ("dpm++", "uniform", (3, 5, 8)),            # multistep DPM-Solver++ with the b-bit operator
 ])
 def test_shared_path_gives_the_naive_pixels(pipe, tmp_path, scheduler, operator, levels):
@@ -116,7 +116,7 @@ from sdsqueeze.sweep import plan, runner
 from sdsqueeze.sweep.operator import make_operator
 torch.set_num_threads(1)
 pipe = build_tiny_pipeline(TinySpec(image_size=64))
-grid = plan.Grid(make_operator("seed-round"), (1, 4, 6), (1.0, 0.5, 0.25), (42, 43), 1, 2, 1, 8)
+grid = plan.Grid(make_operator("ci-round"), (1, 4, 6), (1.0, 0.5, 0.25), (42, 43), 1, 2, 1, 8)
 prompts = pd.DataFrame({{"prompt_id": [7], "prompt": ["a red bus parked on a city street"]}})
 spec = dict(name="ref", dtype="float32", attention="classic", scheduler="pndm", steps=8,
             guidance=7.5, height=64, width=64, batch_size=1)

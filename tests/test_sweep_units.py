@@ -1,6 +1,5 @@
 """Operators, measured bits, grid planning and the surface fit (no diffusion model needed)."""
 
-import os
 import zlib
 
 import numpy as np
@@ -10,18 +9,18 @@ import torch
 import yaml
 
 from sdsqueeze.sweep import bits, fit, plan
-from sdsqueeze.sweep.operator import make_operator, seed_round, seed_scale, uniform
+from sdsqueeze.sweep.operator import ci_round, ci_scale, make_operator, uniform
 
 
 def test_seed_operator_is_the_seeds_formula():
     x = torch.randn(4, 8, 8) * 2
     for ratio in (1.0, 0.9, 0.8, 0.75, 0.66, 0.5, 0.4, 0.33, 0.25):
         scale = round(1 / ratio, 2)
-        out = seed_round(x, ratio)
+        out = ci_round(x, ratio)
         assert torch.equal(out.latent, torch.round(x * scale) / scale)
         assert torch.equal(out.codes, torch.round(x * scale).long())
-    assert seed_scale(0.66) == 1.52 and seed_scale(0.33) == 3.03
-    assert torch.equal(seed_round(x, 1.0).latent, torch.round(x))  # ratio 1.0: integers, the coarsest
+    assert ci_scale(0.66) == 1.52 and ci_scale(0.33) == 3.03
+    assert torch.equal(ci_round(x, 1.0).latent, torch.round(x))  # ratio 1.0: integers, the coarsest
 
 
 def test_uniform_quantizer_error_and_range():
@@ -34,12 +33,12 @@ def test_uniform_quantizer_error_and_range():
         assert torch.all((out.latent - x).abs() <= step / 2 + 1e-6)
         assert out.side_bits == (4 if per_channel else 1) * 64
     assert make_operator("uniform", "tensor").label(6) == "bits6"
-    assert make_operator("seed-round").label(0.75) == "ratio0.75"
+    assert make_operator("ci-round").label(0.75) == "ratio0.75"
 
 
 def test_bits_are_real_bytes_that_decode_and_grow_with_precision():
     latent = torch.randn(4, 16, 16, generator=torch.Generator().manual_seed(0))
-    codes = seed_round(latent, 0.25).codes.numpy()
+    codes = ci_round(latent, 0.25).codes.numpy()
     # zlib: the bytes decompress to the codes
     raw = np.frombuffer(zlib.decompress(bits.zlib_bytes(codes)), dtype="<i2").reshape(codes.shape)
     assert np.array_equal(raw, codes)
@@ -47,18 +46,19 @@ def test_bits_are_real_bytes_that_decode_and_grow_with_precision():
     words = bits.ans_words(codes)
     params = [(low, high, mean, std) for _, low, high, mean, std in bits.channel_gaussians(codes)]
     assert np.array_equal(bits.ans_decode(words, params, codes[0].size), codes.reshape(4, -1))
-    sizes = {r: bits.measure(seed_round(latent, r).codes)["bits_ans"] for r in (1.0, 0.5, 0.25)}
+    sizes = {r: bits.measure(ci_round(latent, r).codes)["bits_ans"] for r in (1.0, 0.5, 0.25)}
     assert sizes[1.0] < sizes[0.5] < sizes[0.25]
     measured = bits.measure(codes)
     assert measured["bits_ans"] >= measured["entropy_bits"]  # a real code cannot beat the entropy
 
 
 def seed_config():
-    from sdsqueeze.config import load_schema
     from snakemake.utils import validate
 
+    from sdsqueeze.config import load_schema
+
     config = yaml.safe_load(open("config.yaml"))
-    config["sweep"].update(yaml.safe_load(open("config/sweep-seed.yaml"))["sweep"])
+    config["sweep"].update(yaml.safe_load(open("config/sweep-compression-inference.yaml"))["sweep"])
     config["prompts"]["n"] = 1
     validate(config, "schemas/config.schema.yaml", set_default=True)
     assert load_schema()  # the schema parses
@@ -90,13 +90,13 @@ def synthetic_table(true, noise=0.0, seed=0):
     return pd.DataFrame({"s_norm": s.ravel(), "r_norm": r.ravel(), "Q": q})
 
 
-TRUE = (1.5, -8.0, 0.4, 6.0, 0.6, -0.2)  # inside the seed's bounds
+TRUE = (1.5, -8.0, 0.4, 6.0, 0.6, -0.2)  # inside Compression-Inference's bounds
 
 
 def test_fit_uses_the_seeds_bounds_and_start_point():
     assert fit.BOUNDS == {"L": (0.1, 2.0), "K1": (-50.0, 50.0), "B1": (0.0, 1.0),
                           "K2": (-50.0, 50.0), "B2": (0.0, 1.0), "D": (-5.0, 5.0)}
-    # Q rising with the step and falling with the ratio: exactly the seed's p0
+    # Q rising with the step and falling with the ratio: exactly Compression-Inference's p0
     assert fit.start_point(synthetic_table(TRUE)) == fit.SEED_START
     # a bit-depth axis (quality rises with it): the ratio slope's start flips sign
     flipped = synthetic_table((1.5, -8.0, 0.4, -6.0, 0.6, -0.2))
@@ -151,7 +151,7 @@ def test_seed_procedure_normalises_scores_logs_and_plots(tmp_path):
 
 
 def test_the_min_max_zero_point_leaves_the_surface_unidentified():
-    """The worst run scores 0 (Q = ln 1e-6 = -13.8), far below what the seed's L <= 2 reaches."""
+    """The worst run scores 0 (Q = ln 1e-6 = -13.8), far below what Compression-Inference's L <= 2 reaches."""
     runs = pd.DataFrame(seed_rows())
     worst = runs.psnr_gray_db.idxmin()
     runs.loc[worst, "ssim_gray"] = runs.ssim_gray.min() - 0.1  # one run worst in both metrics
@@ -173,20 +173,14 @@ def test_bootstrap_resamples_seeds_not_runs():
     assert len(drawn) == 3 * len(runs[runs.seed == 42])
 
 
-def test_layered_seed_sweep_dry_run_plans_5400_runs_in_under_200_jobs(tmp_path):
-    """`snakemake -n --configfile <model config> config/sweep-seed.yaml`, offline."""
+def test_layered_compression_inference_sweep_dry_run_plans_5400_runs_in_under_200_jobs(snakemake_run):
+    """`snakemake -n --configfile <model config> config/sweep-compression-inference.yaml`, offline."""
     import re
-    import subprocess
-    import sys
     import time
-    from pathlib import Path
 
-    model_config = Path("config/sd15.yaml")
-    snakemake = Path(sys.executable).parent / "snakemake"
     began = time.time()
-    out = subprocess.run([str(snakemake), "-n", "--nolock", "--configfile", str(model_config),
-                          "config/sweep-seed.yaml"], capture_output=True, text=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    out = snakemake_run("-n", "--nolock", "--configfile", "config/sd15.yaml", "config/sweep-compression-inference.yaml",
+                        timeout=120)
     seconds = time.time() - began
     assert out.returncode == 0, out.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))

@@ -2,7 +2,8 @@
 
 ``check`` runs the JSON schema and turns the most relevant violation into one sentence naming
 the key and what is allowed; ``snakemake.utils.validate`` then fills the schema's defaults.
-Cross-key rules the schema cannot express (the reference must be a variant) follow.
+Cross-key rules the schema cannot express (the reference must be a variant, the DiffC rate points
+and the sweep's grid must fit their schedules) follow: the workflow's one semantic check.
 """
 
 from __future__ import annotations
@@ -101,6 +102,30 @@ def check_semantics(config: dict) -> None:
             f"invalid config: 'prompts.captions' file {captions} does not exist and "
             "'prompts.download_url' is not set; give the path to a COCO captions JSON"
         )
+    check_diffc(config)
+    check_sweep(config)
+
+
+def check_diffc(config: dict) -> None:
+    diffc = config["diffc"]
+    off_grid = [t for t in diffc["recon_timesteps"] if t % diffc["step_stride"]]
+    if diffc["enabled"] and off_grid:
+        raise ConfigError(
+            f"invalid config: diffc.recon_timesteps {off_grid} are not multiples of diffc.step_stride "
+            f"({diffc['step_stride']}); coding stops only on the grid of coded timesteps"
+        )
+
+
+def check_sweep(config: dict) -> None:
+    """The sweep's grid must fit its variant's steps (sdsqueeze.sweep.plan states each rule)."""
+    if not config["sweep"]["enabled"]:
+        return
+    from .sweep.plan import grid_from_config
+
+    try:
+        grid_from_config(config)
+    except ValueError as err:
+        raise ConfigError(f"invalid config: {err}") from None
 
 
 def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:

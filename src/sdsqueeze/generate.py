@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import intermediates, io, seeding
+from .pipeline import run_pipeline
 from .variants import Prepared, prepare
 
 MANIFEST_COLUMNS = [
@@ -57,27 +58,13 @@ class PeakMemory:
 
 def run_batch(prepared: Prepared, prompts: list[str], latents):
     """One pipeline call; returns (PIL images, final latents on CPU)."""
-    spec = prepared.spec
     captured = {}
 
-    def on_step_end(pipe, step, timestep, callback_kwargs):
-        for callback in prepared.step_callbacks:
-            callback_kwargs = callback(pipe, step, timestep, callback_kwargs) or callback_kwargs
+    def keep_latents(pipe, step, timestep, callback_kwargs):
         captured["latents"] = callback_kwargs["latents"]
         return callback_kwargs
 
-    out = prepared.pipe(
-        prompt=prompts,
-        latents=latents,
-        num_inference_steps=int(spec["steps"]),
-        guidance_scale=float(spec["guidance"]),
-        height=int(spec["height"]),
-        width=int(spec["width"]),
-        output_type="pil",
-        callback_on_step_end=on_step_end,
-        callback_on_step_end_tensor_inputs=["latents"],
-        **prepared.call_kwargs,
-    )
+    out = run_pipeline(prepared, prompts, latents, keep_latents)
     return out.images, captured["latents"].detach().float().cpu()
 
 

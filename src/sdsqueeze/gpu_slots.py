@@ -22,9 +22,9 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, MutableMapping
 
 LOCK_DIR_ENV = "SDSQ_GPU_LOCK_DIR"
 log = logging.getLogger(__name__)

@@ -13,9 +13,10 @@ import os
 import platform
 import secrets
 import shutil
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PROVENANCE_PACKAGES = (
     "torch", "diffusers", "transformers", "numpy", "scikit-image", "open-clip-torch",

@@ -32,6 +32,72 @@ class ModelUnavailableError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class SDArchitecture:
+    """SD 1.x's component layout (cross-attention down/up blocks around one plain block, a 4-level
+    VAE, a CLIP text encoder) with its sizes: SD 1.5's published ones or the tiny model's."""
+
+    unet_channels: tuple[int, ...]
+    layers_per_block: int
+    attention_head_dim: int
+    text_hidden: int  # also the UNet's cross-attention width
+    text_layers: int
+    text_heads: int
+    vae_channels: tuple[int, ...]
+    vae_layers: int
+    norm_groups: int
+
+
+SD15_ARCHITECTURE = SDArchitecture(unet_channels=(320, 640, 1280, 1280), layers_per_block=2,
+                                   attention_head_dim=8, text_hidden=768, text_layers=12, text_heads=12,
+                                   vae_channels=(128, 256, 512, 512), vae_layers=2, norm_groups=32)
+
+
+def build_sd_components(arch: SDArchitecture, image_size: int):
+    """(unet, vae, text_encoder) of ``arch`` with weights from torch's current RNG state: the one
+    builder of the embedded model and of the GPU benchmark's SD 1.5 (which cannot download)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cross_blocks = len(arch.unet_channels) - 1
+    unet = UNet2DConditionModel(
+        sample_size=image_size // 8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=arch.unet_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * cross_blocks + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * cross_blocks,
+        layers_per_block=arch.layers_per_block,
+        cross_attention_dim=arch.text_hidden,
+        attention_head_dim=arch.attention_head_dim,
+        norm_num_groups=arch.norm_groups,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(arch.vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(arch.vae_channels),
+        block_out_channels=arch.vae_channels,
+        layers_per_block=arch.vae_layers,
+        latent_channels=4,
+        norm_num_groups=arch.norm_groups,
+        sample_size=image_size,
+        scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=arch.text_hidden,
+            intermediate_size=4 * arch.text_hidden,
+            num_hidden_layers=arch.text_layers,
+            num_attention_heads=arch.text_heads,
+            max_position_embeddings=77,
+            projection_dim=arch.text_hidden,
+        )
+    )
+    return unet, vae, text_encoder
+
+
+@dataclass(frozen=True)
 class TinySpec:
     """Sizes of the embedded model: SD 1.x's architecture, shrunk to run in seconds on a CPU."""
 
@@ -44,6 +110,11 @@ class TinySpec:
     # weights, which unit tests use for speed. The workflow's default is EMBEDDED_FIT below.
     vae_fit_steps: int = 0
     unet_fit_steps: int = 0
+
+    def architecture(self) -> SDArchitecture:
+        return SDArchitecture(unet_channels=self.unet_channels, layers_per_block=1, attention_head_dim=8,
+                              text_hidden=self.text_hidden, text_layers=self.text_layers, text_heads=4,
+                              vae_channels=(16, 32, 32, 32), vae_layers=1, norm_groups=16)
 
 
 EMBEDDED_FIT = {"vae_fit_steps": 800, "unet_fit_steps": 500}  # = the schema's defaults (tested)
@@ -79,45 +150,11 @@ def build_tiny_pipeline(spec: TinySpec = TinySpec(), fit_report: dict | None = N
     import tempfile
 
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
 
     torch.manual_seed(spec.seed)
-    unet = UNet2DConditionModel(
-        sample_size=spec.image_size // 8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=spec.unet_channels,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        layers_per_block=1,
-        cross_attention_dim=spec.text_hidden,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 32, 32, 32),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=16,
-        sample_size=spec.image_size,
-        scaling_factor=0.18215,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=spec.text_hidden,
-            intermediate_size=4 * spec.text_hidden,
-            num_hidden_layers=spec.text_layers,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=spec.text_hidden,
-        )
-    )
+    unet, vae, text_encoder = build_sd_components(spec.architecture(), spec.image_size)
     with tempfile.TemporaryDirectory() as tok_dir:
         write_clip_tokenizer(Path(tok_dir))
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir)

@@ -35,7 +35,7 @@ def initial_latents(seeds: list[int], shape: tuple[int, ...]):
 
 def latent_shape(pipe, height: int, width: int) -> tuple[int, int, int]:
     """(channels, h, w) of one latent for any diffusers text-to-image pipeline."""
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer")
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
     channels = denoiser.config.in_channels
     factor = pipe.vae_scale_factor
     return (channels, height // factor, width // factor)

@@ -2,7 +2,7 @@
 # The pipeline on a real (single-node) SLURM, through profiles/slurm. Needs root on Debian.
 #   bash tests/cluster/run.sh        (called by .ci/run; python/snakemake taken from PATH)
 # 1. brings up SLURM (tests/cluster/slurm.sh up; down again on exit, by pid);
-# 2. runs tests/cluster/config-small.yaml locally and through the profile, in two copies of the
+# 2. runs .test/cluster/config.yaml locally and through the profile, in two copies of the
 #    workflow, asserts that every non-local job went through sbatch, and compares the outputs
 #    byte for byte (tests/cluster/compare_outputs.py);
 # 3. a job that fails once is retried per the profile; a job that always fails is reported;
@@ -33,10 +33,10 @@ fi
 python3 -c "import snakemake_executor_plugin_slurm" 2>/dev/null \
     || fail "snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')"
 
-copy_workflow() {  # copy_workflow DEST: the checkout's files, with config-small.yaml as config.yaml
+copy_workflow() {  # copy_workflow DEST: the checkout's files, with .test/cluster/config.yaml as config.yaml
     mkdir -p "$1"
     (cd "$ROOT" && git ls-files -co --exclude-standard -z | tar --null -cf - -T -) | tar -xf - -C "$1"
-    cp "$HERE/config-small.yaml" "$1/config.yaml"
+    cp "$ROOT/.test/cluster/config.yaml" "$1/config.yaml"
 }
 
 slurm_ids_in() { grep -oE "submitted with SLURM jobid [0-9]+" "$1" | awk '{print $NF}'; }

@@ -1,9 +1,3 @@
-"""Acceleration techniques (issue 4) and real low-bit kernels (issue 3), each applied to a freshly
-loaded pipeline by ``sdsqueeze.accel.techniques.apply_acceleration`` from a variant's keys."""
-
-
-def apply_acceleration(prepared) -> None:
-    """TECHNIQUES entry; imports torch/diffusers only when a variant is prepared (not at DAG parse)."""
-    from .techniques import apply_acceleration as apply
-
-    apply(prepared)
+"""Acceleration techniques and real low-bit kernels: attention (SDPA backends, fused QKV, K/V
+cache), DeepCache feature caching, torchao low-bit kernels, compilation and host-side timesteps,
+each a module with a frozen config and an ``apply`` registered in ``sdsqueeze.techniques``."""

@@ -1,6 +1,7 @@
-"""Attention processors: SDPA with a pinned backend, and a cross-attention K/V cache.
+"""The attention technique: every value of the ``attention`` key (classic, sdpa, a pinned SDPA
+backend), fused QKV projections and a cross-attention K/V cache.
 
-Both are diffusers attention processors (``Attention.set_processor``), so no diffusers file is
+All are diffusers attention processors (``Attention.set_processor``), so no diffusers file is
 patched. The backend is pinned with ``torch.nn.attention.sdpa_kernel``; a backend that cannot
 run the given shapes/dtype/device makes torch raise "No available kernel", never a fallback.
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import weakref
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
-from diffusers.models.attention_processor import AttnProcessor2_0
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+from ..technique import TechniqueConfig
 
 # attention enum value -> torch SDPA backend
 SDPA_BACKENDS = {
@@ -151,3 +155,96 @@ def observed_sdpa_backends(run) -> dict[str, int]:
         if backend:
             counts[backend] = counts.get(backend, 0) + 1
     return counts
+
+
+@dataclass(frozen=True)
+class AttentionConfig(TechniqueConfig):
+    """Variant keys ``attention``, ``fuse_qkv``, ``kv_cache`` (schemas/config.schema.yaml)."""
+
+    attention: str = "default"  # default keeps the model's processors
+    fuse_qkv: bool = False
+    kv_cache: bool = False
+
+
+def set_processor(prepared, config: AttentionConfig) -> None:
+    """classic = diffusers' AttnProcessor (explicit softmax(QK^T)V); sdpa = AttnProcessor2_0.
+
+    Registered before PTQ, which measures its activation ranges through these processors; the
+    backend pin, fused QKV and the K/V cache (``apply``) come after it."""
+    kind = config.attention
+    processor = {"classic": AttnProcessor, "sdpa": AttnProcessor2_0}.get(kind)
+    if processor is None:
+        return  # other kinds are owned by later techniques
+    for name in ("unet", "transformer", "vae"):
+        module = getattr(prepared.pipe, name, None)
+        if module is not None and hasattr(module, "set_attn_processor"):
+            try:
+                module.set_attn_processor(processor())
+            except (ValueError, TypeError):
+                # SD3's transformer uses joint-attention processors a plain one cannot replace.
+                if name != "vae":
+                    raise ValueError(
+                        f"attention '{kind}' cannot be set on {type(module).__name__}; "
+                        "use attention: default for this model"
+                    ) from None
+    prepared.notes["attention"] = kind
+
+
+def _attention_modules(pipe):
+    return [m for m in (getattr(pipe, "unet", None), getattr(pipe, "vae", None))
+            if m is not None and hasattr(m, "set_attn_processor")]
+
+
+def _probe_inputs(pipe, spec: dict):
+    """One UNet call's inputs at the variant's size and batch (classifier-free guidance doubles it)."""
+    unet = pipe.unet
+    param = next(unet.parameters())
+    rows = int(spec["batch_size"]) * (2 if float(spec["guidance"]) > 1 else 1)
+    factor = getattr(pipe, "vae_scale_factor", 8)
+    shape = (rows, unet.config.in_channels, int(spec["height"]) // factor, int(spec["width"]) // factor)
+    tokens = getattr(getattr(pipe, "tokenizer", None), "model_max_length", 77)
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(shape, generator=generator).to(param.device, param.dtype)
+    context = torch.randn((rows, tokens, unet.config.cross_attention_dim), generator=generator)
+    return sample, torch.tensor(500, device=param.device), context.to(param.device, param.dtype)
+
+
+def record_sdpa_backends(prepared) -> None:
+    """Which SDPA kernels actually ran: profile one eager UNet call at the variant's shapes."""
+    pipe, spec = prepared.pipe, prepared.spec
+    sample, timestep, context = _probe_inputs(pipe, spec)
+    with torch.inference_mode():
+        counts = observed_sdpa_backends(lambda: pipe.unet(sample, timestep, context))
+    prepared.notes["sdpa_backends_ran"] = counts or "none (no SDPA call: classic attention)"
+
+
+def apply(prepared, config: AttentionConfig) -> None:
+    """A pinned SDPA backend, fused QKV projections and the K/V cache, as the config asks."""
+    pipe = prepared.pipe
+    kind = config.attention
+    backend = kind if kind in SDPA_BACKENDS else None
+    if backend:
+        for module in _attention_modules(pipe):
+            module.set_attn_processor(AttnProcessor2_0())
+    if config.fuse_qkv:
+        if kind == "classic":
+            raise ValueError("fuse_qkv uses diffusers' FusedAttnProcessor2_0 (SDPA); it cannot "
+                             "be combined with attention: classic")
+        for module in _attention_modules(pipe):
+            module.fuse_qkv_projections()
+        prepared.notes["fuse_qkv"] = "FusedAttnProcessor2_0 on " + ", ".join(
+            type(m).__name__ for m in _attention_modules(pipe))
+    if config.kv_cache:
+        if kind == "classic" or config.fuse_qkv:
+            raise ValueError("kv_cache is an SDPA processor: use attention sdpa or a backend "
+                             "(flash|efficient|math|cudnn), without fuse_qkv")
+        caches = install_kv_cache(pipe.unet)
+        prepared.notes["kv_cache"] = f"{len(caches)} UNet attention modules"
+        prepared.kv_caches = caches
+    if backend:
+        # UNet only: the VAE's single attention has head dim 512, which flash and cuDNN attention
+        # do not take (<= 256), so it keeps torch's own SDPA choice.
+        pin_backend(pipe.unet, backend)
+        prepared.notes["sdpa_backend_pinned"] = f"{backend} (UNet)"
+    if kind != "classic" and getattr(pipe, "unet", None) is not None:
+        record_sdpa_backends(prepared)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..technique import TechniqueConfig
+
 
 @dataclass
 class DeepCacheState:
@@ -70,3 +72,30 @@ def install_deepcache(unet, interval: int):
         return callback_kwargs
 
     return state, on_step_end
+
+
+@dataclass(frozen=True)
+class DeepCacheConfig(TechniqueConfig):
+    """Variant key ``deepcache``: the interval of full UNet steps (0 = off)."""
+
+    deepcache: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return int(self.deepcache) > 0
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def apply(prepared, config: DeepCacheConfig) -> None:
+    interval = int(config.deepcache)
+    if prepared.spec.get("compile") in CUDA_GRAPH_MODES:
+        # The kept deep features are outputs of a CUDA-graph replay, which the next replay
+        # overwrites ("accessing tensor output of CUDAGraphs that has been overwritten").
+        raise ValueError("deepcache cannot be combined with a CUDA-graph compile mode "
+                         f"('{prepared.spec['compile']}'); use compile: default or none")
+    state, callback = install_deepcache(prepared.pipe.unet, interval)
+    prepared.step_callbacks.append(callback)
+    prepared.deepcache = state
+    prepared.notes["deepcache"] = {"interval": interval, "skipped": sorted(deep_modules(prepared.pipe.unet))}

@@ -3,8 +3,8 @@
 diffusers' pipelines put the scheduler's timesteps on the execution device. PNDM and DDIM then
 index their host-side tables (``alphas_cumprod``) with a GPU tensor and compare it with 0, and each
 such read makes the host wait until the GPU has finished the step. The host can then not queue the
-next step while the GPU works: at batch 1 the GPU idles between steps (77% busy in
-docs/benchmarks/gpu_run8_profiles.txt), and the host's work before each CUDA-graph replay lands
+next step while the GPU works: at batch 1 the GPU idles between steps (well under fully busy
+in the committed benchmark profiles, benchmarks/results/), and the host's work before each CUDA-graph replay lands
 inside the measured step.
 
 With ``host_timesteps`` the scheduler keeps its timesteps on the host, so its arithmetic is host
@@ -16,7 +16,11 @@ timestep lives changes. Written by hand: diffusers has no switch for where times
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from ..technique import TechniqueConfig
 
 
 class HostTimesteps:
@@ -67,3 +71,20 @@ def keep_timesteps_on_host(pipe) -> HostTimesteps:
     state.wrap_scheduler(pipe.scheduler)
     pipe.unet.register_forward_pre_hook(state.unet_pre_hook, with_kwargs=True)
     return state
+
+
+@dataclass(frozen=True)
+class HostTimestepsConfig(TechniqueConfig):
+    """Variant key ``host_timesteps``."""
+
+    host_timesteps: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host_timesteps)
+
+
+def apply(prepared, config: HostTimestepsConfig) -> None:
+    """Registered last: its hook must sit outside the compiled UNet."""
+    prepared.host_timesteps = keep_timesteps_on_host(prepared.pipe)
+    prepared.notes["host_timesteps"] = type(prepared.pipe.scheduler).__name__ + " timesteps on the host"

@@ -9,8 +9,11 @@ needs the separate ``mslk`` kernels and it has no int8 conv, so only linears are
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import torch
+
+from ..technique import TechniqueConfig
 
 SCHEMES = ("int8-weight-only", "int8-dynamic", "int4-weight-only", "fp8-dynamic")
 # torch._int_mm and the fp8 row-wise GEMM need more than 16 rows; the time-embedding linears see
@@ -54,7 +57,7 @@ def config_for(scheme: str):
     )
 
     # set_inductor_config=False: torchao's recommended inductor settings turn on coordinate-descent
-    # autotuning, which made compiling the SD 1.5 UNet run past 9 minutes on an H200 (2026-11-22);
+    # autotuning, which made compiling the SD 1.5 UNet run past a GPU machine's time limit;
     # the one setting that matters for int8 (fusing the scale into _int_mm) is set by hand below.
     if scheme == "int8-weight-only":
         return Int8WeightOnlyConfig(set_inductor_config=False)
@@ -122,3 +125,18 @@ def serialized_bytes(module: torch.nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(module.state_dict(), buffer)
     return buffer.getbuffer().nbytes
+
+
+@dataclass(frozen=True)
+class LowBitConfig(TechniqueConfig):
+    """Variant key ``lowbit``: a torchao scheme of SCHEMES for the UNet's Linear layers ("none" = off)."""
+
+    lowbit: str = "none"
+
+    @property
+    def enabled(self) -> bool:
+        return self.lowbit != "none"
+
+
+def apply(prepared, config: LowBitConfig) -> None:
+    prepared.notes["lowbit"] = quantize_unet(prepared.pipe.unet, config.lowbit)

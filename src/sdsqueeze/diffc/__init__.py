@@ -6,9 +6,18 @@ reverse-channel coder is in ``rcc``, the file format in ``bitstream``. CLI: ``py
 
 from .bitstream import DiffcFile, DiffcFormatError
 from .chunks import StepTooLargeError
-from .codec import (DiffcError, DiffcSettings, DiffusionModel, EncodeReport, decode, encode,
-                    decode_latent, encode_rate_points, model_fingerprint,
-                    vae_roundtrip)
+from .codec import (
+                    DiffcError,
+                    DiffcSettings,
+                    DiffusionModel,
+                    EncodeReport,
+                    decode,
+                    decode_latent,
+                    encode,
+                    encode_rate_points,
+                    model_fingerprint,
+                    vae_roundtrip,
+)
 
 __all__ = ["DiffcError", "DiffcFile", "DiffcFormatError", "DiffcSettings", "DiffusionModel",
            "EncodeReport", "StepTooLargeError", "decode", "decode_latent", "encode", "encode_rate_points",

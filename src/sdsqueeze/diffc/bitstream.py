@@ -88,7 +88,7 @@ class DiffcFile:
         return bytes(body) + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "DiffcFile":
+    def from_bytes(cls, data: bytes) -> DiffcFile:
         if len(data) < len(MAGIC) + 1 or data[:len(MAGIC)] != MAGIC:
             raise DiffcFormatError("not a .diffc file (bad magic bytes)")
         if data[len(MAGIC)] != VERSION:

@@ -98,7 +98,6 @@ class DiffusionModel:
 
     def image_to_latent(self, image: np.ndarray):
         import torch
-
         from PIL import Image
 
         # a PIL image: the processor rescales 8-bit values only for PIL input, not for numpy arrays

@@ -49,7 +49,7 @@ class ChunkPlan:
         return 2 ** (self.max_exponent + 1) - 1
 
     @classmethod
-    def for_budget(cls, kl_bits: float, margin_bits: float) -> "ChunkPlan":
+    def for_budget(cls, kl_bits: float, margin_bits: float) -> ChunkPlan:
         """Search about 2^(KL + margin) candidates: the margin buys accuracy of the sample."""
         return cls(float(kl_bits), max(0, math.ceil(kl_bits + margin_bits) - 1))
 

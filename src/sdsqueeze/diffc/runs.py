@@ -137,7 +137,7 @@ def lpips_scorer(device: str = "cpu", weights_dir: str | None = None, download: 
 def rate_distortion(model_name: str, encoded_dirs: list[Path], decoded_dirs: list[Path],
                     weights_dir: str | None = None, download: bool = True) -> pd.DataFrame:
     """One row per reconstruction: bits per pixel (from the file's size on disk) and quality."""
-    from ..metrics import load_rgb, psnr, ssim
+    from ..quality.images import load_rgb, psnr, ssim
 
     scorer, lpips_note = lpips_scorer(weights_dir=weights_dir, download=download)
     frames = []

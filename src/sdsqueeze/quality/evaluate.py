@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import metrics
+from . import images as metrics
 from .weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,13 @@ class Settings:
     device: str = "cpu"
 
     @classmethod
-    def from_config(cls, config: dict) -> "Settings":
+    def from_config(cls, config: dict) -> Settings:
         m = config.get("metrics", {})
         keys = {k: m[k] for k in ("weights_dir", "download", "clip_model", "clip_pretrained",
                                   "coco_images", "is_splits", "batch_size") if k in m}
         return cls(**keys, device=config.get("device", "cpu"))
 
-    def resolved(self) -> "Settings":
+    def resolved(self) -> Settings:
         """With ``auto``/``cuda`` turned into a usable torch device (clear error without CUDA)."""
         from dataclasses import replace
 
@@ -57,7 +57,7 @@ def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame,
                       settings: Settings) -> pd.DataFrame:
     """PSNR, SSIM, LPIPS against the reference image of the same seed; CLIP score vs the prompt."""
     from .clip import clip_scores, load_clip
-    from .perceptual import lpips_distances, load_lpips
+    from .perceptual import load_lpips, lpips_distances
 
     table = metrics.per_image_quality(variant_dirs, reference_dirs, prompts)
     pairs = metrics.paired_images(variant_dirs, reference_dirs)

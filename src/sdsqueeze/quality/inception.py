@@ -51,7 +51,7 @@ def load_fid_inception(weights_dir: str | Path | None, download: bool) -> FidInc
 
 def images_tensor(paths: list[str | Path]) -> torch.Tensor:
     """N x 3 x H x W float in [0, 1], as torchvision's ToTensor gives pytorch-fid."""
-    from ..metrics import load_rgb
+    from .images import load_rgb
 
     arrays = np.stack([load_rgb(p) for p in paths]).astype(np.float32) / 255.0
     return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()

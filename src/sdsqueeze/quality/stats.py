@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import metrics
 from .evaluate import OK
+from .images import KEYS
 
 PER_IMAGE_METRICS = ["psnr", "ssim", "lpips", "clip_score"]
 # Reference-relative metrics compare an image with its reference image; their value on the
@@ -19,6 +19,24 @@ IDENTITY = {"ssim": 1.0, "lpips": 0.0}
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "clip_score": True}
 NOT_DISTINGUISHABLE = "not distinguishable from the reference"
 DIFFERS = "differs from the reference"
+
+
+def bootstrap_mean(values, confidence: float = 0.95, resamples: int = 2000,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap interval of the mean.
+
+    Constant samples (e.g. a variant identical to the reference) get a zero-width interval;
+    infinite values (identical images' PSNR) make the mean infinite, stated as such.
+    """
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if not np.isfinite(mean) or np.all(values == values[0]) or len(values) < 2:
+        return mean, mean, mean
+    result = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=resamples,
+                       method="percentile", random_state=np.random.default_rng(seed))
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def status_of(group: pd.DataFrame, metric: str) -> str:
@@ -46,7 +64,7 @@ def summarize(per_image: pd.DataFrame, metric_names: list[str], confidence: floa
                    "ci_high": np.nan, "n_prompts": group.prompt_id.nunique(), "n": len(group),
                    "confidence": confidence, "status": status}
             if status == OK and group[metric].notna().any():
-                row["mean"], row["ci_low"], row["ci_high"] = metrics.bootstrap_mean(
+                row["mean"], row["ci_low"], row["ci_high"] = bootstrap_mean(
                     per_prompt(group, metric).to_numpy(), confidence, resamples, seed)
             elif status == OK:
                 row["status"] = "unavailable: no values"
@@ -79,11 +97,11 @@ def paired_differences(per_image: pd.DataFrame, reference: str, metric_names: li
                     diffs = group[metric] - IDENTITY[metric]
                     prompts = group.prompt_id
                 else:
-                    paired = group.merge(ref, on=metrics.KEYS, suffixes=("", "_ref"), validate="one_to_one")
+                    paired = group.merge(ref, on=KEYS, suffixes=("", "_ref"), validate="one_to_one")
                     diffs = paired[metric] - paired[f"{metric}_ref"]
                     prompts = paired.prompt_id
                 by_prompt = diffs.groupby(prompts.to_numpy()).mean().to_numpy()
-                mean, low, high = metrics.bootstrap_mean(by_prompt, confidence, resamples, seed)
+                mean, low, high = bootstrap_mean(by_prompt, confidence, resamples, seed)
                 row.update(difference=mean, ci_low=low, ci_high=high,
                            verdict=NOT_DISTINGUISHABLE if low <= 0 <= high else DIFFERS)
             rows.append(row)

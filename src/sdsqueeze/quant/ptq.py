@@ -34,8 +34,8 @@ whatever quant_max says, so it mis-chooses 4-bit ranges.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -95,7 +95,7 @@ class PTQSpec:
         return self.ranges == "mse"
 
     @classmethod
-    def from_variant(cls, spec: dict) -> "PTQSpec | None":
+    def from_variant(cls, spec: dict) -> PTQSpec | None:
         options = spec.get("ptq")
         return cls(**options) if options else None
 

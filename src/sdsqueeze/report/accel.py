@@ -1,5 +1,5 @@
 """Report sections of the acceleration stage: the benchmark table (GPU runs committed under
-docs/benchmarks/ and/or the DAG's own results/benchmarks/accel/), quality against steps per
+benchmarks/results/ and/or the DAG's own results/benchmarks/accel/), quality against steps per
 scheduler, and the K/V cache's agreement with its uncached twin."""
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ def _formatted(table: pd.DataFrame) -> pd.DataFrame:
             out[column] = out[column].map(lambda v: f"{v:.0%}" if pd.notna(v) else None)
         elif out[column].dtype.kind == "f":
             digits = 3 if column == "s/image" else 1
-            out[column] = out[column].map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else None)
+            out[column] = out[column].map(lambda v, digits=digits: f"{v:.{digits}f}" if pd.notna(v) else None)
     return out
 
 
 def benchmark_section(ctx: ReportContext) -> Section | None:
     if not ctx.has("accel_benchmark"):
         return None
-    from ..accel import benchtables
+    from ..accel import measure as benchtables
 
     body = []
     for label, paths in _by_origin(ctx.inputs["accel_benchmark"]).items():
@@ -58,10 +58,10 @@ def benchmark_section(ctx: ReportContext) -> Section | None:
 def _by_origin(paths: list[str]) -> dict[str, list[str]]:
     """Committed GPU runs one table per lent machine (timings of two machines never mix);
     the DAG's own benchmark apart."""
-    from ..accel import benchtables
+    from ..accel import measure as benchtables
 
-    committed = [p for p in paths if "docs" in Path(p).parts]
-    groups = {f"GPU runs on {machine} (docs/benchmarks)": runs
+    committed = [p for p in paths if Path(p).parts[:2] == ("benchmarks", "results")]
+    groups = {f"GPU runs on {machine} (benchmarks/results)": runs
               for machine, runs in benchtables.by_machine(committed).items()}
     own = [p for p in paths if p not in committed]
     if own:

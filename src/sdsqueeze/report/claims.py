@@ -129,7 +129,7 @@ def gpu_ratio(claim: dict, evidence: Evidence) -> Measurement | None:
     one committed run (same machine, same process), newest run first, at the claim's batch.
     Of several listed variants the most favourable to the claim is taken, so a contradiction
     holds for all of them."""
-    from ..accel import benchtables
+    from ..accel import measure as benchtables
 
     m = claim["measure"]
     speed = m["kind"] == "gpu_speedup"
@@ -145,7 +145,7 @@ def gpu_ratio(claim: dict, evidence: Evidence) -> Measurement | None:
         best = max(values, key=values.get)
         shown = ", ".join(f"{v} {values[v]:.2f}x" if speed else f"{v} {values[v]:.0%}" for v in candidates)
         meta = benchtables.meta_for(path)
-        run = Path(path).name.replace("_results.csv", "")
+        run = benchtables.run_of(path)
         where = (f"{run} on {benchtables.machine_of(path)}: {meta.get('steps')} steps, "
                  f"{meta.get('size')} px, batch {m['batch']}")
         measurement = Measurement(f"{shown} (vs {m['baseline']})", where)
@@ -297,7 +297,7 @@ def claims_table(claims: list[dict], evidence: Evidence) -> pd.DataFrame:
 # ---- the report section ----
 
 def evidence_from(ctx: ReportContext) -> Evidence:
-    from ..accel import benchtables
+    from ..accel import measure as benchtables
 
     def csv(name):
         return pd.read_csv(ctx.inputs[name][0]) if ctx.has(name) else None
@@ -332,7 +332,7 @@ def claims_section(ctx: ReportContext) -> Section | None:
 
 def main() -> None:
     """Print the claims that the committed GPU runs settle (the others need a pipeline run)."""
-    from ..accel import benchtables
+    from ..accel import measure as benchtables
 
     table = claims_table(load_claims(), Evidence(gpu_results=benchtables.committed_results()))
     measured = table[table.verdict != NOT_MEASURED]

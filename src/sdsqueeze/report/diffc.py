@@ -54,7 +54,7 @@ def draw_curves(rd: pd.DataFrame, path) -> list[str]:
         for model, group in coded.groupby("model"):
             mean = group.groupby("recon_timestep").agg(bpp=("bpp", "mean"), q=(key, "mean")).sort_values("bpp")
             line = ax.plot(mean.bpp, mean.q, marker="o", label=f"DiffC {model}")[0]
-            for image, per_image in group.groupby("image"):
+            for _, per_image in group.groupby("image"):
                 per_image = per_image.sort_values("bpp")
                 ax.plot(per_image.bpp, per_image[key], color=line.get_color(), alpha=0.25, lw=0.8)
             ceiling = frame[(frame.method == "vae") & (frame.model == model)][key]

@@ -361,7 +361,7 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..metrics import load_rgb, read_manifests
+    from ..quality.images import load_rgb, read_manifests
 
     prompts = pd.read_csv(ctx.inputs["prompts"][0])
     manifests = read_manifests(ctx.inputs["shards"], prompts)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..sweep.fit import PARAMS
 from .. import io
+from ..sweep.fit import PARAMS
 from .page import ReportContext, Section, source_note, table_html
 
 

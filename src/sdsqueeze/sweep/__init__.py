@@ -2,5 +2,5 @@
 
 ``operator`` holds the compression operators, ``bits`` measures their real coded size,
 ``plan`` lays out the grid and its shards, ``runner`` renders a shard on shared trajectories,
-``quality`` scores each run against its uncompressed image and ``fit`` fits the seed's surface.
+``quality`` scores each run against its uncompressed image and ``fit`` fits Compression-Inference's surface.
 """

@@ -1,11 +1,11 @@
-"""The seed's quality surface, fitted from the sweep's CSV alone, and whether it is identified.
+"""Compression-Inference's quality surface, fitted from the sweep's CSV alone, and whether it is identified.
 
 The Compression-Inference project's public fit_model.py is followed: PSNR and SSIM are min-max
 normalised over all runs, score = their mean, Q = ln(score + 1e-6), s' and r' are the min-max
 normalised compression step and level, and Q(s', r') = L / (1 + exp(K1 (s' - B1) + K2 (r' - B2))) + D
 is fitted with ``scipy.optimize.curve_fit`` on every run, with that file's bounds and start point.
 
-Two things the seed's script does not do: intervals come from a bootstrap over seeds (the runs of
+Two things Compression-Inference's script does not do: intervals come from a bootstrap over seeds (the runs of
 one seed share its trajectory, so they are not independent draws), and the fit is called
 *identified* only when no parameter sits on a bound and R² reaches ``min_r2``; a surface that is
 not identified is not drawn, and the reasons are recorded.
@@ -19,10 +19,10 @@ import pandas as pd
 PARAMS = ("L", "K1", "B1", "K2", "B2", "D")
 EPSILON = 1e-6
 FORMULA = "Q(s', r') = L / (1 + exp(K1 (s' - B1) + K2 (r' - B2))) + D"
-# The seed's fit_model.py: lower [0.1, -50, 0, -50, 0, -5], upper [2, 50, 1, 50, 1, 5].
+# Compression-Inference's fit_model.py: lower [0.1, -50, 0, -50, 0, -5], upper [2, 50, 1, 50, 1, 5].
 BOUNDS = {"L": (0.1, 2.0), "K1": (-50.0, 50.0), "B1": (0.0, 1.0),
           "K2": (-50.0, 50.0), "B2": (0.0, 1.0), "D": (-5.0, 5.0)}
-# The seed's p0 = [1, -10, 0.5, 10, 0.5, 0]; see start_point for the slopes' signs.
+# Compression-Inference's p0 = [1, -10, 0.5, 10, 0.5, 0]; see start_point for the slopes' signs.
 SEED_START = {"L": 1.0, "K1": -10.0, "B1": 0.5, "K2": 10.0, "B2": 0.5, "D": 0.0}
 BOOTSTRAP_SEED = 0  # fixed: a rerun draws the same resamples, bit for bit
 
@@ -53,9 +53,9 @@ def fit_table(runs: pd.DataFrame, convention: str, psnr_cap_db: float) -> pd.Dat
 
 
 def start_point(table: pd.DataFrame) -> dict[str, float]:
-    """The seed's start point. Its slopes' signs suit its axes (Q rises with the step, falls with
+    """Compression-Inference's start point. Its slopes' signs suit its axes (Q rises with the step, falls with
     the ratio; with L > 0, Q rises as K·x falls); each sign here follows Q's correlation with the
-    axis instead, which gives exactly the seed's p0 on its axes and the right side for a
+    axis instead, which gives exactly Compression-Inference's p0 on its axes and the right side for a
     bit-depth axis (finer as it grows)."""
     start = dict(SEED_START)
     for slope, axis in (("K1", "s_norm"), ("K2", "r_norm")):
@@ -110,7 +110,7 @@ def runs_of_seeds(runs: pd.DataFrame, seeds) -> pd.DataFrame:
 
 def bootstrap_over_seeds(runs: pd.DataFrame, convention: str, psnr_cap_db: float,
                          resamples: int) -> dict:
-    """Percentile intervals (2.5–97.5 %) of every parameter and of R², redoing the seed's whole
+    """Percentile intervals (2.5–97.5 %) of every parameter and of R², redoing Compression-Inference's whole
     procedure (normalise, score, Q, fit) on seeds drawn with replacement: the seed, not the run,
     is the independent unit."""
     seeds = np.sort(runs.seed.unique())
@@ -138,7 +138,7 @@ def bootstrap_over_seeds(runs: pd.DataFrame, convention: str, psnr_cap_db: float
 
 def fit_surface(runs: pd.DataFrame, convention: str = "gray", psnr_cap_db: float = 100.0,
                 min_r2: float = 0.8, resamples: int = 200) -> dict:
-    """The seed's whole procedure on the sweep's runs (normalise, score, Q, fit), a bootstrap
+    """Compression-Inference's whole procedure on the sweep's runs (normalise, score, Q, fit), a bootstrap
     over seeds, and whether the surface is identified."""
     table = fit_table(runs, convention, psnr_cap_db)
     cells = table.groupby(["step", "level"]).ngroups
@@ -151,7 +151,7 @@ def fit_surface(runs: pd.DataFrame, convention: str = "gray", psnr_cap_db: float
     return {
         "formula": FORMULA, "params": params, "r2": fitted["r2"], "n_runs": len(table),
         "n_cells": int(cells), "start": fitted["start"], "fit_on": "every run (not cell means)",
-        "bounds_source": "the seed's fit_model.py",
+        "bounds_source": "Compression-Inference's fit_model.py",
         "convention": convention, "psnr_cap_db": psnr_cap_db,
         "n_psnr_capped": int(table.psnr_capped.sum()),
         "n_score_zero": int((table.score == 0).sum()),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-OPERATORS = ("seed-round", "uniform")
+OPERATORS = ("ci-round", "uniform")
 FLOAT32_BITS = 32
 
 
@@ -22,19 +22,19 @@ class Compressed:
     side_bits: int  # what the decoder needs besides the codes
 
 
-def seed_scale(ratio: float) -> float:
-    """The seed's scale: round(1 / ratio, 2). Ratio 1.0 -> scale 1 (integers): the coarsest."""
+def ci_scale(ratio: float) -> float:
+    """Compression-Inference's scale: round(1 / ratio, 2). Ratio 1.0 -> scale 1 (integers): the coarsest."""
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     return round(1.0 / ratio, 2)
 
 
-def seed_round(latent: torch.Tensor, ratio: float) -> Compressed:
-    """The seed's operator exactly: latents = round(latents * scale) / scale, in the latent's dtype.
+def ci_round(latent: torch.Tensor, ratio: float) -> Compressed:
+    """Compression-Inference's operator exactly: latents = round(latents * scale) / scale, in the latent's dtype.
 
     The scale is a grid constant known to the decoder, so no side bits.
     """
-    scale = seed_scale(ratio)
+    scale = ci_scale(ratio)
     codes = torch.round(latent * scale)
     return Compressed(codes / scale, codes.to(torch.int64), 0)
 
@@ -61,23 +61,23 @@ def uniform(latent: torch.Tensor, bits: int, per_channel: bool) -> Compressed:
 
 @dataclass(frozen=True)
 class Operator:
-    """An operator with its grid axis: ``levels`` are ratios (seed-round) or bit depths (uniform)."""
+    """An operator with its grid axis: ``levels`` are ratios (ci-round) or bit depths (uniform)."""
 
     name: str
     per_channel: bool = True
 
     @property
     def level_name(self) -> str:
-        return "ratio" if self.name == "seed-round" else "bits"
+        return "ratio" if self.name == "ci-round" else "bits"
 
     def __call__(self, latent: torch.Tensor, level) -> Compressed:
-        if self.name == "seed-round":
-            return seed_round(latent, float(level))
+        if self.name == "ci-round":
+            return ci_round(latent, float(level))
         return uniform(latent, int(level), self.per_channel)
 
     def label(self, level) -> str:
-        """How a level is written in file names: ratio0.75 (as in the seed), bits4."""
-        value = repr(float(level)) if self.name == "seed-round" else str(int(level))
+        """How a level is written in file names: ratio0.75 (as in Compression-Inference), bits4."""
+        value = repr(float(level)) if self.name == "ci-round" else str(int(level))
         return f"{self.level_name}{value}"
 
 

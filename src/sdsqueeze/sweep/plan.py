@@ -16,7 +16,7 @@ from .operator import Operator, make_operator
 class Grid:
     operator: Operator
     steps: tuple[int, ...]  # compress_at_step k: compress after k + 1 completed denoising steps
-    levels: tuple  # ratios (seed-round) or bit depths (uniform)
+    levels: tuple  # ratios (ci-round) or bit depths (uniform)
     seeds: tuple[int, ...]
     n_prompts: int
     shard_size: int  # trajectories per job
@@ -51,7 +51,7 @@ def grid_from_config(config: dict) -> Grid:
                          f"allowed: {', '.join(sorted(config['variants']))}")
     variant = config["variants"][variant_name] or {}
     steps_total = sweep["num_inference_steps"] or variant.get("steps", config["generation"]["steps"])
-    levels = sweep["ratios"] if sweep["operator"] == "seed-round" else sweep["bits"]
+    levels = sweep["ratios"] if sweep["operator"] == "ci-round" else sweep["bits"]
     grid = Grid(
         operator=make_operator(sweep["operator"], sweep["range"]),
         steps=tuple(sorted(set(int(k) for k in sweep["steps"]))),
@@ -83,7 +83,7 @@ def prompt_dir(prompt_id: int) -> str:
 
 
 def compressed_name(operator: Operator, step: int, level, seed: int) -> str:
-    """The seed's convention: step10_ratio0.75_seed42_compressed.png (bits4 for `uniform`)."""
+    """Compression-Inference's convention: step10_ratio0.75_seed42_compressed.png (bits4 for `uniform`)."""
     return f"step{int(step)}_{operator.label(level)}_seed{int(seed)}_compressed.png"
 
 

@@ -1,6 +1,6 @@
 """Quality of each compressed run against the uncompressed image of the same (prompt, seed).
 
-Two conventions, named in the CSV: ``gray`` (the seed's: 8-bit luma via PIL's ``convert("L")``,
+Two conventions, named in the CSV: ``gray`` (Compression-Inference's: 8-bit luma via PIL's ``convert("L")``,
 ITU-R 601-2, then scikit-image PSNR/SSIM) and ``rgb`` (scikit-image on the 8-bit RGB image,
 SSIM averaged over channels, as in the rest of sd-squeeze). LPIPS (AlexNet) where its weights
 resolve through ``metrics.weights_dir``/``metrics.download`` (as for the metrics stage);
@@ -9,15 +9,14 @@ otherwise the column holds ``unavailable: <reason>``, logged once per job.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import intermediates
-from .. import metrics as base_metrics
+from ..quality import images as base_metrics
 
 log = logging.getLogger(__name__)
 

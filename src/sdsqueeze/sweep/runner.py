@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from .. import io, seeding
+from ..pipeline import run_pipeline
 from ..variants import Prepared, prepare
 from . import bits as sweep_bits
 from .plan import Grid, compressed_name, original_name, prompt_dir
@@ -113,20 +114,9 @@ def warmup_calls(scheduler, num_inference_steps: int) -> int:
 
 def pipeline_call(prepared: Prepared, prompt: str, latents, steps: int, on_step_end):
     """One ordinary pipeline call with our step-end callback chained after the variant's."""
-    spec = prepared.spec
-
-    def callback(pipe, step, timestep, kwargs):
-        for technique_callback in prepared.step_callbacks:
-            kwargs = technique_callback(pipe, step, timestep, kwargs) or kwargs
-        return on_step_end(pipe, step, timestep, kwargs)
-
     with torch.inference_mode():
-        return prepared.pipe(
-            prompt=[prompt] * latents.shape[0], latents=latents, num_inference_steps=steps,
-            guidance_scale=float(spec["guidance"]), height=int(spec["height"]),
-            width=int(spec["width"]), output_type="pil", callback_on_step_end=callback,
-            callback_on_step_end_tensor_inputs=["latents"], **prepared.call_kwargs,
-        ).images
+        return run_pipeline(prepared, [prompt] * latents.shape[0], latents, on_step_end,
+                            num_inference_steps=steps).images
 
 
 def compress_callback(grid: Grid, step: int, levels, rows: list, tap=None, expected=None):
@@ -158,7 +148,7 @@ def initial_latent(pipe, spec: dict, seed: int):
 
 
 def naive_run(prepared: Prepared, grid: Grid, prompt: str, seed: int, step: int, level):
-    """One compressed image the seed's way: a full pipeline call from noise (for tests)."""
+    """One compressed image Compression-Inference's way: a full pipeline call from noise (for tests)."""
     rows: list = []
     latents = initial_latent(prepared.pipe, prepared.spec, seed)
     callback = compress_callback(grid, step, [level], rows)

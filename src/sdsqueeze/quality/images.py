@@ -1,0 +1,72 @@
+"""A variant's images and their reference: manifests, pairing by prompt/sample/seed, PSNR and
+SSIM (scikit-image; SSIM on RGB with its default 7x7 window), and the timing the manifests hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import intermediates
+
+KEYS = ["prompt_id", "sample"]
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """8-bit RGB pixels; a missing or damaged file stops with one line naming it."""
+    return intermediates.load_image(path, "RGB")
+
+
+def psnr(reference: np.ndarray, image: np.ndarray) -> float:
+    """PSNR in dB on 8-bit RGB; +inf for identical images."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    if np.array_equal(reference, image):
+        return float("inf")
+    return float(peak_signal_noise_ratio(reference, image, data_range=255))
+
+
+def ssim(reference: np.ndarray, image: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(reference, image, channel_axis=2, data_range=255))
+
+
+def read_manifests(shard_dirs: list[str | Path], prompts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """All manifests of some shards with each image's path, checked against the files on disk
+    (sha256) and, given the prompt set, for a complete set of images."""
+    return intermediates.read_manifests(shard_dirs, prompts)
+
+
+def paired_images(variant_dirs, reference_dirs, prompts: pd.DataFrame | None = None) -> pd.DataFrame:
+    variant = read_manifests(variant_dirs, prompts)
+    reference = read_manifests(reference_dirs, prompts)[KEYS + ["path", "seed"]]
+    pairs = variant.merge(reference, on=KEYS, suffixes=("", "_ref"), validate="one_to_one")
+    if len(pairs) != len(variant) or (pairs.seed != pairs.seed_ref).any():
+        raise ValueError("variant and reference images do not pair up by prompt, sample and seed")
+    return pairs
+
+
+def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """PSNR/SSIM of every image of a variant against the reference image of the same seed."""
+    pairs = paired_images(variant_dirs, reference_dirs, prompts)
+    rows = []
+    for pair in pairs.itertuples():
+        ref, img = load_rgb(pair.path_ref), load_rgb(pair.path)
+        rows.append({"prompt_id": pair.prompt_id, "sample": pair.sample, "seed": pair.seed,
+                     "variant": pair.variant, "file": pair.file,
+                     "psnr": psnr(ref, img), "ssim": ssim(ref, img)})
+    return pd.DataFrame(rows)
+
+
+def timing_table(manifests: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: median and mean seconds per image, peak memory (as measured per batch)."""
+    grouped = manifests.groupby("variant", sort=True)
+    return pd.DataFrame({
+        "images": grouped.size(),
+        "seconds_per_image_median": grouped.seconds.median(),
+        "seconds_per_image_mean": grouped.seconds.mean(),
+        "peak_memory_mb": grouped.peak_memory_mb.max(),
+        "memory_kind": grouped.memory_kind.first(),
+    }).reset_index()
