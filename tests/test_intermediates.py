@@ -15,8 +15,9 @@ from PIL import Image
 from quality_fixtures import smooth_images
 from safetensors.torch import save_file
 
-from sdsqueeze import generate, intermediates, io, metrics
+from sdsqueeze import generate, intermediates, io
 from sdsqueeze.intermediates import DamagedIntermediate
+from sdsqueeze.quality import images as metrics
 
 PROMPT_IDS = [11, 12, 13, 14]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import intermediates
+from .. import intermediates
 
 KEYS = ["prompt_id", "sample"]
 

@@ -19,12 +19,12 @@ import torch
 class QuantAttnProcessor:
     """diffusers' classic attention with fake-quantized q, k, v and attention probabilities."""
 
-    def __init__(self, act_bits: int, softmax_bits: int, grid: int):
-        from .ptq import ActQuantizer
-
-        self.quantizers = {"q": ActQuantizer(act_bits, None, grid), "k": ActQuantizer(act_bits, None, grid),
-                           "v": ActQuantizer(act_bits, None, grid),
-                           "softmax": ActQuantizer(softmax_bits, None, grid)}
+    def __init__(self, act_bits: int, softmax_bits: int, grid: int, make_quantizer):
+        # make_quantizer is ptq.ActQuantizer, passed in so that this module does not import ptq
+        # (ptq imports this one: no import cycle).
+        self.quantizers = {"q": make_quantizer(act_bits, None, grid), "k": make_quantizer(act_bits, None, grid),
+                           "v": make_quantizer(act_bits, None, grid),
+                           "softmax": make_quantizer(softmax_bits, None, grid)}
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
@@ -65,9 +65,9 @@ class QuantAttnProcessor:
         return hidden_states / attn.rescale_output_factor
 
 
-def attach_attention_quantizers(unet, spec) -> dict:
-    """Install a QuantAttnProcessor on every attention; name -> ActQuantizer for calibration."""
-    processors = {name: QuantAttnProcessor(spec.act_bits, spec.softmax_bits, spec.search_grid)
+def attach_attention_quantizers(unet, spec, make_quantizer) -> dict:
+    """Install a QuantAttnProcessor on every attention; name -> quantizer for calibration."""
+    processors = {name: QuantAttnProcessor(spec.act_bits, spec.softmax_bits, spec.search_grid, make_quantizer)
                   for name in unet.attn_processors}
     unet.set_attn_processor(dict(processors))  # diffusers pops the entries of the dict it is given
     return {f"{name.removesuffix('.processor')}.{operand}": quantizer

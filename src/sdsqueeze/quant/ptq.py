@@ -415,7 +415,7 @@ def attach_quantizers(unet: nn.Module, spec: PTQSpec, splits: dict[str, int]) ->
     if spec.quant_attention:
         from .attention import attach_attention_quantizers
 
-        quantizers.update(attach_attention_quantizers(unet, spec))
+        quantizers.update(attach_attention_quantizers(unet, spec, ActQuantizer))
     return quantizers
 
 

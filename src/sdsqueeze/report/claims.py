@@ -159,8 +159,7 @@ def gpu_ratio(claim: dict, evidence: Evidence) -> Measurement | None:
 def paired_effect(claim: dict, evidence: Evidence) -> Measurement | None:
     """Per prompt, variant − versus in the metric (oriented so > 0 is better), bootstrap over
     prompts (the images of one prompt are not independent)."""
-    from ..metrics import bootstrap_mean
-    from ..quality.stats import per_prompt, status_of
+    from ..quality.stats import bootstrap_mean, per_prompt, status_of
 
     m, frame = claim["measure"], evidence.per_image
     if frame is None or m["metric"] not in frame:

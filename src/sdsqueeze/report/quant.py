@@ -54,7 +54,7 @@ def per_prompt(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def bootstrap(values, settings: dict) -> tuple[float, float, float]:
-    from ..metrics import bootstrap_mean
+    from ..quality.stats import bootstrap_mean
 
     return bootstrap_mean(np.asarray(values, dtype=float), settings.get("confidence", 0.95),
                           settings.get("resamples", 2000), settings.get("seed", 0))

@@ -11,10 +11,8 @@ table functions, so the doc holds no hand-copied number (tests/test_quant.py re-
 
 from __future__ import annotations
 
-import argparse
 import glob
 import platform
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +25,7 @@ BOOTSTRAP = {"confidence": 0.95, "resamples": 2000}
 
 
 def ptq_specs(config: dict) -> pd.DataFrame:
-    from ..report.quant import ptq_axes
+    from ...report.quant import ptq_axes
 
     return ptq_axes(config["variants"])
 
@@ -62,7 +60,7 @@ def machine() -> str:
 def collect(config_path: Path, results: Path, out: Path, command: str) -> None:
     import yaml
 
-    from .. import config as sq_config
+    from ... import config as sq_config
 
     config = sq_config.validate(yaml.safe_load(config_path.read_text()))
     model = config["model"]["name"]
@@ -82,7 +80,7 @@ def collect(config_path: Path, results: Path, out: Path, command: str) -> None:
 
 def quality_table(specs: pd.DataFrame, per_image: pd.DataFrame, sizes: pd.DataFrame, jobs: pd.DataFrame,
                   settings: dict) -> pd.DataFrame:
-    from ..report.quant import CALIBRATION_LABELS, bootstrap, interval_text, per_prompt
+    from ...report.quant import CALIBRATION_LABELS, bootstrap, interval_text, per_prompt
 
     psnr, ssim = per_prompt(per_image, "psnr"), per_prompt(per_image, "ssim")
     sizes = sizes.set_index("variant")
@@ -105,7 +103,7 @@ def quality_table(specs: pd.DataFrame, per_image: pd.DataFrame, sizes: pd.DataFr
 
 def render_block(data: Path = DATA_DIR) -> str:
     """The generated block (markers included) from the committed CSVs alone."""
-    from ..report.quant import ablation_table, seed_table
+    from ...report.quant import ablation_table, seed_table
 
     specs = pd.read_csv(data / "variants.csv")
     per_image = pd.read_csv(data / "per_image.csv")
@@ -156,25 +154,3 @@ def replace_block(text: str, block: str) -> str:
 
 def doc_block(text: str) -> str:
     return text[text.index(BEGIN): text.index(END) + len(END)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sdsqueeze.quant.doctable", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="action", required=True)
-    grab = sub.add_parser("collect", help="copy a run's CSVs under docs/quantization/")
-    grab.add_argument("--config", type=Path, default=Path("config.yaml"))
-    grab.add_argument("--results", type=Path, default=Path("results"))
-    grab.add_argument("--out", type=Path, default=DATA_DIR)
-    grab.add_argument("--command", default="snakemake --cores 2", help="the command that produced the run")
-    show = sub.add_parser("render", help="rewrite the doc's generated block from the committed CSVs")
-    show.add_argument("--data", type=Path, default=DATA_DIR)
-    show.add_argument("--doc", type=Path, default=DOC)
-    args = parser.parse_args(argv)
-    if args.action == "collect":
-        collect(args.config, args.results, args.out, args.command)
-    else:
-        args.doc.write_text(replace_block(args.doc.read_text(), render_block(args.data)))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
