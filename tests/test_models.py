@@ -48,3 +48,12 @@ def test_missing_hub_model_fails_with_one_clear_message(monkeypatch):
 def test_path_without_pipeline_is_rejected(tmp_path):
     with pytest.raises(models.ModelUnavailableError, match="model_index.json"):
         models.check_model_available(str(tmp_path))
+
+
+def test_ddim_variant_of_the_embedded_model_does_not_clip_x0(tiny_dir):
+    """SD 1.5's scheduler_config.json sets clip_sample: false; a DDIM made from the saved PNDM
+    config must inherit it (clipping x0 to [-1, 1] would handicap the DDIM rows)."""
+    from diffusers import DDIMScheduler, PNDMScheduler
+
+    saved = PNDMScheduler.from_pretrained(str(tiny_dir), subfolder="scheduler")
+    assert DDIMScheduler.from_config(saved.config).config.clip_sample is False

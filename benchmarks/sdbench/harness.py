@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from sdsqueeze.accel.measure import Clock, UNetStepTimer
-from sdsqueeze.models import SD15_ARCHITECTURE, SD15_SCHEDULER, TinySpec, build_sd_components
+from sdsqueeze.models import SD15_ARCHITECTURE, TinySpec, build_sd_components, sd15_scheduler
 from sdsqueeze.variants import prepare
 
 PROMPTS = ("a photograph of an astronaut riding a horse on the moon",
@@ -38,7 +38,7 @@ SHAPES = {"sd15": (SD15_ARCHITECTURE, 512), "tiny": (TinySpec().architecture(), 
 
 def build_pipeline(shape: str, tokenizer_dir: str | Path, device: str, dtype: torch.dtype, seed: int = 0):
     """StableDiffusionPipeline with SD 1.5's architecture (or the tiny one), seeded weights."""
-    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
     architecture, image_size = SHAPES[shape]
@@ -48,7 +48,7 @@ def build_pipeline(shape: str, tokenizer_dir: str | Path, device: str, dtype: to
     pipe = StableDiffusionPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder,
         tokenizer=CLIPTokenizer.from_pretrained(str(tokenizer_dir)),
-        scheduler=PNDMScheduler(**SD15_SCHEDULER), safety_checker=None, feature_extractor=None,
+        scheduler=sd15_scheduler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)

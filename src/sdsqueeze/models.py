@@ -24,6 +24,18 @@ SD15_SCHEDULER = dict(  # Stable Diffusion 1.x's own scheduler settings
     steps_offset=1,
     set_alpha_to_one=False,
 )
+
+
+def sd15_scheduler():
+    """SD 1.x's PNDM scheduler as its published scheduler_config.json sets it, ``clip_sample: false``
+    included: PNDM ignores that key but diffusers keeps it in the config, so a DDIM scheduler made
+    from it with ``from_config`` (a ``scheduler: ddim`` variant) does not clip the predicted x0 to
+    [-1, 1] — a range SD's latents do not live in, which would make DDIM a strawman."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler.from_config({**SD15_SCHEDULER, "clip_sample": False})
+
+
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
@@ -150,7 +162,7 @@ def build_tiny_pipeline(spec: TinySpec = TinySpec(), fit_report: dict | None = N
     import tempfile
 
     import torch
-    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
     torch.manual_seed(spec.seed)
@@ -163,7 +175,7 @@ def build_tiny_pipeline(spec: TinySpec = TinySpec(), fit_report: dict | None = N
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        scheduler=PNDMScheduler(**SD15_SCHEDULER),
+        scheduler=sd15_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
