@@ -28,6 +28,10 @@ include: "rules/calibration.smk"
 include: "rules/quant.smk"
 
 
+# The code a rule runs is part of its rerun trigger (rules/common.smk, docs/architecture.md).
+add_code_params(workflow.rules)
+
+
 rule all:
     default_target: True
     input:

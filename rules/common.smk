@@ -90,3 +90,16 @@ onstart:
     except ModelUnavailableError as err:
         print(f"\nERROR: {err}\n", file=sys.stderr)
         raise SystemExit(1)
+
+
+def add_code_params(workflow_rules):
+    """Give every `script:` rule a `code` param: a hash of its script and the sdsqueeze modules it
+    imports (sdsqueeze.codehash). Snakemake reruns a job whose params changed, so an edit to a
+    module reruns the rules that import it and, through their outputs, what depends on them.
+    Called once after all rules are defined (Snakefile), so new rules are covered without a line."""
+    from sdsqueeze.codehash import code_hash
+
+    for each in workflow_rules:
+        if each.script:
+            script = os.path.join(each.basedir.get_path_or_uri(secret_free=True), each.script)
+            each.set_params(code=code_hash(os.path.normpath(script)))

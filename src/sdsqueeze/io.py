@@ -104,10 +104,12 @@ def device_description(device: str) -> dict[str, Any]:
 
 def provenance(params: dict[str, Any], device: str, **extra: Any) -> dict[str, Any]:
     """The record written beside each output set: what produced it, where, with what."""
-    from . import __version__
+    from . import __version__, codehash
 
     return {
         "sdsqueeze": __version__,
+        # Where the package was imported from, its git commit and a hash of its source.
+        "source": codehash.source_description(),
         # Hash of the config values this output depends on (the job's params).
         "config_hash": stable_hash(params),
         "params": params,
