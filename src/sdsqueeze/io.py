@@ -7,10 +7,12 @@ renamed into place, so an interrupted job never leaves a file that looks complet
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from importlib import metadata
@@ -23,11 +25,26 @@ PROVENANCE_PACKAGES = (
 )
 
 
+def remove_stale_parts(final: Path) -> None:
+    """Remove what an earlier, killed attempt at ``final`` left (``.<name>.*.part``). Safe because
+    Snakemake never runs two jobs for one output (its lock refuses a second run)."""
+    # tempfile's 8-character random middle: `.a.*.part` alone would also match `.a.csv.*.part`
+    own = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}\.part")
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.*.part"):
+        if not own.fullmatch(stale.name):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(final)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -44,6 +61,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``final``; move it onto ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:
         yield tmp
