@@ -32,12 +32,38 @@ RUN_COMMAND = " ".join(
 wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     promptset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    variant="|".join(map(lambda v: v.replace("+", r"\+").replace(".", r"\."), VARIANTS)),
+    # Any name here; an input function (configured_model_json) refuses one the config lacks,
+    # listing what it has (a constraint listing the variants gives only "no rule to produce").
+    variant=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
     shard=r"\d+",
 
 
 def model_json(model=MODEL):
     return f"resources/models/{model}/model.json"
+
+
+def refuse_unconfigured(wildcards):
+    """Check a target's model, variant and shard against the config (as an input function: no
+    inputs of its own). A typo in a target stops the dry run with one message saying what is
+    configured, instead of planning a new model build or an empty shard."""
+    problems = []
+    if wildcards.model != MODEL:
+        problems.append(f"model {wildcards.model!r} is not configured (model.name: {MODEL})")
+    if "variant" in wildcards.keys() and wildcards.variant not in VARIANTS:
+        problems.append(f"variant {wildcards.variant!r} is not configured (variants: {', '.join(VARIANTS)})")
+    if "shard" in wildcards.keys() and int(wildcards.shard) not in SHARDS:
+        problems.append(
+            f"shard {wildcards.shard} is beyond the prompt set (prompts.n {config['prompts']['n']} "
+            f"in shards of {config['prompts']['shard_size']}: shard 0 to {SHARDS[-1]})"
+        )
+    if problems:
+        raise WorkflowError("target not in this config: " + "; ".join(problems))
+    return []
+
+
+def configured_model_json(wildcards):
+    """model.json of the target's model, once refuse_unconfigured has passed the target."""
+    return refuse_unconfigured(wildcards) + [model_json(wildcards.model)]
 
 
 def prompts_csv(promptset=PROMPTSET):
@@ -93,10 +119,11 @@ onstart:
 
 
 def add_code_params(workflow_rules):
-    """Give every `script:` rule a `code` param: a hash of its script and the sdsqueeze modules it
-    imports (sdsqueeze.codehash). Snakemake reruns a job whose params changed, so an edit to a
-    module reruns the rules that import it and, through their outputs, what depends on them.
-    Called once after all rules are defined (Snakefile), so new rules are covered without a line."""
+    """Give each rule that runs a script a `code` param, the hash of its script and of the
+    sdsqueeze modules it imports (sdsqueeze.codehash). Snakemake reruns a job whose params
+    changed, so an edit to a module reruns the rules that import it and, through their outputs,
+    what depends on them. Called once after all rules are defined (Snakefile), so a new rule is
+    covered without a line of its own."""
     from sdsqueeze.codehash import code_hash
 
     for each in workflow_rules:

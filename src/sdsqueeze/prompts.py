@@ -7,6 +7,8 @@ the images and the first ``n``. Everything is deterministic given the file and t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import re
@@ -114,7 +116,8 @@ def check_prompt_set(settings: dict) -> None:
     path = Path(settings["captions"])
     if not path.is_file():
         return
-    coco = load_coco_captions(path)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' "creating index..." on a dry run
+        coco = load_coco_captions(path)
     available = sum(1 for _ in usable_captions_by_image(coco, settings["min_words"], settings["generic_phrases"]))
     if available < settings["n"]:
         raise too_few_captions(available, settings["n"], settings["min_words"], path)
