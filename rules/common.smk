@@ -63,7 +63,8 @@ def refuse_unconfigured(wildcards):
 
 def configured_model_json(wildcards):
     """model.json of the target's model, once refuse_unconfigured has passed the target."""
-    return refuse_unconfigured(wildcards) + [model_json(wildcards.model)]
+    refuse_unconfigured(wildcards)
+    return model_json(wildcards.model)
 
 
 def prompts_csv(promptset=PROMPTSET):
@@ -124,9 +125,12 @@ def add_code_params(workflow_rules):
     changed, so an edit to a module reruns the rules that import it and, through their outputs,
     what depends on them. Called once after all rules are defined (Snakefile), so a new rule is
     covered without a line of its own."""
+    from pathlib import Path
+
     from sdsqueeze.codehash import code_hash
 
+    package = Path(workflow.basedir) / "src" / "sdsqueeze"
     for each in workflow_rules:
         if each.script:
             script = os.path.join(each.basedir.get_path_or_uri(secret_free=True), each.script)
-            each.set_params(code=code_hash(os.path.normpath(script)))
+            each.set_params(code=code_hash(Path(os.path.normpath(script)), package.resolve()))

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
 from typing import Callable
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
+# Storage the user can fix (a full disk or quota, a read-only or unwritable results folder):
+# the OSError's text names the errno and the file.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
+
+
+def is_user_error(err: BaseException) -> bool:
+    return isinstance(err, USER_ERRORS) or (isinstance(err, OSError) and err.errno in STORAGE_ERRNOS)
 
 
 def claim_gpu_if_asked(snakemake) -> None:
@@ -65,10 +73,10 @@ def run(snakemake, main: Callable[[object], None]) -> None:
             # torch gets the config's count even when Snakemake scales the job's threads down.
             torch.set_num_threads(int(getattr(snakemake, "config", {}).get("threads", snakemake.threads)))
             main(snakemake)
-        except USER_ERRORS as err:
+        except BaseException as err:
+            if not is_user_error(err):
+                logging.exception("job failed (unexpected error; traceback above)")
+                raise
             logging.exception("job failed")
             print(f"ERROR ({snakemake.rule}): {err}", file=console)
             sys.exit(1)
-        except BaseException:
-            logging.exception("job failed (unexpected error; traceback above)")
-            raise
