@@ -7,14 +7,18 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from sdsqueeze import config as sq_config  # noqa: E402
-from sdsqueeze.prompts import n_shards  # noqa: E402
+from sdsqueeze.prompts import CaptionsError, check_prompt_set, n_shards  # noqa: E402
 from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
 from sdsqueeze.variants import resolve_variant  # noqa: E402
 
 try:
     sq_config.validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
-except sq_config.ConfigError as err:
-    raise WorkflowError(str(err)) from None
+    # The captions file and prompts.n, so `snakemake -n` refuses a bad file or an impossible n in
+    # seconds (here, not in sdsqueeze.config, which jobs import without pycocotools).
+    check_prompt_set(config["prompts"])
+except (sq_config.ConfigError, CaptionsError) as err:
+    message = str(err)
+    raise WorkflowError(message if message.startswith("invalid config") else f"invalid config: {message}") from None
 
 MODEL = config["model"]["name"]
 PROMPTSET = config["prompts"]["name"]

@@ -142,7 +142,11 @@ def test_kill_just_after_the_rename_then_plain_rerun_recovers(workflow):
     kill_run(run)
     incomplete = workdir / ".snakemake" / "incomplete"
     assert any(incomplete.rglob("*")), "the kill came after Snakemake had finished the job"
-    recover(workdir, SHARD)  # no IncompleteFilesException: the shard is redone
+    snakemake(workdir, "--unlock")
+    # Without profiles/default (rerun-incomplete) a plain rerun stops here, as it used to:
+    bare = snakemake(workdir, "--workflow-profile", "none", "-n", SHARD, check=False)
+    assert bare.returncode != 0 and "IncompleteFilesException" in bare.stdout + bare.stderr
+    recover(workdir, SHARD)  # with it, the shard is redone
     assert digest(workdir / SHARD) == reference["shard"]
     assert snakemake(workdir, "-n", SHARD).stdout.count("Nothing to be done") == 1
 
