@@ -191,7 +191,7 @@ def variant_folder(workflow):
     """The shard's folder emptied, to be replaced by a mount; unmounted afterwards."""
     workdir, _ = workflow
     folder = workdir / SHARD.rsplit("/", 1)[0]
-    shutil.rmtree(folder)
+    shutil.rmtree(folder, ignore_errors=True)
     yield folder
     subprocess.run(["umount", str(folder)], capture_output=True, check=False)
     shutil.rmtree(folder, ignore_errors=True)
