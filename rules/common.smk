@@ -121,6 +121,13 @@ onstart:
     except ModelUnavailableError as err:
         print(f"\nERROR: {err}\n", file=sys.stderr)
         raise SystemExit(1)
+    from sdsqueeze.io import unwritable_folders
+
+    blocked = unwritable_folders(["results", "resources", "logs"])
+    if blocked:
+        print(f"\nERROR: cannot write to {', '.join(blocked)} (read-only file system or no permission); "
+              "make it writable or run from a writable copy of the workflow\n", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def add_code_params(workflow_rules):

@@ -73,6 +73,19 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def unwritable_folders(roots: list[str]) -> list[str]:
+    """Existing folders under ``roots`` that this process cannot write to (a read-only mount, no
+    permission). Checked before the first job: Snakemake itself stops with a traceback when it
+    cannot clear an output's place."""
+    blocked = []
+    for root in roots:
+        for folder, subfolders, _ in os.walk(root):
+            if not os.access(folder, os.W_OK):
+                blocked.append(folder)
+                subfolders.clear()  # one message per blocked tree
+    return blocked
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
