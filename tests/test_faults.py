@@ -232,13 +232,14 @@ def test_read_only_results_fail_cleanly(workflow, variant_folder):
 
 def test_second_run_at_once_is_refused(workflow):
     workdir, reference = workflow
-    shutil.rmtree(workdir / SHARD, ignore_errors=True)
-    first = start(workdir, SHARD)
-    wait_for(lambda: part_folders(workdir), poll=0.05)
-    second = snakemake(workdir, SHARD, check=False)
+    shutil.rmtree(workdir / "resources/models/tiny")
+    first = start(workdir, MODEL)
+    wait_for(lambda: part_folders(workdir), poll=0.05)  # the model is being fitted: tens of seconds
+    # --forcerun: the second run has work whenever it looks, so it must take the lock (or be refused)
+    second = snakemake(workdir, "--forcerun", "materialize_model", MODEL, check=False)
     assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
     assert first.wait(timeout=600) == 0, first.stdout.read()[-3000:]
-    assert digest(workdir / SHARD) == reference["shard"]
+    assert digest(workdir / "resources/models/tiny") == reference["model"]
 
 
 def planned(workdir: Path) -> dict[str, int]:
