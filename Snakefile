@@ -31,6 +31,10 @@ include: "rules/benchmark.smk"
 include: "rules/report.smk"
 
 
+# The code a rule runs is part of its rerun trigger (rules/common.smk, docs/architecture.md).
+add_code_params(workflow.rules)
+
+
 rule all:
     default_target: True
     input:

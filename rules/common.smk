@@ -8,14 +8,18 @@ import yaml
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from sdsqueeze import config as sq_config  # noqa: E402
-from sdsqueeze.prompts import n_shards  # noqa: E402
+from sdsqueeze.prompts import CaptionsError, check_prompt_set, n_shards  # noqa: E402
 from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
 from sdsqueeze.variants import resolve_variant  # noqa: E402
 
 try:
     sq_config.validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
-except sq_config.ConfigError as err:
-    raise WorkflowError(str(err)) from None
+    # The captions file and prompts.n, so `snakemake -n` refuses a bad file or an impossible n in
+    # seconds (here, not in sdsqueeze.config, which jobs import without pycocotools).
+    check_prompt_set(config["prompts"])
+except (sq_config.ConfigError, CaptionsError) as err:
+    message = str(err)
+    raise WorkflowError(message if message.startswith("invalid config") else f"invalid config: {message}") from None
 
 MODEL = config["model"]["name"]
 PROMPTSET = config["prompts"]["name"]
@@ -33,12 +37,39 @@ RUN_COMMAND = " ".join(
 wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     promptset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    variant="|".join(map(lambda v: v.replace("+", r"\+").replace(".", r"\."), VARIANTS)),
+    # Any name here; an input function (configured_model_json) refuses one the config lacks,
+    # listing what it has (a constraint listing the variants gives only "no rule to produce").
+    variant=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
     shard=r"\d+",
 
 
 def model_json(model=MODEL):
     return f"resources/models/{model}/model.json"
+
+
+def refuse_unconfigured(wildcards):
+    """Check a target's model, variant and shard against the config (as an input function: no
+    inputs of its own). A typo in a target stops the dry run with one message saying what is
+    configured, instead of planning a new model build or an empty shard."""
+    problems = []
+    if wildcards.model != MODEL:
+        problems.append(f"model {wildcards.model!r} is not configured (model.name: {MODEL})")
+    if "variant" in wildcards.keys() and wildcards.variant not in VARIANTS:
+        problems.append(f"variant {wildcards.variant!r} is not configured (variants: {', '.join(VARIANTS)})")
+    if "shard" in wildcards.keys() and int(wildcards.shard) not in SHARDS:
+        problems.append(
+            f"shard {wildcards.shard} is beyond the prompt set (prompts.n {config['prompts']['n']} "
+            f"in shards of {config['prompts']['shard_size']}: shard 0 to {SHARDS[-1]})"
+        )
+    if problems:
+        raise WorkflowError("target not in this config: " + "; ".join(problems))
+    return []
+
+
+def configured_model_json(wildcards):
+    """model.json of the target's model, once refuse_unconfigured has passed the target."""
+    refuse_unconfigured(wildcards)
+    return model_json(wildcards.model)
 
 
 def prompts_csv(promptset=PROMPTSET):
@@ -113,3 +144,27 @@ onstart:
     except ModelUnavailableError as err:
         print(f"\nERROR: {err}\n", file=sys.stderr)
         raise SystemExit(1)
+    from sdsqueeze.io import unwritable_folders
+
+    blocked = unwritable_folders(["results", "resources", "logs"])
+    if blocked:
+        print(f"\nERROR: cannot write to {', '.join(blocked)} (read-only file system or no permission); "
+              "make it writable or run from a writable copy of the workflow\n", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def add_code_params(workflow_rules):
+    """Give each rule that runs a script a `code` param, the hash of its script and of the
+    sdsqueeze modules it imports (sdsqueeze.codehash). Snakemake reruns a job whose params
+    changed, so an edit to a module reruns the rules that import it and, through their outputs,
+    what depends on them. Called once after all rules are defined (Snakefile), so a new rule is
+    covered without a line of its own."""
+    from pathlib import Path
+
+    from sdsqueeze.codehash import code_hash
+
+    package = Path(workflow.basedir) / "src" / "sdsqueeze"
+    for each in workflow_rules:
+        if each.script:
+            script = os.path.join(each.basedir.get_path_or_uri(secret_free=True), each.script)
+            each.set_params(code=code_hash(Path(os.path.normpath(script)), package.resolve()))

@@ -3,7 +3,7 @@
 
 rule generate:
     input:
-        model=model_json("{model}"),
+        model=configured_model_json,  # refuses a model, variant or shard the config lacks
         prompts=prompts_csv(PROMPTSET),
         calibration=lambda wc: quant_workflow.calibration_inputs(config, wc.variant, wc.model),
     output:

@@ -3,6 +3,8 @@
 
 
 rule materialize_model:
+    input:
+        refuse_unconfigured,  # only the configured model is built
     output:
         model_json("{model}"),
     params:

@@ -77,7 +77,9 @@ def test_other_profiles_render(layer, no_site_vars):
         assert profile["slurm-status-command"] == "squeue"
         assert profile["cores"] == str(os.cpu_count())
     else:
-        assert profile["cores"] == "all" and profile["use-conda"] == "True"
+        # venv users have no conda: the profile must not ask for it (--use-conda stays opt-in)
+        assert profile["cores"] == "all" and "use-conda" not in profile
+        assert not profile.get("software-deployment-method")
 
 
 def submissions(dry_run_output: str) -> int:

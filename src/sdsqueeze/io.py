@@ -7,10 +7,12 @@ renamed into place, so an interrupted job never leaves a file that looks complet
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -52,11 +54,26 @@ def _create_dir(final: Path) -> Path:
             continue
 
 
+def remove_stale_parts(final: Path) -> None:
+    """Remove what an earlier, killed attempt at ``final`` left (``.<name>.*.part``). Safe because
+    Snakemake never runs two jobs for one output (its lock refuses a second run)."""
+    # _temporary_name's 12-hex-digit random middle: `.a.*.part` alone would also match `.a.csv.*.part`
+    own = re.compile(rf"\.{re.escape(final.name)}\.[0-9a-f]{{12}}\.part")
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.*.part"):
+        if not own.fullmatch(stale.name):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(final)
     tmp_path = _create_file(final)
     try:
         yield tmp_path
@@ -71,6 +88,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``final``; move it onto ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(final)
     tmp = _create_dir(final)
     try:
         yield tmp
@@ -86,6 +104,19 @@ def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
     """``fig.savefig`` under a temporary name, renamed into place (the format from ``path``)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
+
+
+def unwritable_folders(roots: list[str]) -> list[str]:
+    """Existing folders under ``roots`` that this process cannot write to (a read-only mount, no
+    permission). Checked before the first job: Snakemake itself stops with a traceback when it
+    cannot clear an output's place."""
+    blocked = []
+    for root in roots:
+        for folder, subfolders, _ in os.walk(root):
+            if not os.access(folder, os.W_OK):
+                blocked.append(folder)
+                subfolders.clear()  # one message per blocked tree
+    return blocked
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -137,10 +168,12 @@ def device_description(device: str) -> dict[str, Any]:
 
 def provenance(params: dict[str, Any], device: str, **extra: Any) -> dict[str, Any]:
     """The record written beside each output set: what produced it, where, with what."""
-    from . import __version__
+    from . import __version__, codehash
 
     return {
         "sdsqueeze": __version__,
+        # Where the package was imported from, its git commit and a hash of its source.
+        "source": codehash.source_description(),
         # Hash of the config values this output depends on (the job's params).
         "config_hash": stable_hash(params),
         "params": params,

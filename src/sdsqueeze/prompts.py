@@ -11,6 +11,8 @@ only a log line, so a long prompt is rendered from its first 75 text tokens.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import random
@@ -97,22 +99,45 @@ def is_usable(caption: str, min_words: int, generic: list[str]) -> bool:
     return len(words) >= min_words and not any(lowered.startswith(g) for g in generic)
 
 
-def select_prompts(coco, n: int, seed: int, min_words: int = 5, generic: list[str] | None = None,
-                   prefix: str = "", suffix: str = "") -> pd.DataFrame:
-    """One usable caption per image for ``n`` seeded-shuffled images."""
+def usable_captions_by_image(coco, min_words: int, generic: list[str] | None):
+    """For each image (by id) with at least one caption passing the filters: those captions."""
     generic = [g.lower() for g in (DEFAULT_GENERIC if generic is None else generic)]
-    rng = random.Random(seed)
-    candidates = []
     for image_id in sorted(coco.getImgIds()):
         anns = sorted(coco.loadAnns(coco.getAnnIds(imgIds=[image_id])), key=lambda a: a["id"])
         usable = [a for a in anns if is_usable(clean_caption(a["caption"]), min_words, generic)]
         if usable:
-            candidates.append(rng.choice(usable))
+            yield usable
+
+
+def too_few_captions(available: int, n: int, min_words: int, path=None) -> CaptionsError:
+    where = f"captions file {path}: " if path else ""
+    return CaptionsError(
+        f"{where}only {available} images have a caption passing the filters "
+        f"(min_words={min_words}), but prompts.n = {n}: lower prompts.n or relax the filters"
+    )
+
+
+def check_prompt_set(settings: dict) -> None:
+    """The config's `prompts` section against its captions file, before any job: the file parses
+    as COCO captions and holds at least `n` usable images. (A file still to be downloaded is
+    checked by the prompts job.)"""
+    path = Path(settings["captions"])
+    if not path.is_file():
+        return
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' "creating index..." on a dry run
+        coco = load_coco_captions(path)
+    available = sum(1 for _ in usable_captions_by_image(coco, settings["min_words"], settings["generic_phrases"]))
+    if available < settings["n"]:
+        raise too_few_captions(available, settings["n"], settings["min_words"], path)
+
+
+def select_prompts(coco, n: int, seed: int, min_words: int = 5, generic: list[str] | None = None,
+                   prefix: str = "", suffix: str = "") -> pd.DataFrame:
+    """One usable caption per image for ``n`` seeded-shuffled images."""
+    rng = random.Random(seed)
+    candidates = [rng.choice(usable) for usable in usable_captions_by_image(coco, min_words, generic)]
     if len(candidates) < n:
-        raise CaptionsError(
-            f"only {len(candidates)} images have a caption passing the filters "
-            f"(min_words={min_words}), but prompts.n = {n}: lower prompts.n or relax the filters"
-        )
+        raise too_few_captions(len(candidates), n, min_words)
     rng.shuffle(candidates)
     rows = []
     for ann in sorted(candidates[:n], key=lambda a: a["id"]):
