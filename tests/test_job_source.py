@@ -7,10 +7,8 @@ with a decoy `sdsqueeze` ahead on the path, as an editable install of another ch
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -47,14 +45,13 @@ def scratch_workflow(tmp_path: Path) -> Path:
     return wf
 
 
-def test_job_imports_the_workflows_own_src_before_another_checkout(tmp_path):
+def test_job_imports_the_workflows_own_src_before_another_checkout(snakemake_run, tmp_path):
     wf = scratch_workflow(tmp_path)
     decoy = tmp_path / "other-checkout" / "src"
     (decoy / "sdsqueeze").mkdir(parents=True)
     (decoy / "sdsqueeze" / "__init__.py").write_text("raise ImportError('the other checkout was imported')\n")
-    env = dict(os.environ, PYTHONPATH=str(decoy), XDG_CACHE_HOME=str(tmp_path / "cache"))
-    out = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "probe.json"], cwd=wf,
-                         env=env, capture_output=True, check=False, text=True, timeout=300)
+    out = snakemake_run("--cores", "1", "probe.json", cwd=wf, timeout=300,
+                        env={"PYTHONPATH": str(decoy), "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     probe = json.loads((wf / "probe.json").read_text())
     assert Path(probe["file"]).resolve().is_relative_to((wf / "src").resolve())

@@ -3,17 +3,11 @@ message saying what is configured (no model build planned, no empty shard writte
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from smk_rules import ROOT
 
 
-def dry_run(target: str, tmp_path) -> str:
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", target], cwd=ROOT, capture_output=True, check=False,
-                         text=True, timeout=120, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+def dry_run(snakemake_run, target: str, tmp_path) -> str:
+    out = snakemake_run("-n", target, timeout=120, env={"XDG_CACHE_HOME": str(tmp_path)})
     assert out.returncode != 0, f"{target} was accepted"
     return out.stdout + out.stderr
 
@@ -27,7 +21,7 @@ def dry_run(target: str, tmp_path) -> str:
     ("results/metrics/tiny/per_image/fp33-classic.csv",
      "variant 'fp33-classic' is not configured (variants: bf16-sdpa,"),
 ], ids=["model", "model-build", "shard", "variant", "variant-metrics"])
-def test_target_outside_the_config_is_refused_naming_what_is_configured(target, problem, tmp_path):
-    text = dry_run(target, tmp_path)
+def test_target_outside_the_config_is_refused_naming_what_is_configured(snakemake_run, target, problem, tmp_path):
+    text = dry_run(snakemake_run, target, tmp_path)
     assert problem in text
     assert "Job stats" not in text  # nothing planned
