@@ -41,6 +41,7 @@ rule metrics_summary:
         reference=REFERENCE,
         confidence=config["metrics"]["confidence"],
         resamples=config["metrics"]["bootstrap_resamples"],
+        equivalence=config["metrics"]["equivalence"],
         seed=config["seed"],
     log:
         "logs/metrics/{model}/summary.log",
