@@ -1,5 +1,4 @@
 # Shared set-up: config validation (before any job runs), path helpers, wildcard constraints.
-import glob
 import os
 import sys
 
@@ -9,6 +8,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from sdsqueeze import config as sq_config  # noqa: E402
 from sdsqueeze.prompts import n_shards  # noqa: E402
 from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
+from sdsqueeze.report.accel import committed_gpu_results  # noqa: E402
 from sdsqueeze.variants import resolve_variant  # noqa: E402
 
 try:
@@ -77,7 +77,7 @@ def report_inputs(wildcards=None):
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
-        "accel_benchmark": sorted(glob.glob("docs/benchmarks/gpu_run*_results.csv")),  # committed GPU runs
+        "accel_benchmark": committed_gpu_results(),  # committed GPU runs
     }
 
 
