@@ -11,45 +11,12 @@ import pandas as pd
 
 from .. import metrics
 from .evaluate import OK
+from .verdicts import (  # noqa: F401 - the verdict vocabulary, re-exported for callers
+    BETTER, DEFAULT_EQUIVALENCE, EQUIVALENT, HIGHER_IS_BETTER, IDENTITY, INCONCLUSIVE, PSNR_CAP_DB, VERDICTS,
+    WORSE, margin_verdict, threshold_verdict,
+)
 
 PER_IMAGE_METRICS = ["psnr", "ssim", "lpips", "clip_score"]
-# Reference-relative metrics compare an image with its reference image; their value on the
-# reference itself is the identity, so "difference to the reference" is the metric minus that.
-IDENTITY = {"ssim": 1.0, "lpips": 0.0}
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "clip_score": True}
-# Four-way verdict of a paired interval against a practical-equivalence margin (a region of
-# practical equivalence, as in Kruschke's ROPE): a pure "interval covers 0" test calls any
-# non-bit-identical variant different, which is true and useless.
-EQUIVALENT, WORSE, BETTER, INCONCLUSIVE = "equivalent", "worse", "better", "inconclusive"
-VERDICTS = (EQUIVALENT, WORSE, BETTER, INCONCLUSIVE)
-# Defaults of metrics.equivalence (schemas/config.schema.yaml documents them).
-PSNR_CAP_DB = 100.0
-DEFAULT_EQUIVALENCE = {"ssim": 0.005, "lpips": 0.01, "clip_score": 0.2, "psnr_db": 40.0}
-
-
-def margin_verdict(low: float, high: float, margin: float, higher_is_better: bool) -> str:
-    """Verdict of a difference interval [low, high] (variant − reference) against ±margin.
-
-    Inside [−margin, margin]: equivalent. Wholly beyond the margin on one side: worse or better.
-    Otherwise the data cannot tell (the interval straddles a margin): inconclusive.
-    """
-    if -margin <= low and high <= margin:
-        return EQUIVALENT
-    if high < -margin or low > margin:
-        gain = high if high < -margin else low
-        return BETTER if (gain > 0) == higher_is_better else WORSE
-    return INCONCLUSIVE
-
-
-def threshold_verdict(low: float, high: float, threshold: float) -> str:
-    """PSNR against the reference is a value, not a difference (identity = ∞): an interval wholly
-    at or above the threshold is equivalent, wholly below it worse."""
-    if low >= threshold:
-        return EQUIVALENT
-    if high < threshold:
-        return WORSE
-    return INCONCLUSIVE
-
 
 def status_of(group: pd.DataFrame, metric: str) -> str:
     column = f"{metric}_status"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..quality import stats
+from ..quality import verdicts
 
 OK = "ok"
 # metric -> (label, digits, higher is better)
@@ -66,25 +66,25 @@ def judged(differences: pd.DataFrame | None) -> pd.DataFrame:
     """The rows of differences.csv that carry one of the four verdicts (not 'unavailable')."""
     if differences is None or differences.empty:
         return pd.DataFrame(columns=["variant", "metric", "verdict"])
-    return differences[differences.verdict.isin(stats.VERDICTS)]
+    return differences[differences.verdict.isin(verdicts.VERDICTS)]
 
 
 def variant_verdicts(differences: pd.DataFrame | None) -> dict[str, str]:
     """One phrase per variant: 'equivalent', or the metrics it is worse / better / inconclusive in."""
     out = {}
     for variant, group in judged(differences).groupby("variant"):
-        by_word = {w: [label(m) for m in group[group.verdict == w].metric] for w in stats.VERDICTS}
-        if len(by_word[stats.EQUIVALENT]) == len(group):
-            out[variant] = stats.EQUIVALENT
+        by_word = {w: [label(m) for m in group[group.verdict == w].metric] for w in verdicts.VERDICTS}
+        if len(by_word[verdicts.EQUIVALENT]) == len(group):
+            out[variant] = verdicts.EQUIVALENT
             continue
-        parts = [f"{w} in {', '.join(by_word[w])}" for w in (stats.WORSE, stats.BETTER, stats.INCONCLUSIVE)
+        parts = [f"{w} in {', '.join(by_word[w])}" for w in (verdicts.WORSE, verdicts.BETTER, verdicts.INCONCLUSIVE)
                  if by_word[w]]
         out[variant] = "; ".join(parts)
     return out
 
 
 def all_equivalent(differences: pd.DataFrame | None) -> list[str]:
-    return [v for v, word in variant_verdicts(differences).items() if word == stats.EQUIVALENT]
+    return [v for v, word in variant_verdicts(differences).items() if word == verdicts.EQUIVALENT]
 
 
 # --- unavailable metrics ----------------------------------------------------------------------
@@ -163,11 +163,11 @@ def tradeoffs(costs: pd.DataFrame, differences: pd.DataFrame | None, reference: 
                     & costs.variant.isin(quality.index)].copy()
     if cheaper.empty:
         return pd.DataFrame()
-    signed = 1 if stats.HIGHER_IS_BETTER[metric] else -1
+    signed = 1 if verdicts.HIGHER_IS_BETTER[metric] else -1
     cheaper["value"] = [signed * quality.loc[v, "difference"] for v in cheaper.variant]
     front = pareto_front(cheaper, "relative_cost", higher=True)
     front = front.assign(metric=metric,
-                         equivalent=[quality.loc[v, "verdict"] == stats.EQUIVALENT for v in front.variant])
+                         equivalent=[quality.loc[v, "verdict"] == verdicts.EQUIVALENT for v in front.variant])
     for column in ("difference", "ci_low", "ci_high", "verdict"):
         front[column] = [quality.loc[v, column] for v in front.variant]
     return front.sort_values(["equivalent", "relative_cost"], ascending=[False, True]).head(n)

@@ -15,7 +15,7 @@ import html
 import numpy as np
 import pandas as pd
 
-from ..quality import stats
+from ..quality import verdicts
 from . import analysis
 from .analysis import METRICS, OK
 from .page import ReportContext, Section, interval, number, percent, source_note, table_html
@@ -104,7 +104,7 @@ def technique_table(costs, summary, distribution, differences, reference, on_cpu
             if metric in missing:
                 continue
             name = f"{METRICS[metric][0]}{'' if metric.startswith('fid') else ' [95% CI]'}"
-            row[name] = "reference" if metric in stats.IDENTITY and r.variant == reference else \
+            row[name] = "reference" if metric in verdicts.IDENTITY and r.variant == reference else \
                 quality_cell(summary, distribution, r.variant, metric, notes)
         row["Verdict"] = "—" if r.variant == reference else verdict.get(r.variant, "—")
         rows.append(row)
@@ -183,7 +183,7 @@ def paired_table(differences: pd.DataFrame | None, missing: dict, notes: Notes) 
     for r in shown.itertuples():
         name = f"{METRICS[r.metric][0]}: {'value' if r.metric == 'psnr' else 'Δ'} [95% CI] — verdict"
         rows.setdefault(r.variant, {"Variant": r.variant})[name] = (
-            difference_cell(r) if r.verdict in stats.VERDICTS else notes.cell(r.verdict))
+            difference_cell(r) if r.verdict in verdicts.VERDICTS else notes.cell(r.verdict))
     bounds = "; ".join(
         f"{METRICS[m][0]} {'≥ ' + number(b, 0) + ' dB' if m == 'psnr' else '|Δ| ≤ ' + number(b, 3)}"
         for m, b in shown.drop_duplicates("metric").set_index("metric").bound.items())
