@@ -34,6 +34,11 @@ def label(metric: str) -> str:
     return METRICS.get(metric, (metric,))[0]
 
 
+def short_label(metric: str) -> str:
+    """The name without its unit, for running text ("worse in PSNR, SSIM")."""
+    return label(metric).split(" (")[0]
+
+
 # --- cost -------------------------------------------------------------------------------------
 
 def efficiency(timing: pd.DataFrame, reference: str, on_cpu: bool = False,
@@ -73,11 +78,11 @@ def variant_verdicts(differences: pd.DataFrame | None) -> dict[str, str]:
     """One phrase per variant: 'equivalent', or the metrics it is worse / better / inconclusive in."""
     out = {}
     for variant, group in judged(differences).groupby("variant"):
-        by_word = {w: [label(m) for m in group[group.verdict == w].metric] for w in verdicts.VERDICTS}
+        by_word = {w: [short_label(m) for m in group[group.verdict == w].metric] for w in verdicts.VERDICTS}
         if len(by_word[verdicts.EQUIVALENT]) == len(group):
             out[variant] = verdicts.EQUIVALENT
             continue
-        parts = [f"{w} in {', '.join(by_word[w])}" for w in (verdicts.WORSE, verdicts.BETTER, verdicts.INCONCLUSIVE)
+        parts = [f"{w}: {', '.join(by_word[w])}" for w in (verdicts.WORSE, verdicts.BETTER, verdicts.INCONCLUSIVE)
                  if by_word[w]]
         out[variant] = "; ".join(parts)
     return out

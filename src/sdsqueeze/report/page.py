@@ -128,10 +128,11 @@ def table_html(frame: pd.DataFrame, caption: str = "") -> str:
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
-     color:#1d1d1f;line-height:1.45;padding:0 1rem}
+     color:#1d1d1f;line-height:1.45;padding:0 1rem;max-width:1300px}
 h1{margin-bottom:.2rem} h2{border-bottom:2px solid #e5e5ea;padding-bottom:.3rem;margin-top:2.5rem}
 table.data{border-collapse:collapse;font-size:.92rem;margin:.6rem 0}
-table.data th,table.data td{padding:.35rem .7rem;border-bottom:1px solid #e5e5ea;text-align:right}
+table.data th,table.data td{padding:.3rem .6rem;border-bottom:1px solid #e5e5ea;text-align:right}
+table.data td{white-space:nowrap}
 table.data th:first-child,table.data td:first-child{text-align:left}
 table.data thead th{background:#f5f5f7}
 p.source{color:#6e6e73;font-size:.85rem} p.caption{font-weight:600;margin-bottom:0}
@@ -173,6 +174,6 @@ def render_page(title: str, sections: list[Section], config: dict, commands: lis
 <p>Produced by:</p><pre>{command_lines}</pre>
 <p>Rebuild one part: <code>snakemake --cores all metrics_all</code>, or a single file such as
 <code>snakemake --cores all results/metrics/{html.escape(str(config['model']['name']))}/distribution.csv</code>.</p>
-<p>The validated config, defaults filled:</p><pre>{config_yaml}</pre></section>
+<details><summary>The validated config, defaults filled</summary><pre>{config_yaml}</pre></details></section>
 </body></html>
 """

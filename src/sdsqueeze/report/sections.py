@@ -231,16 +231,22 @@ def _pyplot():
     return plt
 
 
-def _label_points(ax, xs, ys, names) -> None:
+def _label_points(ax, xs, ys, names, near_px: float = 20) -> None:
     """Variant names beside their points, moved apart so none overlaps another (adjustText);
-    points at the same spot share one label."""
+    points closer than ``near_px`` on screen share one label, listed top to bottom."""
     from adjustText import adjust_text
 
-    groups: dict[tuple, list[str]] = {}
-    for x, y, name in zip(xs, ys, names):
-        groups.setdefault((float(f"{x:.3g}"), float(f"{y:.3g}")), []).append(name)
-    texts = [ax.text(x, y, "\n".join(sorted(group)), fontsize=7) for (x, y), group in groups.items()]
-    adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.5})
+    ax.autoscale_view()
+    screen = ax.transData.transform(np.column_stack([xs, ys]))
+    groups: list[list[int]] = []
+    for i, point in enumerate(screen):
+        home = next((g for g in groups if np.hypot(*(screen[g[0]] - point)) < near_px), None)
+        home.append(i) if home is not None else groups.append([i])
+    xs, ys, names = list(xs), list(ys), list(names)
+    texts = [ax.text(xs[g[0]], ys[g[0]], "\n".join(sorted(names[i] for i in g)), fontsize=7) for g in groups]
+    # iter_lim, not time_lim: the same inputs give the same figure on any machine
+    adjust_text(texts, x=xs, y=ys, ax=ax, expand=(1.2, 1.6), force_text=(0.4, 0.8), iter_lim=3000,
+                arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.5})
 
 
 def pareto_section(ctx: ReportContext) -> Section | None:
@@ -263,8 +269,7 @@ def pareto_section(ctx: ReportContext) -> Section | None:
             ax.plot(front[cost], front.value, "--o", color="#888", mfc="none", ms=11, zorder=2, label="Pareto front")
             ax.set(xlabel=xlabel, ylabel=f"{sub.label.iloc[0]} ({'↑' if higher else '↓'} better)")
             ax.grid(alpha=0.3)
-            ax.margins(0.12)
-            ax.legend(fontsize=8, loc="lower right" if higher else "upper right")
+            ax.margins(x=0.12, y=0.2)
             _label_points(ax, sub[cost], sub.value, sub.variant)
     fig.tight_layout()
     figure = ctx.figure_path("variants.png")
@@ -272,7 +277,8 @@ def pareto_section(ctx: ReportContext) -> Section | None:
     plt.close(fig)
     body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="Pareto plots: cost and memory vs quality">'
             "<p class='muted'>One row per quality metric with values; left cost, right memory; arrows give the "
-            "better direction. The dashed line joins the variants no other variant beats in both.</p>"
+            "better direction. The dashed line (open circles) joins the variants no other variant beats in both: "
+            "the Pareto front.</p>"
             + source_note(ctx.inputs["timing"][0], ctx.inputs["summary"][0]))
     return Section("Pareto: cost and memory vs quality", body, "pareto")
 
@@ -406,6 +412,6 @@ def glance(ctx: ReportContext) -> str:
 def tradeoff_item(r, on_cpu: bool) -> str:
     label_, digits, _ = METRICS[r.metric]
     what = "CPU time" if on_cpu else "time"
-    change = "Δ" if r.metric != "psnr" else ""
+    change = "Δ " if r.metric != "psnr" else ""
     return (f"<b>{html.escape(r.variant)}</b>: {r.relative_cost:.2f}× the reference's {what} per image; "
             f"{label_} {change}{interval(r.difference, r.ci_low, r.ci_high, digits)} — {html.escape(r.verdict)}.")
