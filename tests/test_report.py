@@ -150,3 +150,23 @@ def test_formatting_never_shows_nan_or_negative_zero():
                              "fid_coco": "unavailable: metrics.coco_images not set"}) == (
         "LPIPS: unavailable here — no weights; set metrics.weights_dir, see docs/metrics.md. "
         "FID vs COCO: unavailable here — no COCO photographs; set metrics.coco_images, see docs/metrics.md.")
+
+
+def test_cost_ranking_on_generated_shards_follows_the_work(tiny_dir, tmp_path, base_spec):
+    """The timing protocol on real generation: process CPU time per image, after the warm-up,
+    ranks dpm-8 < dpm-20 < fp32-classic (8, 20, 25 steps) however loaded the machine is."""
+    from sdsqueeze import generate, metrics
+    from sdsqueeze.models import load_pipeline
+
+    prompts = pd.DataFrame({"prompt_id": [1, 2], "prompt": ["a red bus", "two cats"], "seed": [11, 12]})
+    variants = {"fp32-classic": {"scheduler": "pndm", "steps": 25}, "dpm-8": {"scheduler": "dpm++", "steps": 8},
+                "dpm-20": {"scheduler": "dpm++", "steps": 20}}
+    shards = []
+    for name, change in variants.items():
+        spec = {**base_spec, **change, "name": name, "batch_size": 1}  # two batches: two repeats
+        generate.generate_shard(load_pipeline(str(tiny_dir)), spec, prompts, tmp_path / name / "shard-0",
+                                device="cpu", progress=False)
+        shards.append(tmp_path / name / "shard-0")
+    timing = metrics.timing_table(metrics.read_manifests(shards))
+    assert (timing.batches == 2).all() and timing.cpu_seconds_per_image_median.gt(0).all()
+    assert cost_rank(timing, "fp32-classic", on_cpu=True) == ["dpm-8", "dpm-20", "fp32-classic"]
