@@ -170,3 +170,20 @@ def test_cost_ranking_on_generated_shards_follows_the_work(tiny_dir, tmp_path, b
     timing = metrics.timing_table(metrics.read_manifests(shards))
     assert (timing.batches == 2).all() and timing.cpu_seconds_per_image_median.gt(0).all()
     assert cost_rank(timing, "fp32-classic", on_cpu=True) == ["dpm-8", "dpm-20", "fp32-classic"]
+
+
+def test_gpu_section_shows_one_current_table_per_gpu_type(tmp_path):
+    from sdsqueeze.report import accel
+    from sdsqueeze.report.page import ReportContext
+
+    root = REPORT_PACKAGE.parents[2]
+    paths = [str(root / p) for p in accel.committed_gpu_results(root)]
+    runs = accel.current_runs(paths)
+    assert len(runs) == len(set(runs))  # one run per GPU type
+    for path in runs.values():  # never a run without its meta.json
+        assert Path(path.replace("_results.csv", "_meta.json")).is_file()
+    ctx = ReportContext(inputs={"accel_benchmark": paths}, config=default_config(), out_dir=tmp_path)
+    body = accel.benchmark_section(ctx).body_html
+    assert body.count("<table") == len(runs)
+    assert "None" not in body and "OSError" not in body and "error" not in body.lower()
+    assert "docs/benchmarks.md" in body and "baseline" in body and "best build" in body

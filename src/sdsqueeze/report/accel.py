@@ -21,18 +21,23 @@ def committed_gpu_results(root: str | Path = ".") -> list[str]:
 
 
 def current_runs(paths: list[str]) -> dict[str, str]:
-    """GPU type -> its latest run that has complete metadata (meta.json with versions, size,
-    steps); runs without it never reach the report."""
+    """GPU type -> its current run: of the runs with complete metadata (meta.json with versions,
+    size, steps), the one timing both baselines and the most builds successfully, the latest on a
+    tie. One run, because ratios are only valid within one machine and process; runs without
+    metadata never reach the report."""
     from ..accel import benchtables
 
-    latest = {}
-    for path in benchtables.in_run_order(paths):
+    best: dict[str, tuple] = {}
+    for order, path in enumerate(benchtables.in_run_order(paths)):
         meta = benchtables.meta_for(path)
         gpu = meta.get("versions", {}).get("gpu")
         if "meta_source" in meta or not gpu or not meta.get("size") or not meta.get("steps"):
             continue
-        latest[gpu] = path
-    return latest
+        ok = pd.read_csv(path).query("status == 'ok'")
+        score = (set(BASELINE_ROWS) <= set(ok.variant), ok.variant.nunique(), order)
+        if gpu not in best or score > best[gpu][0]:
+            best[gpu] = (score, path)
+    return {gpu: path for gpu, (_, path) in best.items()}
 
 
 def current_table(path: str) -> pd.DataFrame:
@@ -89,8 +94,9 @@ def benchmark_section(ctx: ReportContext) -> Section | None:
         body.append(source_note(path))
     if not body:
         return None
-    body.append("<p class='muted'>Latest complete run per GPU type; ratios are within that run (baseline and "
-                "build timed on one machine, in one process). Method, every build and the earlier runs: "
+    body.append("<p class='muted'>Per GPU type, the run with complete metadata that timed both baselines "
+                "and the most builds (the latest on a tie); ratios are within that run (baseline and build "
+                "timed on one machine, in one process). Method, every build and the other runs: "
                 "<a href='../../docs/benchmarks.md'>docs/benchmarks.md</a>.</p>")
     return Section("GPU benchmark (current)", "".join(body), "accel-benchmark")
 
