@@ -3,7 +3,6 @@ the K/V cache's agreement with its uncached twin."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pandas as pd

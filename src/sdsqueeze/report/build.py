@@ -13,7 +13,7 @@ from .. import io
 from . import accel, diffc, quant, sections, sweep
 from .page import ReportContext, Section, render_page
 
-SectionMaker = Callable[[ReportContext], "Section | None"]
+SectionMaker = Callable[[ReportContext], Section | None]
 
 # Page order: the headline table, quality, cost/quality trade-offs, then each stage.
 SECTIONS: list[SectionMaker] = [

@@ -8,11 +8,11 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import yaml
 
-from .. import io
 
 
 FIGURES_DIR = "figures"
