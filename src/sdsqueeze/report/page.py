@@ -132,7 +132,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{margin-bottom:.2rem} h2{border-bottom:2px solid #e5e5ea;padding-bottom:.3rem;margin-top:2.5rem}
 table.data{border-collapse:collapse;font-size:.92rem;margin:.6rem 0}
 table.data th,table.data td{padding:.3rem .6rem;border-bottom:1px solid #e5e5ea;text-align:right}
-table.data td{white-space:nowrap}
+table.data td{white-space:nowrap} table.data td:last-child{white-space:normal;min-width:9rem}
+table.data th{vertical-align:bottom}
 table.data th:first-child,table.data td:first-child{text-align:left}
 table.data thead th{background:#f5f5f7}
 p.source{color:#6e6e73;font-size:.85rem} p.caption{font-weight:600;margin-bottom:0}

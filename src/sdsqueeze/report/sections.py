@@ -93,13 +93,13 @@ def technique_table(costs, summary, distribution, differences, reference, on_cpu
     """OptSD's table, cheapest first: cost, speed-up, memory, quality, verdict."""
     verdict = analysis.variant_verdicts(differences)
     cost_name = "CPU s / image" if on_cpu else "s / image"
-    speed_name = f"Wall-clock speed-up ({INDICATIVE})" if on_cpu else "Speed-up (wall clock)"
+    speed_name = f"Wall-clock speed-up, {INDICATIVE}" if on_cpu else "Speed-up (wall clock)"
     rows = []
     for rank, r in enumerate(costs.itertuples(), start=1):
-        row = {"Rank (cost)": rank, "Variant": r.variant + (" (reference)" if r.variant == reference else ""),
+        row = {"Variant": r.variant + (" (reference)" if r.variant == reference else ""), "Cost rank": rank,
                cost_name: number(r.cost_seconds, 3), "Cost vs reference": f"{r.relative_cost:.2f}×",
                speed_name: "1.00×" if r.variant == reference else speedup_cell(r),
-               "Memory reduction": percent(r.memory_reduction)}
+               "Memory saved": percent(r.memory_reduction)}
         for metric in ("fid_reference", "clip_score", "lpips", "ssim"):
             if metric in missing:
                 continue
@@ -141,7 +141,7 @@ def variants_section(ctx: ReportContext) -> Section | None:
           f"speed-up (reference ÷ variant) is shown only where both spreads over repeats, (max − min) ÷ median "
           f"over batches, are below {bound:.0%}; otherwise “{NOT_RESOLVED}”"
           + (f", and on a CPU shared with other jobs it is {INDICATIVE}" if on_cpu else "") + ". "
-          f"Memory reduction = 1 − peak ÷ reference peak ({html.escape(kind)}). Intervals: 95% bootstrap over "
+          f"Memory saved = 1 − peak ÷ reference peak ({html.escape(kind)}). Intervals: 95% bootstrap over "
           "prompts. Verdicts: paired interval against the practical-equivalence margins "
           "(<code>metrics.equivalence</code>, docs/metrics.md).</p>"
         + source_note(*sources)
