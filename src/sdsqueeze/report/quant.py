@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import analysis
 from .page import ReportContext, Section, source_note, table_html
 
 CALIBRATION_LABELS = {"none": "W/O", "raw_data": "W (raw data)", "noise_data": "W (noise)",
@@ -54,6 +55,14 @@ def quant_table(variants: dict, reference: str, summary: pd.DataFrame, sizes: pd
     return pd.DataFrame([r[-1] for r in rows])
 
 
+def readable(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Human headers; metrics unavailable for every variant left out (one line at the top says so)."""
+    missing = analysis.unavailable_everywhere(summary)
+    table = table.drop(columns=[m.upper() for m in missing if m.upper() in table])
+    names = {m.upper(): analysis.label(m) for m in analysis.METRICS}
+    return table.rename(columns={**names, "variant": "Variant", "size vs baseline": "Size vs baseline"})
+
+
 def quant_section(ctx: ReportContext) -> Section | None:
     if not (ctx.has("quant_sizes") and ctx.has("summary")):
         return None
@@ -62,7 +71,7 @@ def quant_section(ctx: ReportContext) -> Section | None:
         return None
     summary = pd.read_csv(ctx.inputs["summary"][0])
     sizes = pd.read_csv(ctx.inputs["quant_sizes"][0])
-    table = quant_table(variants, ctx.config["reference"], summary, sizes)
+    table = readable(quant_table(variants, ctx.config["reference"], summary, sizes), summary)
     body = (
         table_html(table, "Simulated post-training quantization of the UNet: quality against the "
                           "full-precision reference (mean [95% CI]) and bits-accounted size")
