@@ -24,6 +24,8 @@ HUMAN_NAMES = {
     "clip_score": "CLIP score", "psnr_gray_db": "PSNR, grey (dB)", "bits_ans": "Bits (ANS coder)",
     "n_prompts": "Prompts", "n_images": "Images", "images": "Images", "model": "Model", "point": "Rate point",
     "variant": "Variant", "scheduler": "Scheduler", "steps": "Steps", "ratio": "Ratio", "step": "Step",
+    "ssim_gray": "SSIM, grey", "psnr_rgb_db": "PSNR, RGB (dB)", "ssim_rgb": "SSIM, RGB", "bits_zlib": "Bits (zlib)",
+    "entropy_bits": "Entropy (bits)", "runs": "Runs", "level": "Level",
 }
 
 
@@ -122,7 +124,7 @@ def table_html(frame: pd.DataFrame, caption: str = "") -> str:
         elif clean[column].dtype.kind == "O":
             clean[column] = clean[column].map(_clean_cell)
     table = clean.to_html(index=False, border=0, classes="data", na_rep="—", escape=True,
-                          float_format=lambda v: f"{v:.4g}")
+                          float_format=lambda v: f"{v:.4g}" if np.isfinite(v) else ("∞" if v > 0 else "−∞"))
     return (f"<p class='caption'>{html.escape(caption)}</p>" if caption else "") + table
 
 

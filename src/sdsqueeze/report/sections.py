@@ -231,7 +231,7 @@ def _pyplot():
     return plt
 
 
-def _label_points(ax, xs, ys, names, near_px: float = 20) -> None:
+def _label_points(ax, xs, ys, names, near_px: float = 12) -> None:
     """Variant names beside their points, moved apart so none overlaps another (adjustText);
     points closer than ``near_px`` on screen share one label, listed top to bottom."""
     from adjustText import adjust_text
@@ -245,7 +245,7 @@ def _label_points(ax, xs, ys, names, near_px: float = 20) -> None:
     xs, ys, names = list(xs), list(ys), list(names)
     texts = [ax.text(xs[g[0]], ys[g[0]], "\n".join(sorted(names[i] for i in g)), fontsize=7) for g in groups]
     # iter_lim, not time_lim: the same inputs give the same figure on any machine
-    adjust_text(texts, x=xs, y=ys, ax=ax, expand=(1.2, 1.6), force_text=(0.4, 0.8), iter_lim=3000,
+    adjust_text(texts, x=xs, y=ys, ax=ax, expand=(1.3, 1.8), force_text=(0.8, 1.2), iter_lim=3000,
                 arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.5})
 
 
@@ -352,7 +352,7 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
     for variant in variants:
         thumbs = "".join(
             f'<a href="{html.escape(ctx.rel(paths[(variant, p)]))}"><img src="{html.escape(ctx.rel(paths[(variant, p)]))}" '
-            f'alt="{html.escape(variant)}, prompt {p}" title="prompt {p}" loading="lazy"></a>' for p in shown)
+            f'alt="{html.escape(variant)}, prompt {p}" title="prompt {p}"></a>' for p in shown)
         cards.append(f"<figure class='variant'><figcaption>{html.escape(variant)}</figcaption>{thumbs}</figure>")
     figure = grid_figure(ctx, variants, shown, paths)
     captions = "".join(f"<li><b>{pid}</b>: {html.escape(str(prompts.loc[pid, 'prompt']))}</li>" for pid in shown)
