@@ -103,7 +103,7 @@ def torch_env():
 
 def metrics_settings():
     """The config slice the metrics networks depend on (not the statistics' settings)."""
-    statistics = ("confidence", "bootstrap_resamples")
+    statistics = ("confidence", "bootstrap_resamples", "equivalence")
     metrics = {k: v for k, v in config["metrics"].items() if k not in statistics}
     return {"metrics": metrics, "device": config["device"]}
 

@@ -34,13 +34,16 @@ rule metrics_summary:
         shards=lambda wc: [d for v in VARIANTS for d in variant_shards(v, wc.model)],
     output:
         summary="results/metrics/{model}/summary.csv",
-        timing="results/metrics/{model}/timing.csv",
-        differences="results/metrics/{model}/differences.csv",
+        timing=report("results/metrics/{model}/timing.csv", category="Tables", caption="../report/tables.rst"),
+        differences=report(
+            "results/metrics/{model}/differences.csv", category="Tables", caption="../report/tables.rst"
+        ),
     params:
         variants=VARIANTS,
         reference=REFERENCE,
         confidence=config["metrics"]["confidence"],
         resamples=config["metrics"]["bootstrap_resamples"],
+        equivalence=config["metrics"]["equivalence"],
         seed=config["seed"],
     log:
         "logs/metrics/{model}/summary.log",

@@ -1,4 +1,8 @@
-# Stage: report. One HTML page (results/report/index.html) plus `snakemake --report` entries.
+# Stage: report. One HTML page (results/report/index.html); every figure it shows is declared with
+# report(), so `snakemake --report report.zip` holds the whole study.
+
+
+report: "../report/workflow.rst"
 
 
 rule report:
@@ -6,8 +10,12 @@ rule report:
         unpack(report_inputs),
     output:
         html="results/report/index.html",
-        variants_fig=report("results/report/variants.png", category="Variants", caption="../report/variants.rst"),
-        grid_fig=report("results/report/image_grid.png", category="Images", caption="../report/grid.rst"),
+        figures=report(
+            directory("results/report/figures"),
+            patterns=["{name}.png"],
+            category="Figures",
+            caption="../report/figures.rst",
+        ),
         summary_table=report("results/report/summary.csv", category="Tables", caption="../report/summary.rst"),
     params:
         config=config,

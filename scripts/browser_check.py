@@ -116,8 +116,14 @@ def problems(events: list[dict]) -> tuple[list[str], list[str]]:
     return messages, errors
 
 
-def check(html: Path, screenshot: Path, width: int = 1280, max_height: int = 16000) -> tuple[list[str], list[str]]:
-    """Load ``html``, write a full-page PNG to ``screenshot``; (console messages, errors)."""
+# The report must tell its story in under this many CSS pixels at this width.
+WIDTH, HEIGHT_LIMIT = 1400, 15000
+
+
+def check(html: Path, screenshot: Path, width: int = WIDTH, max_height: int = 16000,
+          height_limit: int | None = None) -> tuple[list[str], list[str]]:
+    """Load ``html``, write a full-page PNG to ``screenshot``; (console messages, errors). A page
+    taller than ``height_limit`` is an error naming its height."""
     chromium = find_chromium()
     if chromium is None:
         raise FileNotFoundError("chromium not found on PATH (Debian: apt-get install -y chromium)")
@@ -143,7 +149,11 @@ def check(html: Path, screenshot: Path, width: int = 1280, max_height: int = 160
             tools.call("Runtime.evaluate", {"expression": "1"}, session)  # flush pending events
         finally:
             tools.close()
-    return problems(tools.events)
+    messages, errors = problems(tools.events)
+    messages.append(f"page height {int(height)} px at {width} px width")
+    if height_limit is not None and height > height_limit:
+        errors.append(f"page is {int(height)} px tall at {width} px width, over the {height_limit} px limit")
+    return messages, errors
 
 
 def main(argv=None) -> int:
@@ -154,7 +164,7 @@ def main(argv=None) -> int:
     if find_chromium() is None:
         print("SKIP: chromium not found on PATH (Debian: apt-get install -y chromium)", file=sys.stderr)
         return 2
-    messages, errors = check(args.html, args.screenshot)
+    messages, errors = check(args.html, args.screenshot, height_limit=HEIGHT_LIMIT)
     for line in messages:
         print(line)
     for line in errors:

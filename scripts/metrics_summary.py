@@ -16,7 +16,8 @@ def main(snakemake):
     names = [m for m in stats.PER_IMAGE_METRICS if m in per_image]
     summary = stats.summarize(per_image, names, p.confidence, p.resamples, p.seed)
     io.write_csv(snakemake.output.summary, summary)
-    differences = stats.paired_differences(per_image, p.reference, names, p.confidence, p.resamples, p.seed)
+    differences = stats.paired_differences(per_image, p.reference, names, p.confidence, p.resamples,
+                                           p.seed, p.equivalence)
     io.write_csv(snakemake.output.differences, differences)
     timing = metrics.timing_table(metrics.read_manifests(snakemake.input.shards))
     io.write_csv(snakemake.output.timing, timing)

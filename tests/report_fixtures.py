@@ -13,6 +13,7 @@ from sdsqueeze import config as sq_config
 from sdsqueeze import io
 from sdsqueeze.quality import images as metrics
 from sdsqueeze.quality import stats
+from sdsqueeze.variants import resolve_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_MISSING = "unavailable: pt_inception-2015-12-05-6726825d.pth: metrics.weights_dir not set; download disabled"
@@ -47,7 +48,13 @@ def write_report_inputs(root: Path, config: dict, n: int = 6) -> dict[str, list[
         shard = write_shard(root / "images" / variant / "shard-0", variant, images, prompt_ids, seeds)
         manifest = pd.read_csv(shard / "manifest.csv")
         write_latents(shard, manifest.file)
-        manifest["seconds"] = 1.0 / (1 + k) if variant != reference else 1.2
+        steps = resolve_variant(config, variant)["steps"]
+        manifest["batch_index"] = [i * 2 // n for i in range(n)]  # two timed batches = two repeats
+        manifest["cpu_seconds"] = 0.06 * steps * (1 + 0.01 * manifest.batch_index)
+        # wall time: CPU time plus a shared machine's noise; ddim-10's repeats disagree by 40%
+        jitter = 0.4 if variant == "ddim-10" else 0.02
+        manifest["seconds"] = manifest.cpu_seconds * (1.1 + jitter * manifest.batch_index)
+        manifest["warmup_seconds"] = 2.0
         manifest["peak_memory_mb"] = 1000 - 50 * k
         manifest.to_csv(shard / "manifest.csv", index=False)
         shards.append(str(shard))
@@ -55,7 +62,9 @@ def write_report_inputs(root: Path, config: dict, n: int = 6) -> dict[str, list[
         table = metrics.per_image_quality([shard], [shards[variants.index(reference)]])
         table["lpips"] = np.nan
         table["lpips_status"] = "unavailable: alexnet-owt-7be5be79.pth: metrics.weights_dir not set"
-        table["clip_score"] = 25 + rng.normal(0, 1, len(table))
+        # paired like real CLIP scores: the prompt sets the level, the variant's changes move it
+        same = variant in (reference, "fp32-sdpa")
+        table["clip_score"] = 25 + np.sin(table.prompt_id) + (0 if same else rng.normal(0, 1, len(table)))
         table["clip_score_status"] = "ok"
         per_image.append(table)
         io.write_csv(root / "per_image" / f"{variant}.csv", table)

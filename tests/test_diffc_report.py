@@ -26,11 +26,11 @@ def test_section_draws_curves_and_states_lpips_reason(tmp_path):
     rd_frame().to_csv(csv, index=False)
     ctx = ReportContext(inputs={"diffc": [str(csv)]}, config={}, out_dir=tmp_path)
     section = diffc_section(ctx)
-    assert section is not None and (tmp_path / "diffc_rd.png").stat().st_size > 0
-    assert "VAE ceiling" in section.body_html and UNAVAILABLE in section.body_html
+    assert section is not None and (tmp_path / "figures" / "diffc_rd.png").stat().st_size > 0
+    assert "VAE round trip" in section.body_html and UNAVAILABLE in section.body_html
     assert "2 of 2 files" in section.body_html
     summary = rd_summary(rd_frame())
-    assert list(summary.point) == ["t=500", "t=300", "t=100", "VAE ceiling"]
+    assert list(summary.point) == ["t=500", "t=300", "t=100", "VAE round trip"]
     assert summary.set_index("point").loc["t=100", "psnr"] == 27.5
 
 

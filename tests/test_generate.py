@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,3 +86,25 @@ def test_multiple_samples_get_distinct_seeds(tiny_dir, tmp_path, base_spec):
                                        progress=False)
     assert manifest["sample"].tolist() == [0, 1]
     assert manifest.seed.nunique() == 2
+
+
+def test_warm_up_is_timed_apart_and_excluded(tiny_dir, tmp_path, base_spec, monkeypatch):
+    """The first call of a shard pays first-call costs; it must not enter seconds per image."""
+    calls = []
+    real_run_batch = generate.run_batch
+
+    def slow_first_call(prepared, prompts, latents):
+        calls.append(len(prompts))
+        if len(calls) == 1:
+            time.sleep(0.6)  # stands in for lazy initialisation / compilation
+        return real_run_batch(prepared, prompts, latents)
+
+    monkeypatch.setattr(generate, "run_batch", slow_first_call)
+    spec = {**base_spec, "batch_size": 2}
+    manifest = generate.generate_shard(load_pipeline(str(tiny_dir)), spec, PROMPTS, tmp_path / "s",
+                                       device="cpu", progress=False)
+    assert calls == [1, 2, 1]  # one single-image warm-up, then the timed batches
+    assert (manifest.warmup_seconds >= 0.6).all()
+    assert (manifest.seconds < manifest.warmup_seconds - 0.3).all()
+    assert manifest.batch_index.tolist() == [0, 0, 1]
+    assert (manifest.cpu_seconds > 0).all()

@@ -22,9 +22,10 @@ def test_report_renders_without_console_errors(tmp_path):
     inputs = write_report_inputs(tmp_path / "in", config)
     html = tmp_path / "out" / "index.html"
     build_report(inputs, config, html, commands=["snakemake --cores 2"])
-    messages, errors = browser_check.check(html, tmp_path / "shot.png")
-    assert errors == [], errors
+    messages, errors = browser_check.check(html, tmp_path / "shot.png", height_limit=browser_check.HEIGHT_LIMIT)
+    assert errors == [], errors  # console errors, missing images, or a page over 15,000 px at 1400 px
     assert (tmp_path / "shot.png").stat().st_size > 20_000
+    assert any(m.startswith("page height ") for m in messages)
 
 
 @pytest.mark.skipif(browser_check.find_chromium() is None,

@@ -44,7 +44,7 @@ def test_sweep_section_shows_formula_r2_figures_and_evaluations(tmp_path):
     assert "<b>166</b> on shared trajectories vs <b>264</b> naive" in section.body_html
     assert "unavailable: no weights here" in section.body_html
     for name in ("sweep_surface.png", "sweep_heatmap.png", "sweep_residuals.png", "sweep_rate_quality.png"):
-        assert (ctx.out_dir / name).stat().st_size > 1000 and name in section.body_html
+        assert (ctx.out_dir / "figures" / name).stat().st_size > 1000 and name in section.body_html
 
 
 def test_sweep_section_says_why_a_surface_is_not_drawn(tmp_path):

@@ -14,7 +14,8 @@ from .pipeline import run_pipeline
 from .variants import Prepared, prepare
 
 MANIFEST_COLUMNS = [
-    "prompt_id", "sample", "seed", "variant", "file", "seconds", "peak_memory_mb", "memory_kind",
+    "prompt_id", "sample", "seed", "variant", "file", "seconds", "cpu_seconds", "batch_index",
+    "warmup_seconds", "peak_memory_mb", "memory_kind",
     "sha256",  # readers check it: changes inside a directory() output are invisible to Snakemake
 ]
 
@@ -56,6 +57,49 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss_process"
 
 
+class BatchTimer:
+    """Wall time and process CPU time of one batch. On CUDA the wall time comes from CUDA events
+    recorded after a synchronize, so queued kernels of earlier work are not counted in."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def __enter__(self):
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            self.start, self.end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            self.start.record()
+        self.began, self.cpu_began = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            import torch
+
+            self.end.record()
+            torch.cuda.synchronize()
+            self.wall = self.start.elapsed_time(self.end) / 1e3
+        else:
+            self.wall = time.perf_counter() - self.began
+        # process_time counts every thread of this process and nothing of other processes: on a
+        # shared CPU it is the cost that other jobs cannot inflate.
+        self.cpu = time.process_time() - self.cpu_began
+        return False
+
+
+def warm_up(prepared: Prepared, prompt: str, latents, device: str) -> float:
+    """One untimed single-image call before the timed batches: first-call costs (lazy
+    initialisation, allocator growth, torch.compile) land here, recorded apart. The global RNG
+    state is restored so the warm-up cannot change any image."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]), BatchTimer(device) as timer, torch.inference_mode():
+        run_batch(prepared, [prompt], latents)
+    return timer.wall
+
+
 def run_batch(prepared: Prepared, prompts: list[str], latents):
     """One pipeline call; returns (PIL images, final latents on CPU)."""
     captured = {}
@@ -85,17 +129,15 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
     with io.atomic_dir(out_dir) as tmp:
         bar = tqdm(total=len(todo), desc=f"{spec['name']}", unit="img", disable=not progress,
                    file=sys.stderr)
-        for start in range(0, len(todo), batch):
+        warmup = warm_up(prepared, todo.prompt.iloc[0],
+                         seeding.initial_latents(todo.seed.tolist()[:1], shape).to(dtype), device)
+        for index, start in enumerate(range(0, len(todo), batch)):
             chunk = todo.iloc[start : start + batch]
             # Drawn in float32 on the CPU, then cast: the pipeline uses given latents' dtype as is.
             latents = seeding.initial_latents(chunk.seed.tolist(), shape).to(dtype)
             memory.reset()
-            began = time.perf_counter()
-            with torch.inference_mode():
+            with BatchTimer(device) as timer, torch.inference_mode():
                 images, finals = run_batch(prepared, chunk.prompt.tolist(), latents)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            seconds = (time.perf_counter() - began) / len(chunk)
             peak, kind = memory.read()
             for row, image, final in zip(chunk.itertuples(), images, finals):
                 name = image_name(row.prompt_id, row.sample)
@@ -103,8 +145,9 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
                 final_latents[name] = final.contiguous()
                 rows.append({
                     "prompt_id": row.prompt_id, "sample": row.sample, "seed": row.seed,
-                    "variant": spec["name"], "file": name, "seconds": seconds,
-                    "peak_memory_mb": peak, "memory_kind": kind,
+                    "variant": spec["name"], "file": name, "seconds": timer.wall / len(chunk),
+                    "cpu_seconds": timer.cpu / len(chunk), "batch_index": index,
+                    "warmup_seconds": warmup, "peak_memory_mb": peak, "memory_kind": kind,
                     "sha256": intermediates.sha256_file(tmp / name),
                 })
             bar.update(len(chunk))

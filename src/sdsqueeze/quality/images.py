@@ -61,12 +61,35 @@ def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame | None
 
 
 def timing_table(manifests: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: median and mean seconds per image, peak memory (as measured per batch)."""
-    grouped = manifests.groupby("variant", sort=True)
+    """Per variant: wall and process CPU seconds per image (median over timed batches, each
+    batch one repeat), their spread over repeats, the excluded warm-up, and peak memory."""
+    frame = manifests.copy()
+    for column in ("cpu_seconds", "batch_index", "warmup_seconds"):
+        if column not in frame:  # shards written before CPU time was recorded
+            frame[column] = 0 if column == "batch_index" else np.nan
+    frame["shard"] = frame.path.map(lambda p: str(Path(p).parent)) if "path" in frame else 0
+    batches = frame.groupby(["variant", "shard", "batch_index"], sort=True).agg(
+        wall=("seconds", "first"), cpu=("cpu_seconds", "first"), warmup=("warmup_seconds", "first"))
+    grouped = frame.groupby("variant", sort=True)
+    per_batch = batches.groupby("variant")
     return pd.DataFrame({
         "images": grouped.size(),
-        "seconds_per_image_median": grouped.seconds.median(),
+        "batches": per_batch.size(),
+        "seconds_per_image_median": per_batch.wall.median(),
         "seconds_per_image_mean": grouped.seconds.mean(),
+        "seconds_spread": per_batch.wall.agg(relative_spread),
+        "cpu_seconds_per_image_median": per_batch.cpu.median(),
+        "cpu_seconds_spread": per_batch.cpu.agg(relative_spread),
+        "warmup_seconds": per_batch.warmup.max(),
         "peak_memory_mb": grouped.peak_memory_mb.max(),
         "memory_kind": grouped.memory_kind.first(),
     }).reset_index()
+
+
+def relative_spread(values: pd.Series) -> float:
+    """(max − min) / median over repeats: how far one repeat can sit from another. One repeat
+    has no spread to show (NaN), rather than a false zero."""
+    values = values.dropna()
+    if len(values) < 2:
+        return float("nan")
+    return float((values.max() - values.min()) / values.median())

@@ -11,15 +11,21 @@ import pandas as pd
 
 from .evaluate import OK
 from .images import KEYS
+from .verdicts import (  # noqa: F401 - the verdict vocabulary, re-exported for callers
+    BETTER,
+    DEFAULT_EQUIVALENCE,
+    EQUIVALENT,
+    HIGHER_IS_BETTER,
+    IDENTITY,
+    INCONCLUSIVE,
+    PSNR_CAP_DB,
+    VERDICTS,
+    WORSE,
+    margin_verdict,
+    threshold_verdict,
+)
 
 PER_IMAGE_METRICS = ["psnr", "ssim", "lpips", "clip_score"]
-# Reference-relative metrics compare an image with its reference image; their value on the
-# reference itself is the identity, so "difference to the reference" is the metric minus that.
-IDENTITY = {"ssim": 1.0, "lpips": 0.0}
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "clip_score": True}
-NOT_DISTINGUISHABLE = "not distinguishable from the reference"
-DIFFERS = "differs from the reference"
-
 
 def bootstrap_mean(values, confidence: float = 0.95, resamples: int = 2000,
                    seed: int = 0) -> tuple[float, float, float]:
@@ -74,36 +80,53 @@ def summarize(per_image: pd.DataFrame, metric_names: list[str], confidence: floa
 
 
 def paired_differences(per_image: pd.DataFrame, reference: str, metric_names: list[str],
-                       confidence: float, resamples: int, seed: int) -> pd.DataFrame:
-    """variant − reference per prompt, bootstrap interval; an interval covering 0 is a tie.
+                       confidence: float, resamples: int, seed: int,
+                       equivalence: dict | None = None) -> pd.DataFrame:
+    """variant − reference per prompt with a bootstrap interval, judged against the metric's
+    practical-equivalence margin (``equivalence``, defaults DEFAULT_EQUIVALENCE).
 
     CLIP score is paired image by image (same prompt, same seed); SSIM and LPIPS already compare
-    with the reference image, so their difference is the value minus the identity (1, 0). PSNR
-    is left out: its identity value is infinite.
+    with the reference image, so their difference is the value minus the identity (1, 0). PSNR's
+    identity is infinite, so its row holds the PSNR itself, judged by the ``psnr_db`` threshold.
     """
+    bounds = {**DEFAULT_EQUIVALENCE, **(equivalence or {})}
     ref = per_image[per_image.variant == reference]
     rows = []
     for variant, group in per_image[per_image.variant != reference].groupby("variant", sort=True):
         for metric in metric_names:
-            if metric not in group or metric == "psnr":
+            if metric not in group:
                 continue
-            status = status_of(group, metric) if metric in IDENTITY else \
+            status = status_of(group, metric) if metric in IDENTITY or metric == "psnr" else \
                 next((s for s in (status_of(group, metric), status_of(ref, metric)) if s != OK), OK)
             row = {"variant": variant, "metric": metric, "difference": np.nan, "ci_low": np.nan,
                    "ci_high": np.nan, "n_prompts": group.prompt_id.nunique(),
-                   "higher_is_better": HIGHER_IS_BETTER[metric], "verdict": status}
+                   "higher_is_better": HIGHER_IS_BETTER[metric], "verdict": status,
+                   "test": _test_of(metric), "bound": bounds["psnr_db" if metric == "psnr" else metric]}
             if status == OK:
-                if metric in IDENTITY:
-                    diffs = group[metric] - IDENTITY[metric]
-                    prompts = group.prompt_id
-                else:
-                    paired = group.merge(ref, on=KEYS, suffixes=("", "_ref"), validate="one_to_one")
-                    diffs = paired[metric] - paired[f"{metric}_ref"]
-                    prompts = paired.prompt_id
-                by_prompt = diffs.groupby(prompts.to_numpy()).mean().to_numpy()
+                by_prompt = _paired_by_prompt(group, ref, metric)
                 mean, low, high = bootstrap_mean(by_prompt, confidence, resamples, seed)
-                row.update(difference=mean, ci_low=low, ci_high=high,
-                           verdict=NOT_DISTINGUISHABLE if low <= 0 <= high else DIFFERS)
+                verdict = threshold_verdict(low, high, row["bound"]) if metric == "psnr" else \
+                    margin_verdict(low, high, row["bound"], HIGHER_IS_BETTER[metric])
+                row.update(difference=mean, ci_low=low, ci_high=high, verdict=verdict)
             rows.append(row)
     return pd.DataFrame(rows, columns=["variant", "metric", "difference", "ci_low", "ci_high",
-                                       "n_prompts", "higher_is_better", "verdict"])
+                                       "n_prompts", "higher_is_better", "verdict", "test", "bound"])
+
+
+def _paired_by_prompt(group: pd.DataFrame, ref: pd.DataFrame, metric: str) -> np.ndarray:
+    """Per prompt, the mean of what is judged: PSNR itself, the value minus the identity (SSIM,
+    LPIPS), or the image-by-image difference to the reference (CLIP score)."""
+    if metric == "psnr":
+        # Identical images have infinite PSNR; capped so one identical image does not make the
+        # whole mean (and interval) infinite.
+        values, prompts = group[metric].clip(upper=PSNR_CAP_DB), group.prompt_id
+    elif metric in IDENTITY:
+        values, prompts = group[metric] - IDENTITY[metric], group.prompt_id
+    else:
+        paired = group.merge(ref, on=KEYS, suffixes=("", "_ref"), validate="one_to_one")
+        values, prompts = paired[metric] - paired[f"{metric}_ref"], paired.prompt_id
+    return values.groupby(prompts.to_numpy()).mean().to_numpy()
+
+
+def _test_of(metric: str) -> str:
+    return "value >= threshold" if metric == "psnr" else "|difference| <= margin"

@@ -1,7 +1,7 @@
-"""The HTML report: one page assembled from sections, each drawn from CSVs under results/.
-
-A section is a function ``(ReportContext) -> Section | None``; it returns None when its inputs
-are absent (a stage that is switched off). Every number shown names the CSV it comes from.
+"""The HTML report: one page assembled (report/build.py) from an ordered list of sections, each
+drawn from CSVs under results/. Conclusions (cost ranking, verdicts, Pareto fronts, trade-offs)
+live in report/analysis.py; page.py holds the building blocks and imports no section.
 """
 
-from .page import ReportContext, Section, build_report  # noqa: F401
+from .build import SECTIONS, build_report  # noqa: F401
+from .page import ReportContext, Section  # noqa: F401

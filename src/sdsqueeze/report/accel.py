@@ -1,72 +1,105 @@
-"""Report sections of the acceleration stage: the benchmark table (GPU runs committed under
-benchmarks/results/ and/or the DAG's own results/benchmarks/accel/), quality against steps per
-scheduler, and the K/V cache's agreement with its uncached twin."""
+"""Report sections of the acceleration stage: the current committed GPU result per GPU type, and
+the K/V cache's agreement with its uncached twin."""
 
 from __future__ import annotations
 
-import html
+import os
 from pathlib import Path
 
 import pandas as pd
 
-from .page import ReportContext, Section, source_note, table_html
+from .page import ReportContext, Section, percent, source_note, table_html
 
-SHOWN = ["variant", "s/image", "UNet ms/step", "peak MB", "UNet MB (memory)",
-         "speedup vs fp16 classic", "speedup vs fp16 SDPA eager",
-         "memory reduction vs fp16 SDPA eager", "share of bf16 matmul rate"]
-SCHEDULER_KEYS = {"scheduler", "steps"}
+BASELINE_ROWS = ("fp16-classic", "fp16-sdpa")
 
 
-def _formatted(table: pd.DataFrame) -> pd.DataFrame:
-    out = table.copy()
-    for column in out.columns:
-        if column.startswith("speedup"):
-            out[column] = out[column].map(lambda v: f"{v:.2f}×" if pd.notna(v) else None)
-        elif column.startswith(("memory reduction", "share")):
-            out[column] = out[column].map(lambda v: f"{v:.0%}" if pd.notna(v) else None)
-        elif out[column].dtype.kind == "f":
-            digits = 3 if column == "s/image" else 1
-            out[column] = out[column].map(lambda v, digits=digits: f"{v:.{digits}f}" if pd.notna(v) else None)
-    return out
+def committed_gpu_results(root: str | Path = ".") -> list[str]:
+    """The committed GPU benchmark results that stand for each GPU type now (listed in
+    benchmarks/results/current.yaml: ``accel.measure.committed_results``), relative to ``root``."""
+    from ..accel.measure import committed_results
+
+    return [os.path.relpath(path, root) for path in committed_results(root)]
+
+
+def current_runs(paths: list[str]) -> dict[str, str]:
+    """GPU type -> its current run: of the runs with complete metadata (meta.json with versions,
+    size, steps), the one timing both baselines and the most builds successfully, the latest on a
+    tie. One run, because ratios are only valid within one machine and process; runs without
+    metadata never reach the report."""
+    from ..accel import measure
+
+    best: dict[str, tuple] = {}
+    for order, path in enumerate(measure.in_run_order(paths)):
+        meta = measure.meta_for(path)
+        gpu = meta.get("versions", {}).get("gpu")
+        if "meta_source" in meta or not gpu or not meta.get("size") or not meta.get("steps"):
+            continue
+        ok = pd.read_csv(path).query("status == 'ok'")
+        score = (set(BASELINE_ROWS) <= set(ok.variant), ok.variant.nunique(), order)
+        if gpu not in best or score > best[gpu][0]:
+            best[gpu] = (score, path)
+    return {gpu: path for gpu, (_, path) in best.items()}
+
+
+def current_table(path: str) -> pd.DataFrame:
+    """One run's compact result: baselines, the best full-work build, the fastest of each low-bit
+    kind; batch-1 time and ratios, batch-4 share of the measured bf16 matmul peak. Error rows
+    never appear."""
+    from ..accel import measure
+
+    rows, flops = measure.load([path])
+    rows = rows[rows.status == "ok"]
+    table = measure.derived(rows, flops).merge(
+        rows[["variant", "batch", "steps", "deepcache", "lowbit"]], on=["variant", "batch"])
+    one, four = table[table.batch == 1], table[table.batch == 4].set_index("variant")
+    if one.empty:
+        return pd.DataFrame()
+    full = one[one.apply(measure.full_work, axis=1)]
+    picks = [(v, "baseline") for v in BASELINE_ROWS if v in set(one.variant)]
+    if not full.empty:
+        picks.append((full.loc[full["s/image"].idxmin()].variant, "best build (full work)"))
+    lowbit = one[one.lowbit.notna() & (one.lowbit.astype(str) != "")]
+    for kind, group in lowbit.groupby("lowbit"):
+        picks.append((group.loc[group["s/image"].idxmin()].variant, f"low-bit ({kind})"))
+    out = []
+    for variant, role in dict(picks).items():
+        r = one.set_index("variant").loc[variant]
+        share = four.loc[variant].get("share of bf16 matmul rate") if variant in four.index else None
+        out.append({"Build": variant, "Role": role, "s / image (batch 1)": f"{r['s/image']:.3f}",
+                    "× fp16 classic": _ratio(r.get("speedup vs fp16 classic")),
+                    "× fp16 SDPA eager": _ratio(r.get("speedup vs fp16 SDPA eager")),
+                    "Share of bf16 matmul peak (batch 4)": percent(share) if share is not None else "—"})
+    return pd.DataFrame(out)
+
+
+def _ratio(value) -> str:
+    return f"{value:.2f}×" if value is not None and pd.notna(value) else "—"
 
 
 def benchmark_section(ctx: ReportContext) -> Section | None:
+    """The current GPU result per GPU type; the runs' history stays in docs/benchmarks.md."""
     if not ctx.has("accel_benchmark"):
         return None
-    from ..accel import measure as benchtables
+    from ..accel import measure
 
     body = []
-    for label, paths in _by_origin(ctx.inputs["accel_benchmark"]).items():
-        rows, flops = benchtables.load(paths)
-        table = benchtables.derived(rows, flops)
-        meta = benchtables.meta_for(paths[0])
-        versions = meta.get("versions", {})
-        body.append(f"<h3>{html.escape(label)}</h3><p>{html.escape(meta.get('note', ''))} on "
-                    f"<b>{html.escape(str(versions.get('gpu', 'CPU')))}</b>; torch {versions.get('torch')}, "
-                    f"diffusers {versions.get('diffusers')}, torchao {versions.get('torchao')}; "
-                    f"{meta.get('size')} px, {meta.get('steps')} steps unless the variant says otherwise.</p>")
-        for batch, group in table.groupby("batch"):
-            ok = group[group.status == "ok"]
-            body.append(table_html(_formatted(ok[[c for c in SHOWN if c in ok]]), f"batch {batch}"))
-            failed = group[group.status != "ok"]
-            if not failed.empty:
-                body.append(table_html(failed[["variant", "status"]], f"batch {batch}: not timed"))
-        body.append(source_note(*paths))
-    return Section("Acceleration benchmark", "".join(body), "accel-benchmark")
-
-
-def _by_origin(paths: list[str]) -> dict[str, list[str]]:
-    """Committed GPU runs one table per lent machine (timings of two machines never mix);
-    the DAG's own benchmark apart."""
-    from ..accel import measure as benchtables
-
-    committed = [p for p in paths if Path(p).parts[:2] == ("benchmarks", "results")]
-    groups = {f"GPU runs on {machine} (benchmarks/results)": runs
-              for machine, runs in benchtables.by_machine(committed).items()}
-    own = [p for p in paths if p not in committed]
-    if own:
-        groups["This run's benchmark"] = own
-    return groups
+    for gpu, path in current_runs(ctx.inputs["accel_benchmark"]).items():
+        table = current_table(path)
+        if table.empty:
+            continue
+        meta = measure.meta_for(path)
+        versions = meta["versions"]
+        body.append(table_html(table, f"{gpu}: {meta.get('note', 'SD')} at {meta['size']} px, {meta['steps']} "
+                                      f"steps (torch {versions.get('torch', '?')}, diffusers "
+                                      f"{versions.get('diffusers', '?')}, torchao {versions.get('torchao', '?')})"))
+        body.append(source_note(path))
+    if not body:
+        return None
+    body.append("<p class='muted'>Per GPU type, the run with complete metadata that timed both baselines "
+                "and the most builds (the latest on a tie); ratios are within that run (baseline and build "
+                "timed on one machine, in one process). Method, every build and the other runs: "
+                "<a href='../../docs/benchmarks.md'>docs/benchmarks.md</a>.</p>")
+    return Section("GPU benchmark (current)", "".join(body), "accel-benchmark")
 
 
 def kv_cache_section(ctx: ReportContext) -> Section | None:
@@ -91,8 +124,8 @@ def kv_cache_section(ctx: ReportContext) -> Section | None:
             for key in plain:
                 diffs.append(float((cached[key] - plain[key]).abs().max()))
                 norms.append(float((cached[key] - plain[key]).norm() / plain[key].norm()))
-        rows.append({"cached variant": name, "uncached twin": twin, "images": len(diffs),
-                     "max |Δ latent|": max(diffs), "max relative error": max(norms)})
+        rows.append({"Cached variant": name, "Uncached twin": twin, "Images": len(diffs),
+                     "Max |Δ latent|": max(diffs), "Max relative error": max(norms)})
     if not rows:
         return None
     body = (table_html(pd.DataFrame(rows), "Cross-attention K/V cache against the same variant uncached")

@@ -129,12 +129,12 @@ def gpu_ratio(claim: dict, evidence: Evidence) -> Measurement | None:
     one committed run (same machine, same process), newest run first, at the claim's batch.
     Of several listed variants the most favourable to the claim is taken, so a contradiction
     holds for all of them."""
-    from ..accel import measure as benchtables
+    from ..accel import measure
 
     m = claim["measure"]
     speed = m["kind"] == "gpu_speedup"
-    for path in reversed(benchtables.in_run_order(evidence.gpu_results)):
-        rows, _ = benchtables.load([path])
+    for path in reversed(measure.in_run_order(evidence.gpu_results)):
+        rows, _ = measure.load([path])
         ok = rows[rows.ok & (rows.batch == m["batch"])].set_index("variant")
         candidates = [v for v in m["variants"] if v in ok.index]
         if m["baseline"] not in ok.index or not candidates:
@@ -144,9 +144,9 @@ def gpu_ratio(claim: dict, evidence: Evidence) -> Measurement | None:
                       else 1 - ok.loc[v, "peak_memory_mb"] / base.peak_memory_mb) for v in candidates}
         best = max(values, key=values.get)
         shown = ", ".join(f"{v} {values[v]:.2f}x" if speed else f"{v} {values[v]:.0%}" for v in candidates)
-        meta = benchtables.meta_for(path)
-        run = benchtables.run_of(path)
-        where = (f"{run} on {benchtables.machine_of(path)}: {meta.get('steps')} steps, "
+        meta = measure.meta_for(path)
+        run = measure.run_of(path)
+        where = (f"{run} on {measure.machine_of(path)}: {meta.get('steps')} steps, "
                  f"{meta.get('size')} px, batch {m['batch']}")
         measurement = Measurement(f"{shown} (vs {m['baseline']})", where)
         measurement.verdict, measurement.reason = threshold_verdict(
@@ -296,7 +296,7 @@ def claims_table(claims: list[dict], evidence: Evidence) -> pd.DataFrame:
 # ---- the report section ----
 
 def evidence_from(ctx: ReportContext) -> Evidence:
-    from ..accel import measure as benchtables
+    from ..accel import measure
 
     def csv(name):
         return pd.read_csv(ctx.inputs[name][0]) if ctx.has(name) else None
@@ -307,7 +307,7 @@ def evidence_from(ctx: ReportContext) -> Evidence:
     per_image = (pd.concat([pd.read_csv(p) for p in ctx.inputs["per_image"]], ignore_index=True)
                  if ctx.has("per_image") else None)
     return Evidence(
-        gpu_results=list(ctx.inputs.get("gpu_results") or benchtables.committed_results()),
+        gpu_results=list(ctx.inputs.get("gpu_results") or measure.committed_results()),
         per_image=per_image, summary=csv("summary"),
         sweep_runs=pd.read_csv(sweep_csv) if sweep_csv else None,
         sweep_fit=json.loads(Path(sweep_json).read_text()) if sweep_json else None,
@@ -331,9 +331,9 @@ def claims_section(ctx: ReportContext) -> Section | None:
 
 def main() -> None:
     """Print the claims that the committed GPU runs settle (the others need a pipeline run)."""
-    from ..accel import measure as benchtables
+    from ..accel import measure
 
-    table = claims_table(load_claims(), Evidence(gpu_results=benchtables.committed_results()))
+    table = claims_table(load_claims(), Evidence(gpu_results=measure.committed_results()))
     measured = table[table.verdict != NOT_MEASURED]
     print(measured[["claim", "our measurement", "measured on", "verdict", "why"]].to_string(index=False))
 

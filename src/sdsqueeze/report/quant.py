@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import analysis
 from .page import ReportContext, Section, source_note, table_html
 
 CALIBRATION_LABELS = {"none": "W/O", "raw_data": "W (raw data)", "noise_data": "W (noise)",
@@ -223,6 +224,14 @@ NOTE = (
     "and a b-bit zero point per output channel. See docs/quantization.md.</p>")
 
 
+def readable(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Human headers; metrics unavailable for every variant left out (one line at the top says so)."""
+    missing = analysis.unavailable_everywhere(summary)
+    table = table.drop(columns=[m.upper() for m in missing if m.upper() in table])
+    names = {m.upper(): analysis.label(m) for m in analysis.METRICS}
+    return table.rename(columns={**names, "variant": "Variant", "size vs baseline": "Size vs baseline"})
+
+
 def quant_section(ctx: ReportContext) -> Section | None:
     if not (ctx.has("quant_sizes") and ctx.has("summary")):
         return None
@@ -244,7 +253,7 @@ def quant_section(ctx: ReportContext) -> Section | None:
         body += table_html(ablation_table(axes, per_image, "psnr", settings),
                            "Ablation: the change from W/O to the best variant, one axis at a time "
                            "(paired PSNR difference in dB over prompts [95% CI])")
-    body += table_html(quant_table(variants, ctx.config["reference"], summary, sizes),
+    body += table_html(readable(quant_table(variants, ctx.config["reference"], summary, sizes), summary),
                        "Every ptq variant: quality against the reference (mean [95% CI]) and "
                        "bits-accounted size")
     body += source_note(ctx.inputs["summary"][0], ctx.inputs["quant_sizes"][0]) + NOTE

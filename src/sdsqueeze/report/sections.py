@@ -1,10 +1,11 @@
-"""The report's sections, in page order. Each reads only the CSVs and images named in the
-report rule's inputs; a stage that is not configured simply contributes no section.
+"""The quality and cost sections of the page, and the glance box. Rendering only: what they
+conclude comes from report/analysis.py; each reads only the CSVs and images named in the report
+rule's inputs, and a stage that is not configured contributes no section.
 
 Quality numbers come from results/metrics/{model}/summary.csv (per-image metrics: mean, bootstrap
-interval over prompts, status), differences.csv (paired against the reference) and
-distribution.csv (FID, IS per variant); a metric without weights shows its
-``unavailable: <reason>`` text, never a number.
+interval over prompts, status), differences.csv (paired against the reference, with verdicts) and
+distribution.csv (FID, IS per variant). A metric unavailable for every variant is one line at the
+top, not a column; one unavailable for some variants shows a numbered note.
 """
 
 from __future__ import annotations
@@ -15,37 +16,17 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from . import accel
-from .page import ReportContext, Section, source_note, table_html
+from ..quality import verdicts
+from . import analysis
+from .analysis import METRICS, OK
+from .page import ReportContext, Section, interval, number, percent, source_note, table_html
 
-# metric -> (label, digits, higher is better)
-METRICS = {
-    "fid_reference": ("FID vs reference", 2, False),
-    "fid_coco": ("FID vs COCO", 2, False),
-    "inception_score": ("IS", 2, True),
-    "clip_score": ("CLIP score", 2, True),
-    "lpips": ("LPIPS", 4, False),
-    "ssim": ("SSIM", 4, True),
-    "psnr": ("PSNR (dB)", 2, True),
-}
-OK = "ok"
-
-
-def _num(x: float, digits: int) -> str:
-    """Fixed digits, but values too small to show that way (e.g. −3.7e-08) in scientific form."""
-    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
-        return f"{x:.2e}"
-    return f"{x:.{digits}f}"
-
-
-def _fmt_interval(mean: float, low: float, high: float, digits: int) -> str:
-    if np.isinf(mean):
-        return "identical (∞)"
-    return f"{_num(mean, digits)} [{_num(low, digits)}, {_num(high, digits)}]"
+INDICATIVE = "indicative (shared CPU)"
+NOT_RESOLVED = "not resolved"
 
 
 class Notes:
-    """Numbered footnotes for unavailable metrics, so table cells stay short."""
+    """Numbered footnotes for metrics unavailable for some variants, so cells stay short."""
 
     def __init__(self):
         self.reasons: list[str] = []
@@ -66,8 +47,23 @@ def _read(ctx: ReportContext, name: str) -> pd.DataFrame | None:
     return pd.read_csv(ctx.inputs[name][0]) if ctx.has(name) else None
 
 
-def quality_cell(summary: pd.DataFrame | None, distribution: pd.DataFrame | None, variant: str,
-                 metric: str, notes: Notes) -> str:
+def _on_cpu(ctx: ReportContext) -> bool:
+    return str(ctx.config.get("device", "cpu")) == "cpu"
+
+
+def _spread_bound(ctx: ReportContext) -> float:
+    return float(ctx.config.get("report", {}).get("timing_spread_max", analysis.DEFAULT_SPREAD_BOUND))
+
+
+def _costs(ctx: ReportContext) -> pd.DataFrame:
+    return analysis.efficiency(_read(ctx, "timing"), ctx.config["reference"], _on_cpu(ctx), _spread_bound(ctx))
+
+
+def _missing(ctx: ReportContext) -> dict[str, str]:
+    return analysis.unavailable_everywhere(_read(ctx, "summary"), _read(ctx, "distribution"))
+
+
+def quality_cell(summary, distribution, variant: str, metric: str, notes: Notes) -> str:
     """A metric of one variant as text: value [interval], or 'unavailable [k]'."""
     digits = METRICS[metric][1]
     if distribution is not None and metric in set(distribution.metric):
@@ -77,220 +73,215 @@ def quality_cell(summary: pd.DataFrame | None, distribution: pd.DataFrame | None
         r = row.iloc[0]
         if r.status != OK:
             return notes.cell(r.status)
-        return f"{r.value:.{digits}f}" + (f" ± {r['std']:.{digits}f}" if np.isfinite(r["std"]) else "")
-    if summary is None:
-        return "—"
-    row = summary[(summary.variant == variant) & (summary.metric == metric)]
-    if row.empty:
+        return number(r.value, digits) + (f" ± {number(r['std'], digits)}" if np.isfinite(r["std"]) else "")
+    row = summary[(summary.variant == variant) & (summary.metric == metric)] if summary is not None else []
+    if len(row) == 0:
         return "—"
     r = row.iloc[0]
-    status = r.get("status", OK)
-    if isinstance(status, str) and status != OK:
-        return notes.cell(status)
-    return _fmt_interval(r["mean"], r.ci_low, r.ci_high, digits)
+    if isinstance(r.get("status", OK), str) and r.status != OK:
+        return notes.cell(r.status)
+    return interval(r["mean"], r.ci_low, r.ci_high, digits)
 
 
-def efficiency(timing: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Speedup (reference s/image ÷ variant s/image, medians) and memory reduction per variant."""
-    ref = timing.set_index("variant").loc[reference]
-    out = timing.copy()
-    out["speedup"] = ref.seconds_per_image_median / out.seconds_per_image_median
-    out["memory_reduction"] = 1 - out.peak_memory_mb / ref.peak_memory_mb
-    return out
+def speedup_cell(r) -> str:
+    """Wall-clock speed-up, shown only where repeats agree (spread below the bound)."""
+    if not r.speedup_resolved:
+        return NOT_RESOLVED
+    return f"{r.speedup:.2f}×"
 
 
-def verdicts(differences: pd.DataFrame | None) -> dict[str, str]:
-    """Per variant: which metrics are not distinguishable from the reference."""
-    if differences is None or differences.empty:
-        return {}
-    out = {}
-    for variant, group in differences.groupby("variant"):
-        ties = [METRICS[m][0] for m in group[group.verdict == "not distinguishable from the reference"].metric]
-        differs = [METRICS[m][0] for m in group[group.verdict == "differs from the reference"].metric]
-        parts = []
-        if ties:
-            parts.append("not distinguishable from the reference in " + ", ".join(ties))
-        if differs:
-            parts.append("differs in " + ", ".join(differs))
-        out[variant] = "; ".join(parts) or "no paired metric available"
-    return out
-
-
-def technique_table(timing, summary, distribution, differences, reference, notes) -> pd.DataFrame:
-    """OptSD's table: speedup, memory reduction, FID, CLIP score — plus LPIPS/SSIM and the verdict."""
-    eff = efficiency(timing, reference)
-    verdict = verdicts(differences)
+def technique_table(costs, summary, distribution, differences, reference, on_cpu, missing, notes):
+    """OptSD's table, cheapest first: cost, speed-up, memory, quality, verdict."""
+    verdict = analysis.variant_verdicts(differences)
+    cost_name = "CPU s / image" if on_cpu else "s / image"
+    speed_name = f"Wall-clock speed-up, {INDICATIVE}" if on_cpu else "Speed-up (wall clock)"
     rows = []
-    for r in eff.sort_values("speedup", ascending=False).itertuples():
-        rows.append({
-            "technique (variant)": r.variant + (" — reference" if r.variant == reference else ""),
-            "speedup": f"{r.speedup:.2f}×",
-            "memory reduction": f"{100 * r.memory_reduction:.0f}%",
-            "s / image": f"{r.seconds_per_image_median:.3f}",
-            "FID vs reference": quality_cell(summary, distribution, r.variant, "fid_reference", notes),
-            "CLIP score [95% CI]": quality_cell(summary, distribution, r.variant, "clip_score", notes),
-            "LPIPS [95% CI]": "reference" if r.variant == reference
-            else quality_cell(summary, distribution, r.variant, "lpips", notes),
-            "SSIM [95% CI]": "reference" if r.variant == reference
-            else quality_cell(summary, distribution, r.variant, "ssim", notes),
-            "verdict (paired, 95%)": "—" if r.variant == reference else verdict.get(r.variant, "—"),
-        })
-    return pd.DataFrame(rows)
+    for rank, r in enumerate(costs.itertuples(), start=1):
+        row = {"Variant": r.variant + (" (reference)" if r.variant == reference else ""), "Cost rank": rank,
+               cost_name: number(r.cost_seconds, 3), "Cost vs reference": f"{r.relative_cost:.2f}×",
+               speed_name: "1.00×" if r.variant == reference else speedup_cell(r),
+               "Memory saved": percent(r.memory_reduction)}
+        for metric in ("fid_reference", "clip_score", "lpips", "ssim"):
+            if metric in missing:
+                continue
+            name = f"{METRICS[metric][0]}{'' if metric.startswith('fid') else ' [95% CI]'}"
+            row[name] = "reference" if metric in verdicts.IDENTITY and r.variant == reference else \
+                quality_cell(summary, distribution, r.variant, metric, notes)
+        row["Verdict"] = "—" if r.variant == reference else verdict.get(r.variant, "—")
+        rows.append(row)
+    table = pd.DataFrame(rows).dropna(axis=1, how="all")
+    return drop_uninformative(table, "Verdict", reference)
+
+
+def drop_uninformative(table: pd.DataFrame, column: str, reference: str) -> pd.DataFrame:
+    """A verdict column where every non-reference row reads the same word tells nothing."""
+    if column in table and table.loc[~table.Variant.str.endswith("(reference)"), column].nunique() <= 1:
+        return table.drop(columns=column)
+    return table
 
 
 def variants_section(ctx: ReportContext) -> Section | None:
     """OptSD's technique table, computed from timing.csv and the metrics."""
     if not (ctx.has("summary") and ctx.has("timing")):
         return None
-    timing, summary = _read(ctx, "timing"), _read(ctx, "summary")
-    distribution, differences = _read(ctx, "distribution"), _read(ctx, "differences")
+    costs, on_cpu = _costs(ctx), _on_cpu(ctx)
+    timing = _read(ctx, "timing")
     notes = Notes()
-    table = technique_table(timing, summary, distribution, differences, ctx.config["reference"], notes)
+    table = technique_table(costs, _read(ctx, "summary"), _read(ctx, "distribution"), _read(ctx, "differences"),
+                            ctx.config["reference"], on_cpu, _missing(ctx), notes)
     kind = ", ".join(sorted(timing.memory_kind.astype(str).unique()))
+    bound = _spread_bound(ctx)
+    cost_text = ("process CPU seconds per image (median over batches, after an excluded warm-up image): "
+                 "other jobs on a shared CPU do not inflate it" if on_cpu else
+                 "wall seconds per image (CUDA events, median over batches, after an excluded warm-up)")
     sources = [ctx.inputs[n][0] for n in ("timing", "summary", "distribution", "differences") if ctx.has(n)]
     body = (
-        table_html(table, "Techniques: speed, memory and quality against the reference (OptSD's table)")
+        table_html(table, "Techniques ranked by cost, with quality against the reference (OptSD's table)")
         + notes.html()
-        + f"<p class='muted'>Speedup = reference median s/image ÷ variant's; memory reduction = 1 − peak ÷ "
-          f"reference peak (memory measured as: {html.escape(kind)}). Intervals: 95% percentile bootstrap "
-          "over prompts. A verdict “not distinguishable” means the paired 95% interval of "
-          "(variant − reference) covers zero. FID has no interval (one number per image set).</p>"
+        + f"<p class='muted'>Cost = {cost_text}; cost vs reference = variant ÷ reference. The wall-clock "
+          f"speed-up (reference ÷ variant) is shown only where both spreads over repeats, (max − min) ÷ median "
+          f"over batches, are below {bound:.0%}; otherwise “{NOT_RESOLVED}”"
+          + (f", and on a CPU shared with other jobs it is {INDICATIVE}" if on_cpu else "") + ". "
+          f"Memory saved = 1 − peak ÷ reference peak ({html.escape(kind)}). Intervals: 95% bootstrap over "
+          "prompts. Verdicts: paired interval against the practical-equivalence margins "
+          "(<code>metrics.equivalence</code>, docs/metrics.md).</p>"
         + source_note(*sources)
     )
     return Section("Techniques", body, "techniques")
 
 
+def difference_cell(r) -> str:
+    digits = METRICS[r.metric][1]
+    return f"{interval(r.difference, r.ci_low, r.ci_high, digits)} — {r.verdict}"
+
+
 def quality_section(ctx: ReportContext) -> Section | None:
-    """Every per-image metric with its interval and status, and the paired differences."""
+    """Every available per-image metric with its interval, and the paired verdicts per variant."""
     summary = _read(ctx, "summary")
     if summary is None:
         return None
-    notes = Notes()
-    names = [m for m in METRICS if m in set(summary.metric)]
+    notes, missing = Notes(), _missing(ctx)
+    names = [m for m in METRICS if m in set(summary.metric) and m not in missing]
     reference = ctx.config["reference"]
-    rows = [{"variant": v + (" — reference" if v == reference else ""),
-             **{METRICS[m][0]: quality_cell(summary, None, v, m, notes) for m in names}}
+    rows = [{"Variant": v + (" (reference)" if v == reference else ""),
+             **{f"{METRICS[m][0]} [95% CI]": quality_cell(summary, None, v, m, notes) for m in names}}
             for v in sorted(summary.variant.unique())]
     body = table_html(pd.DataFrame(rows), "Per-image metrics: mean [95% bootstrap interval over prompts]")
-    differences = _read(ctx, "differences")
-    if differences is not None and not differences.empty:
-        diff_rows = []
-        for r in differences.itertuples():
-            label, digits, _ = METRICS[r.metric]
-            ok = r.verdict.startswith(("not distinguishable", "differs"))
-            diff_rows.append({
-                "variant": r.variant, "metric": label,
-                "variant − reference [95% CI]": _fmt_interval(r.difference, r.ci_low, r.ci_high, digits)
-                if ok else notes.cell(r.verdict),
-                "prompts": r.n_prompts, "verdict": r.verdict if ok else "—",
-            })
-        body += table_html(pd.DataFrame(diff_rows), "Paired differences against the reference")
-        body += ("<p class='muted'>CLIP score is paired image by image (same prompt and seed); SSIM and "
-                 "LPIPS already compare each image with its reference image, so their difference is the "
-                 "value minus the identity (1 and 0). PSNR is omitted here (identity = ∞).</p>")
+    body += paired_table(_read(ctx, "differences"), missing, notes)
     body += notes.html() + source_note(ctx.inputs["summary"][0],
                                        *([ctx.inputs["differences"][0]] if ctx.has("differences") else []))
     return Section("Quality with intervals", body, "quality")
+
+
+def paired_table(differences: pd.DataFrame | None, missing: dict, notes: Notes) -> str:
+    """One row per variant, one column per paired metric: difference [95% CI] — verdict."""
+    if differences is None or differences.empty:
+        return ""
+    shown = differences[~differences.metric.isin(missing)]
+    if shown.empty:
+        return ""
+    rows = {}
+    for r in shown.itertuples():
+        name = f"{METRICS[r.metric][0]}: {'value' if r.metric == 'psnr' else 'Δ'} [95% CI] — verdict"
+        rows.setdefault(r.variant, {"Variant": r.variant})[name] = (
+            difference_cell(r) if r.verdict in verdicts.VERDICTS else notes.cell(r.verdict))
+    bounds = "; ".join(
+        f"{METRICS[m][0]} {'≥ ' + number(b, 0) + ' dB' if m == 'psnr' else '|Δ| ≤ ' + number(b, 3)}"
+        for m, b in shown.drop_duplicates("metric").set_index("metric").bound.items())
+    return (table_html(pd.DataFrame(list(rows.values())), "Paired against the reference, with verdicts")
+            + f"<p class='muted'>Margins: {html.escape(bounds)}. <b>equivalent</b>: the whole interval within "
+              "the margin (PSNR: at or above the threshold); <b>worse</b>/<b>better</b>: wholly beyond it; "
+              "<b>inconclusive</b>: it straddles the margin. SSIM and LPIPS compare each image with its "
+              "reference image (Δ = value − identity); CLIP score is paired image by image; PSNR is the "
+              "value itself (identical images capped at 100 dB).</p>")
 
 
 def distribution_section(ctx: ReportContext) -> Section | None:
     distribution = _read(ctx, "distribution")
     if distribution is None:
         return None
+    missing = _missing(ctx)
+    shown = [m for m in ("fid_reference", "fid_coco", "inception_score")
+             if m in set(distribution.metric) and m not in missing]
+    if not shown:
+        return None  # the glance box's one line says why
     notes = Notes()
-    variants = sorted(distribution.variant.unique())
     rows = []
-    for v in variants:
-        row = {"variant": v, "images": int(distribution[distribution.variant == v].n_images.iloc[0])}
-        for m in ("fid_reference", "fid_coco", "inception_score"):
+    for v in sorted(distribution.variant.unique()):
+        row = {"Variant": v, "Images": int(distribution[distribution.variant == v].n_images.iloc[0])}
+        for m in shown:
             row[METRICS[m][0]] = quality_cell(None, distribution, v, m, notes)
         rows.append(row)
     splits = ctx.config.get("metrics", {}).get("is_splits", 10)
     body = (table_html(pd.DataFrame(rows), "Distribution metrics, one value per variant")
             + notes.html()
-            + "<p class='muted'>FID: pytorch-fid's Inception pool3 features (PNG → [0,1] → bilinear 299×299), "
-              "Fréchet distance to the reference variant's images and, when <code>metrics.coco_images</code> is "
-              "set, to the selected prompts' COCO val2017 photos (center-cropped, resized to the generated "
-              f"size). IS: the same network's 1008-way logits without bias, {splits} in-order splits, "
-              "mean ± std over splits. No bootstrap interval: FID's small-sample bias dominates at these "
-              "sizes, so compare FID only between variants with the same number of images.</p>"
+            + "<p class='muted'>FID: pytorch-fid's Inception pool3 features, Fréchet distance to the reference "
+              "variant's images and, when <code>metrics.coco_images</code> is set, to the prompts' COCO "
+              f"photographs. IS: {splits} in-order splits, mean ± std. No bootstrap interval: FID's small-sample "
+              "bias dominates at these sizes, so compare FID only between equal image counts.</p>"
             + source_note(ctx.inputs["distribution"][0]))
     return Section("FID and Inception Score", body, "distribution")
 
 
-def _quality_points(summary, distribution, timing, reference) -> pd.DataFrame:
-    """Long table: variant, quality metric label, value, seconds, memory — available values only."""
-    eff = efficiency(timing, reference).set_index("variant")
-    rows = []
-    for metric, (label, _, higher) in METRICS.items():
-        source = distribution if metric.startswith(("fid", "inception")) else summary
-        if source is None or metric not in set(source.metric) or metric == "psnr":
-            continue
-        column = "value" if source is distribution else "mean"
-        for r in source[(source.metric == metric) & (source.status == OK)].itertuples():
-            value = getattr(r, column)
-            if r.variant in eff.index and np.isfinite(value):
-                rows.append({"variant": r.variant, "metric": metric, "label": label, "higher": higher,
-                             "value": value, "seconds": eff.loc[r.variant, "seconds_per_image_median"],
-                             "memory": eff.loc[r.variant, "peak_memory_mb"]})
-    return pd.DataFrame(rows)
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
-def pareto_front(points: pd.DataFrame, cost: str, higher: bool) -> pd.DataFrame:
-    """Variants no other variant beats in both cost (lower) and quality."""
-    sign = 1 if higher else -1
-    keep = []
-    for i, p in points.iterrows():
-        dominated = ((points[cost] <= p[cost]) & (sign * points.value >= sign * p.value)
-                     & ((points[cost] < p[cost]) | (sign * points.value > sign * p.value))).any()
-        if not dominated:
-            keep.append(i)
-    return points.loc[keep].sort_values(cost)
+def _label_points(ax, xs, ys, names, near_px: float = 12) -> None:
+    """Variant names beside their points, moved apart so none overlaps another (adjustText);
+    points closer than ``near_px`` on screen share one label, listed top to bottom."""
+    from adjustText import adjust_text
+
+    ax.autoscale_view()
+    screen = ax.transData.transform(np.column_stack([xs, ys]))
+    groups: list[list[int]] = []
+    for i, point in enumerate(screen):
+        home = next((g for g in groups if np.hypot(*(screen[g[0]] - point)) < near_px), None)
+        home.append(i) if home is not None else groups.append([i])
+    xs, ys, names = list(xs), list(ys), list(names)
+    texts = [ax.text(xs[g[0]], ys[g[0]], "\n".join(sorted(names[i] for i in g)), fontsize=7) for g in groups]
+    # iter_lim, not time_lim: the same inputs give the same figure on any machine
+    adjust_text(texts, x=xs, y=ys, ax=ax, expand=(1.3, 1.8), force_text=(0.8, 1.2), iter_lim=3000,
+                arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.5})
 
 
 def pareto_section(ctx: ReportContext) -> Section | None:
     if not (ctx.has("summary") and ctx.has("timing")):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    points = _quality_points(_read(ctx, "summary"), _read(ctx, "distribution"), _read(ctx, "timing"),
-                             ctx.config["reference"])
+    points = analysis.quality_points(_read(ctx, "summary"), _read(ctx, "distribution"), _costs(ctx))
     if points.empty:
         return None
+    plt = _pyplot()
     metrics_shown = list(dict.fromkeys(points.metric))
-    fig, axes = plt.subplots(len(metrics_shown), 2, squeeze=False, figsize=(10, 3.3 * len(metrics_shown)))
-    names = sorted(points.variant.unique())
-    # husl spaces any number of variants evenly (tab10 has only 10 colours)
-    palette = dict(zip(names, sns.color_palette("husl", len(names))))
+    fig, axes = plt.subplots(len(metrics_shown), 2, squeeze=False, figsize=(11, 4.2 * len(metrics_shown)))
+    cost_label = "CPU seconds per image (← cheaper)" if _on_cpu(ctx) else "seconds per image (← faster)"
     for row, metric in enumerate(metrics_shown):
         sub = points[points.metric == metric]
-        for col, (cost, xlabel) in enumerate((("seconds", "seconds per image (median)"),
-                                               ("memory", "peak memory (MB)"))):
+        higher = bool(sub.higher.iloc[0])
+        for col, (cost, xlabel) in enumerate((("seconds", cost_label), ("memory", "peak memory, MB (← leaner)"))):
             ax = axes[row][col]
-            for p in sub.itertuples():
-                ax.scatter(getattr(p, cost), p.value, color=palette[p.variant], s=60, zorder=3)
-                ax.annotate(p.variant, (getattr(p, cost), p.value), fontsize=8,
-                            xytext=(4, 4), textcoords="offset points")
-            front = pareto_front(sub, cost, bool(sub.higher.iloc[0]))
-            ax.plot(front[cost], front.value, "--o", color="#888", mfc="none", ms=13, zorder=2,
-                    label="Pareto front")
-            arrow = "↑ better" if sub.higher.iloc[0] else "↓ better"
-            ax.set(xlabel=xlabel, ylabel=f"{sub.label.iloc[0]} ({arrow})")
+            ax.scatter(sub[cost], sub.value, color="#2f6fd6", s=30, zorder=3)
+            front = analysis.pareto_front(sub, cost, higher)
+            ax.plot(front[cost], front.value, "--o", color="#888", mfc="none", ms=11, zorder=2, label="Pareto front")
+            ax.set(xlabel=xlabel, ylabel=f"{sub.label.iloc[0]} ({'↑' if higher else '↓'} better)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, loc="best")
+            ax.margins(x=0.12, y=0.2)
+            _label_points(ax, sub[cost], sub.value, sub.variant)
     fig.tight_layout()
     figure = ctx.figure_path("variants.png")  # the report rule declares this name
-    io.save_figure(fig, figure, dpi=100)
+    io.save_figure(fig, figure, dpi=90)
     plt.close(fig)
-    body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="Pareto plots: speed and memory vs quality">'
-            "<p class='muted'>Each row one quality metric that has values; left speed, right memory. The "
-            "dashed line joins the variants no other variant beats in both cost and quality. Metrics "
-            "marked unavailable have no row.</p>" + source_note(ctx.inputs["timing"][0], ctx.inputs["summary"][0]))
-    return Section("Pareto: speed and memory vs quality", body, "pareto")
+    body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="Pareto plots: cost and memory vs quality">'
+            "<p class='muted'>One row per quality metric with values; left cost, right memory; arrows give the "
+            "better direction. The dashed line (open circles) joins the variants no other variant beats in both: "
+            "the Pareto front.</p>"
+            + source_note(ctx.inputs["timing"][0], ctx.inputs["summary"][0]))
+    return Section("Pareto: cost and memory vs quality", body, "pareto")
 
 
 def step_points(ctx: ReportContext, points: pd.DataFrame) -> pd.DataFrame:
@@ -314,18 +305,11 @@ def step_points(ctx: ReportContext, points: pd.DataFrame) -> pd.DataFrame:
 def steps_section(ctx: ReportContext) -> Section | None:
     if not (ctx.has("summary") and ctx.has("timing")):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = _quality_points(_read(ctx, "summary"), _read(ctx, "distribution"), _read(ctx, "timing"),
-                             ctx.config["reference"])
+    points = analysis.quality_points(_read(ctx, "summary"), _read(ctx, "distribution"), _costs(ctx))
+    points = step_points(ctx, points) if not points.empty else points
     if points.empty:
         return None
-    points = step_points(ctx, points)
-    if points.empty:
-        return None
+    plt = _pyplot()
     metrics_shown = list(dict.fromkeys(points.metric))
     fig, axes = plt.subplots(1, len(metrics_shown), squeeze=False, figsize=(4.2 * len(metrics_shown), 3.3))
     for ax, metric in zip(axes[0], metrics_shown):
@@ -333,112 +317,103 @@ def steps_section(ctx: ReportContext) -> Section | None:
         for scheduler, group in sub.groupby("scheduler"):
             group = group.sort_values("steps")
             ax.plot(group.steps, group.value, "o-", label=scheduler)
-        arrow = "↑ better" if sub.higher.iloc[0] else "↓ better"
-        ax.set(xlabel="denoising steps", ylabel=f"{sub.label.iloc[0]} ({arrow})")
+        ax.set(xlabel="denoising steps (→ more work)",
+               ylabel=f"{sub.label.iloc[0]} ({'↑' if sub.higher.iloc[0] else '↓'} better)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="scheduler", title_fontsize=8)
     fig.tight_layout()
     figure = ctx.figure_path("steps.png")
-    io.save_figure(fig, figure, dpi=100)
+    io.save_figure(fig, figure, dpi=90)
     plt.close(fig)
     table = points.pivot_table(index=["scheduler", "steps"], columns="label", values="value").reset_index()
     table.columns.name = None
     body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="quality vs denoising steps per scheduler">'
             + table_html(table.round(4), "Quality by scheduler and step count")
-            + "<p class='muted'>Variants whose spec equals the reference's except for scheduler and step "
-              "count (so dtype, attention and other techniques do not confound the curve); the reference "
-              "itself sits at identity (SSIM 1, LPIPS 0). Add variants such as <code>ddim-20: "
-              "{scheduler: ddim, steps: 20}</code> to extend a curve.</p>"
+            + "<p class='muted'>Variants whose spec equals the reference's except scheduler and step count; "
+              "the reference itself sits at identity (SSIM 1, LPIPS 0).</p>"
             + source_note(ctx.inputs["summary"][0]))
     return Section("Quality vs steps", body, "steps")
 
 
 def image_grid_section(ctx: ReportContext) -> Section | None:
+    """Per variant, thumbnails of the first prompts, each linking to the full-size PNG; the same
+    grid as one figure for `snakemake --report`."""
     if not (ctx.has("shards") and ctx.has("prompts")):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..quality.images import load_rgb, read_manifests
+    from ..quality.images import read_manifests
 
     prompts = pd.read_csv(ctx.inputs["prompts"][0])
     manifests = read_manifests(ctx.inputs["shards"], prompts)
+    manifests = manifests[manifests["sample"] == 0]
     prompts = prompts.set_index("prompt_id")
     reference = ctx.config["reference"]
     variants = [reference] + sorted(v for v in manifests.variant.unique() if v != reference)
     shown = sorted(manifests.prompt_id.unique())[: ctx.config["report"]["grid_prompts"]]
-    fig, axes = plt.subplots(len(shown), len(variants), squeeze=False,
-                             figsize=(1.9 * len(variants), 2.0 * len(shown)))
-    for r, prompt_id in enumerate(shown):
-        for c, variant in enumerate(variants):
-            ax = axes[r][c]
-            row = manifests[(manifests.variant == variant) & (manifests.prompt_id == prompt_id)
-                            & (manifests["sample"] == 0)]
-            ax.imshow(load_rgb(row.path.iloc[0]))
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(variant, fontsize=9)
-            if c == 0:
-                ax.set_ylabel(f"prompt {prompt_id}", fontsize=8)
-    fig.tight_layout()
-    figure = ctx.figure_path("image_grid.png")
-    io.save_figure(fig, figure, dpi=100)
-    plt.close(fig)
-    captions = "".join(
-        f"<li><b>{pid}</b>: {html.escape(str(prompts.loc[pid, 'prompt']))}</li>" for pid in shown
-    )
-    body = (f'<img class="figure" src="{ctx.rel(figure)}" alt="image grid">'
-            f"<p>Same prompt and seed in every row, reference first.</p><ul>{captions}</ul>"
+    paths = manifests.set_index(["variant", "prompt_id"]).path
+    cards = []
+    for variant in variants:
+        thumbs = "".join(
+            f'<a href="{html.escape(ctx.rel(paths[(variant, p)]))}"><img src="{html.escape(ctx.rel(paths[(variant, p)]))}" '
+            f'alt="{html.escape(variant)}, prompt {p}" title="prompt {p}"></a>' for p in shown)
+        cards.append(f"<figure class='variant'><figcaption>{html.escape(variant)}</figcaption>{thumbs}</figure>")
+    figure = grid_figure(ctx, variants, shown, paths)
+    captions = "".join(f"<li><b>{pid}</b>: {html.escape(str(prompts.loc[pid, 'prompt']))}</li>" for pid in shown)
+    body = (f"<div class='grid'>{''.join(cards)}</div>"
+            f"<p>Prompts, left to right (same seed in every variant; click a thumbnail for full size): "
+            f"<ol class='muted'>{captions}</ol></p>"
+            f'<p class="muted">All in one figure: <a href="{ctx.rel(figure)}">{html.escape(figure.name)}</a>.</p>'
             + source_note(ctx.inputs["prompts"][0], "results/images/…/manifest.csv"))
     return Section("Image grid", body, "grid")
 
 
+def grid_figure(ctx: ReportContext, variants, shown, paths):
+    """Variants as rows (names readable at any count), prompts as columns."""
+    from ..quality.images import load_rgb
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(variants), len(shown), squeeze=False,
+                             figsize=(1.6 * len(shown) + 1.8, 1.6 * len(variants)))
+    for r, variant in enumerate(variants):
+        for c, prompt_id in enumerate(shown):
+            ax = axes[r][c]
+            ax.imshow(load_rgb(paths[(variant, prompt_id)]))
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"prompt {prompt_id}", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(variant, fontsize=10, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    figure = ctx.figure_path("image_grid.png")
+    io.save_figure(fig, figure, dpi=90)
+    plt.close(fig)
+    return figure
+
+
 def glance(ctx: ReportContext) -> str:
-    """The few sentences at the top of the page: fastest, leanest, ties, missing metrics."""
+    """The top of the page: the best trade-offs (cost and quality cost of one run), the variants
+    equivalent to the reference, and metrics unavailable everywhere in one line."""
     if not ctx.has("timing"):
         return ""
-    reference = ctx.config["reference"]
-    eff = efficiency(_read(ctx, "timing"), reference)
-    others = eff[eff.variant != reference]
-    items = []
-    if not others.empty:
-        fast = others.loc[others.speedup.idxmax()]
-        lean = others.loc[others.memory_reduction.idxmax()]
-        items.append(f"Fastest: <b>{html.escape(fast.variant)}</b>, {fast.speedup:.2f}× the reference's speed.")
-        items.append(f"Least memory: <b>{html.escape(lean.variant)}</b>, "
-                     f"{100 * lean.memory_reduction:.0f}% below the reference.")
-    differences = _read(ctx, "differences")
-    if differences is not None and not differences.empty:
-        ok = differences[differences.verdict.str.startswith(("not distinguishable", "differs"))]
-        all_tied = [v for v, g in ok.groupby("variant") if (g.verdict == "not distinguishable from the reference").all()]
-        if all_tied:
-            items.append("Not distinguishable from the reference on every paired metric: "
-                         + ", ".join(f"<b>{html.escape(v)}</b>" for v in all_tied) + ".")
-        tested = ", ".join(METRICS[m][0] for m in dict.fromkeys(ok.metric))
-        if tested:
-            items.append(f"Paired metrics tested: {html.escape(tested)} (95% bootstrap over prompts).")
-    missing = set()
-    for name, column in (("summary", "status"), ("distribution", "status")):
-        frame = _read(ctx, name)
-        if frame is not None and column in frame:
-            missing |= set(frame.loc[frame[column] != OK, "metric"])
+    reference, on_cpu = ctx.config["reference"], _on_cpu(ctx)
+    costs, differences = _costs(ctx), _read(ctx, "differences")
+    items = [tradeoff_item(r, on_cpu) for r in analysis.tradeoffs(costs, differences, reference).itertuples()]
+    same = analysis.all_equivalent(differences)
+    if same:
+        items.append("Equivalent to the reference in every paired metric (within the margins): "
+                     + ", ".join(f"<b>{html.escape(v)}</b>" for v in same) + ".")
+    missing = _missing(ctx)
     if missing:
-        items.append("Unavailable here (no weights; reasons in the tables): "
-                     + ", ".join(METRICS.get(m, (m,))[0] for m in sorted(missing)) + ".")
-    return "<ul class='glance'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>" if items else ""
+        items.append(f"<span class='unavailable'>{html.escape(analysis.unavailable_line(missing))}</span>")
+    if on_cpu:
+        items.append(f"Cost is CPU time per image; wall-clock speed-ups are {INDICATIVE}.")
+    model = html.escape(str(ctx.config["model"]["name"]))
+    head = f"<p class='caption'>At a glance (this run, model <code>{model}</code>)</p>"
+    return head + "<ul class='glance'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>" if items else ""
 
 
-# Stage sections live in their own modules (imported here, last: some reuse the helpers above).
-from .claims import claims_section  # noqa: E402
-from .diffc import diffc_section  # noqa: E402
-from .quant import quant_section  # noqa: E402
-from .sweep import sweep_section  # noqa: E402
-
-# Page order.
-SECTIONS = [
-    variants_section, quality_section, distribution_section, pareto_section, steps_section,
-    quant_section, accel.benchmark_section, accel.kv_cache_section, sweep_section, diffc_section,
-    claims_section, image_grid_section,
-]
+def tradeoff_item(r, on_cpu: bool) -> str:
+    label_, digits, _ = METRICS[r.metric]
+    what = "CPU time" if on_cpu else "time"
+    change = "Δ " if r.metric != "psnr" else ""
+    return (f"<b>{html.escape(r.variant)}</b>: {r.relative_cost:.2f}× the reference's {what} per image; "
+            f"{label_} {change}{interval(r.difference, r.ci_low, r.ci_high, digits)} — {html.escape(r.verdict)}.")
