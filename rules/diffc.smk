@@ -1,6 +1,7 @@
 # Stage: DiffC compression. Images (scikit-image's photographs by default) are coded at every rate
 # point by reverse-channel coding the model's denoising steps; one .diffc file per image x rate
 # point; a job is a shard of images (all rate points share one walk down the noise schedule).
+from sdsqueeze.diffc.images import check_image_names as diffc_check_image_names
 from sdsqueeze.diffc.runs import shard_images as diffc_shard_images
 from sdsqueeze.prompts import n_shards as diffc_n_shards
 
@@ -11,6 +12,11 @@ if DIFFC["enabled"] and _off_grid:
         f"invalid config: diffc.recon_timesteps {_off_grid} are not multiples of diffc.step_stride "
         f"({DIFFC['step_stride']}); coding stops only on the grid of coded timesteps"
     )
+if DIFFC["enabled"]:
+    try:
+        diffc_check_image_names(DIFFC["images"])  # paths relative to the working directory, as the jobs read them
+    except ValueError as err:
+        raise WorkflowError(str(err)) from None
 DIFFC_SHARDS = list(range(diffc_n_shards(len(DIFFC["images"]), DIFFC["shard_size"])))
 # The rate-distortion table when the stage is enabled, else nothing (rule diffc_all, the report).
 DIFFC_OUTPUTS = [f"results/diffc/{MODEL}/rd.csv"] if DIFFC["enabled"] else []
