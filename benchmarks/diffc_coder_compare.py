@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- coder-compare:begin -->", "<!-- coder-compare:end -->"
 
 
 def measure(model_dir: str, out_csv: str) -> None:
@@ -76,12 +75,24 @@ def summary_markdown(old: pd.DataFrame, new: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_block(doc: Path, text: str) -> None:
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def read_block(doc: Path, name: str) -> str:
+    begin, end = markers(name)
     source = doc.read_text()
-    if BEGIN not in source or END not in source:
-        raise SystemExit(f"{doc}: no {BEGIN} ... {END} block to fill")
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    doc.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}\n{END}", source))
+    if begin not in source or end not in source:
+        raise SystemExit(f"{doc}: no {begin} ... {end} block")
+    return source.split(begin, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def write_block(doc: Path, text: str, name: str = "coder-compare") -> None:
+    """Replace the generated block ``name`` of a markdown file (markers stay)."""
+    read_block(doc, name)  # refuses a file without the markers
+    begin, end = markers(name)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    doc.write_text(pattern.sub(lambda _: f"{begin}\n{text}\n{end}", doc.read_text()))
 
 
 def main(argv: list[str] | None = None) -> int:
