@@ -59,11 +59,14 @@ def psnr_at_equal_rate(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_markdown(old: pd.DataFrame, new: pd.DataFrame) -> str:
-    per_point = old.groupby("recon_timestep")[["bpp", "psnr"]].mean().join(
-        new.groupby("recon_timestep")[["bpp", "psnr"]].mean(), lsuffix="_old", rsuffix="_new")
-    lines = ["| recon t | bpp old | bpp new | PSNR old dB | PSNR new dB |", "| --- | --- | --- | --- | --- |"]
+    columns = ["bpp", "psnr", "latent_snr_db"]
+    per_point = old.groupby("recon_timestep")[columns].mean().merge(
+        new.groupby("recon_timestep")[columns].mean(), left_index=True, right_index=True, suffixes=("_old", "_new"))
+    lines = ["| recon t | bpp old | bpp new | PSNR old dB | PSNR new dB | latent SNR old dB | latent SNR new dB |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for t, r in per_point.sort_index(ascending=False).iterrows():
-        lines.append(f"| {t} | {r.bpp_old:.4f} | {r.bpp_new:.4f} | {r.psnr_old:.2f} | {r.psnr_new:.2f} |")
+        lines.append(f"| {t} | {r.bpp_old:.4f} | {r.bpp_new:.4f} | {r.psnr_old:.2f} | {r.psnr_new:.2f} | "
+                     f"{r.latent_snr_db_old:.2f} | {r.latent_snr_db_new:.2f} |")
     equal = psnr_at_equal_rate(old, new)
     if len(equal):
         lines.append("")
@@ -71,7 +74,10 @@ def summary_markdown(old: pd.DataFrame, new: pd.DataFrame) -> str:
                      f"files' bpp, {len(equal)} of {len(old)} files inside the new coder's range): mean "
                      f"{equal.delta_db.mean():+.2f} dB, range {equal.delta_db.min():+.2f} to "
                      f"{equal.delta_db.max():+.2f} dB. Mean file size at the same recon timestep: "
-                     f"{new.bytes.mean() / old.bytes.mean():.2f}x the old coder's.")
+                     f"{new.bytes.mean() / old.bytes.mean():.2f}x the old coder's; encode time per image (all "
+                     f"rate points, one CPU thread): {new.encode_seconds_all_rate_points.mean() / old.encode_seconds_all_rate_points.mean():.1f}x "
+                     "(the new run includes its self-check decode; chunks in higher budget classes search "
+                     "more candidates).")
     return "\n".join(lines)
 
 
@@ -91,7 +97,7 @@ def write_block(doc: Path, text: str, name: str = "coder-compare") -> None:
     """Replace the generated block ``name`` of a markdown file (markers stay)."""
     read_block(doc, name)  # refuses a file without the markers
     begin, end = markers(name)
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
     doc.write_text(pattern.sub(lambda _: f"{begin}\n{text}\n{end}", doc.read_text()))
 
 

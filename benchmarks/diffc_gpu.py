@@ -60,7 +60,7 @@ def round_trip(model_path: str, device: str) -> dict:
     ramp = np.linspace(0, 255, size)
     image = np.stack([np.add.outer(ramp, ramp) / 2, np.outer(np.sin(ramp / 20), ramp) % 255,
                       np.tile(ramp, (size, 1))[::-1]], axis=2).astype(np.uint8)  # no skimage needed
-    settings = diffc.DiffcSettings(step_stride=100, max_chunk_bits=12, margin_bits=3,
+    settings = diffc.DiffcSettings(step_stride=100, max_chunk_bits=10, margin_bits=3,
                                    denoise_steps=10, block_rows_log2=16, seed=7)
     start = time.perf_counter()
     files, report = diffc.encode_rate_points(image, pipe, [500, 300, 200, 100], settings, model)
@@ -94,7 +94,7 @@ def summary_markdown(result: dict) -> str:
     lines = [f"Measured by `benchmarks/diffc_gpu.py` (torch {result['torch']}, Python {result['python']}; "
              f"the tiny pipeline with seeded weights, fingerprint {result['round_trip'][0]['model_fingerprint']}, "
              f"{result['round_trip'][0]['image_size']} px; 4 rate points t = 500/300/200/100 from one walk, "
-             "stride 100, chunks <= 12 bits, blocks of 2^16 candidates):", "",
+             "stride 100, chunks <= 10 bits, margin 3, blocks of 2^16 candidates):", "",
              "| device | encode s / image (4 rate points) | decode s / file (mean) | bytes per file | "
              "receiver latent = sender's | second decode identical |", "| --- | --- | --- | --- | --- | --- |"]
     for trip in result["round_trip"]:
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--doc", help="markdown file with a diffc-gpu block to fill")
     args = parser.parse_args()
     if args.summarize:
-        text = summary_markdown(json.loads(open(args.summarize).read()))
+        text = summary_markdown(json.loads(Path(args.summarize).read_text()))
         if args.doc:
             from diffc_coder_compare import write_block
 

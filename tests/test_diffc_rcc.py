@@ -10,8 +10,14 @@ from scipy import stats
 
 from sdsqueeze.diffc import rcc
 from sdsqueeze.diffc.bitstream import DiffcFile, DiffcFormatError
-from sdsqueeze.diffc.chunks import (StepTooLargeError, choose_chunks, dequantize_kl, partition,
-                                    plan_step, quantize_kl)
+from sdsqueeze.diffc.chunks import (
+    StepTooLargeError,
+    choose_chunks,
+    dequantize_kl,
+    partition,
+    plan_step,
+    quantize_kl,
+)
 
 
 def shift_for_kl(kl_bits: float, dim: int, seed: int = 0) -> torch.Tensor:
