@@ -4,7 +4,7 @@ Layout (version 2; integers are LEB128 varints unless a size is given):
     b"DFC"  version:u8  model_fingerprint:8 bytes  flags:u8 (dtype, device kind)
     latent channels, height, width   seed   step_stride   recon_timestep   denoise_steps
     max_chunk_bits   margin_bits   block_rows_log2   cpu_threads   regime   n_steps
-    kl_codes:n_steps bytes   latent_digest:8 bytes
+    kl_codes:n_steps bytes   latent_digest:4 bytes
     payload_length   payload (constriction range-coder words, uint32 little-endian)
     crc32:u32 (little-endian) of every byte before it
 Every byte counts towards the rate reported: bits per pixel is the file's size.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 MAGIC = b"DFC"
 VERSION = 2
-DIGEST_BYTES = 8
+DIGEST_BYTES = 4  # a receiver off by any bit misses it with probability 2^-32; every byte is rate
 # Ranges the format allows (the config schema's, or wider); anything else is a damaged file.
 LIMITS = {"latent_channels": (1, 64), "latent_side": (1, 1024), "step_stride": (1, 10_000),
           "recon_timestep": (1, 10_000), "denoise_steps": (1, 1000), "max_chunk_bits": (1, 20),

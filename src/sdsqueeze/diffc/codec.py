@@ -136,9 +136,10 @@ def model_fingerprint(pipe) -> bytes:
         if module is None:
             continue
         config = dict(module.config) if hasattr(module.config, "keys") else module.config.to_dict()
-        # where it was loaded from, library versions and the load dtype do not name the model
-        config = {k: v for k, v in config.items()
-                  if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+        # where it was loaded from, library versions, the load dtype and the class names saving adds
+        # do not name the model (an in-memory pipeline and its saved copy must agree)
+        config = {k: v for k, v in config.items() if not k.startswith("_")
+                  and k not in ("transformers_version", "dtype", "torch_dtype", "architectures")}
         digest.update(json.dumps(config, sort_keys=True, default=str).encode())
         with torch.no_grad():
             for pname, param in module.state_dict().items():
@@ -245,9 +246,11 @@ def numeric_regime(cpu_threads: int):
 
 
 def latent_digest(latent) -> bytes:
-    """8 bytes of SHA-256 over the clean latent's float32 values: what the receiver must reach."""
+    """The first bytes of SHA-256 over the clean latent's float32 values: what the receiver must reach."""
+    from .bitstream import DIGEST_BYTES
+
     array = latent.detach().float().cpu().contiguous().numpy()
-    return hashlib.sha256(array.tobytes()).digest()[:8]
+    return hashlib.sha256(array.tobytes()).digest()[:DIGEST_BYTES]
 
 
 def encode_rate_points(image: np.ndarray, pipe, recon_timesteps: list[int],
