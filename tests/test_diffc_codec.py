@@ -110,22 +110,21 @@ def test_recon_timestep_off_the_grid_is_refused(pipe, image):
 
 @contextlib.contextmanager
 def other_process_state():
-    """What other work in the same process may leave behind: bf16/TF32-style reduced float32
-    precision, another thread count, oneDNN off, deterministic algorithms on; restored after."""
+    """What other work in the same process may leave behind: reduced float32 matmul precision
+    (oneDNN then uses bf16 on CPUs with AMX or AVX-512-BF16), another thread count, deterministic
+    algorithms off; restored after. (oneDNN stays on: turning it off would hide the bf16 path.)"""
     threads, precision = torch.get_num_threads(), torch.get_float32_matmul_precision()
-    mkldnn, deterministic = torch.backends.mkldnn.enabled, torch.are_deterministic_algorithms_enabled()
+    deterministic = torch.are_deterministic_algorithms_enabled()
     torch.randn(256, 256) @ torch.randn(256, 256)  # other torch work first
     try:
         torch.set_float32_matmul_precision("medium")
         torch.set_num_threads(2 if threads == 1 else 1)
-        torch.backends.mkldnn.enabled = False
         torch.use_deterministic_algorithms(False)
         torch.nn.functional.conv2d(torch.randn(1, 8, 32, 32), torch.randn(8, 8, 3, 3))
         yield
     finally:
         torch.set_float32_matmul_precision(precision)
         torch.set_num_threads(threads)
-        torch.backends.mkldnn.enabled = mkldnn
         torch.use_deterministic_algorithms(deterministic)
 
 

@@ -59,11 +59,9 @@ class EncodeReport:
 
 
 class DiffusionModel:
-    """The parts of a pipeline DiffC needs, with the empty-prompt conditioning computed once."""
+    """The parts of a pipeline DiffC needs; the empty-prompt conditioning is computed on first use."""
 
     def __init__(self, pipe):
-        import torch
-
         self.pipe = pipe
         self.unet = getattr(pipe, "unet", None)
         if self.unet is None or not hasattr(pipe, "encode_prompt"):
@@ -77,8 +75,18 @@ class DiffusionModel:
         self.alphas_cumprod = pipe.scheduler.alphas_cumprod.double().cpu().numpy()
         self.horizon = len(self.alphas_cumprod)
         self.prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
-        with torch.no_grad():
-            self.empty_prompt = pipe.encode_prompt("", self.device, 1, False)[0]
+        self._empty_prompts = {}  # CPU thread count -> the empty prompt's text-encoder states
+
+    def empty_prompt(self):
+        """The conditioning, computed lazily inside the coder's numeric regime (the text encoder's
+        sums depend on it like the UNet's), once per thread count."""
+        import torch
+
+        threads = torch.get_num_threads()
+        if threads not in self._empty_prompts:
+            with torch.no_grad():
+                self._empty_prompts[threads] = self.pipe.encode_prompt("", self.device, 1, False)[0]
+        return self._empty_prompts[threads]
 
     @property
     def dtype_name(self) -> str:
@@ -90,7 +98,7 @@ class DiffusionModel:
 
         abar = self.alphas_cumprod[t]
         with torch.no_grad():
-            out = self.unet(x_t.to(self.dtype), t, encoder_hidden_states=self.empty_prompt).sample.float()
+            out = self.unet(x_t.to(self.dtype), t, encoder_hidden_states=self.empty_prompt()).sample.float()
         a, b = math.sqrt(abar), math.sqrt(1.0 - abar)
         if self.prediction == "epsilon":
             return (x_t - b * out) / a, out
@@ -228,10 +236,12 @@ def numeric_regime(cpu_threads: int):
     import torch
 
     settings = _regime_settings(torch)
+    precision = torch.get_float32_matmul_precision()  # some kernels (CPU bmm) still read this one
     before = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in settings]
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     try:
+        torch.set_float32_matmul_precision("highest")
         for obj, attr, value in settings:
             setattr(obj, attr, value)
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -239,7 +249,8 @@ def numeric_regime(cpu_threads: int):
             torch.set_num_threads(cpu_threads)
         yield
     finally:
-        for obj, attr, value in before:
+        torch.set_float32_matmul_precision(precision)
+        for obj, attr, value in before:  # after the coarse setting: these are the finer ones
             setattr(obj, attr, value)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.set_num_threads(threads)
