@@ -64,4 +64,4 @@ def test_config_check_refuses_a_non_photograph_name(tmp_path):
                              "--configfile", str(repo / "config.yaml"), str(tmp_path / "bad.yaml"), "-n",
                              "--cores", "1"], check=False, capture_output=True, text=True)
     assert result.returncode != 0
-    assert "diffc.images ['download_all'] are neither image files nor scikit-image photographs" in result.stderr
+    assert "diffc.images ['download_all'] are neither image files nor scikit-image photographs" in result.stdout + result.stderr
