@@ -17,7 +17,8 @@ def rd_frame() -> pd.DataFrame:
             rows.append({"model": "tiny", "image": image, "method": "diffc", "recon_timestep": t,
                          "bytes": bpp * 16384 / 8, "bpp": bpp, "psnr": 20 + 10 * bpp + offset, "ssim": bpp,
                          "lpips": UNAVAILABLE, "latent_snr_db": -10 / bpp, "decode_seconds": 1.0,
-                         "encode_seconds_all_rate_points": 3.0, "redecode_identical": t == 100 or None})
+                         "encode_seconds_all_rate_points": 3.0, "redecode_identical": t == 100 or None,
+                         "chunk_kl_excess_bits": -0.5 - offset})
     return pd.DataFrame(rows)
 
 
@@ -32,6 +33,8 @@ def test_section_draws_curves_and_states_lpips_reason(tmp_path):
     summary = rd_summary(rd_frame())
     assert list(summary.point) == ["t=500", "t=300", "t=100", "VAE round trip"]
     assert summary.set_index("point").loc["t=100", "psnr"] == 27.5
+    assert summary.set_index("point").loc["t=100", "worst_chunk_excess_bits"] == -0.5
+    assert "worst_chunk_excess_bits" in section.body_html
 
 
 def test_no_input_no_section(tmp_path):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from sdsqueeze.diffc import runs
@@ -32,3 +33,35 @@ def test_shard_round_trip_and_rate_is_file_size(tmp_path):
     assert isinstance(lpips, float) or str(lpips).startswith("unavailable: ")
     steps = pd.read_csv(enc / "steps.csv")
     assert list(steps.timestep) == [750, 500, 250]
+    # the worst chunk's KL minus its budget: per step, and per file (over its steps) in the RD table
+    for t in CFG["recon_timesteps"]:
+        assert coded.loc[t, "chunk_kl_excess_bits"] == steps[steps.timestep >= t].chunk_kl_excess_bits.max()
+    assert (steps.side_bits > 0).all()
+
+
+def test_unknown_image_names_are_refused_before_any_job():
+    from sdsqueeze.diffc import images
+
+    images.check_image_names(["astronaut", "coffee"])
+    for name in ("download_all", "data_dir", "no_such_photo", "lily"):  # callables, data, downloads
+        with pytest.raises(ValueError, match=name):
+            images.check_image_names(["astronaut", name])
+        with pytest.raises(ValueError, match="scikit-image photographs"):
+            images.load_image(name, 64)
+
+
+@pytest.mark.slow
+def test_config_check_refuses_a_non_photograph_name(tmp_path):
+    """`snakemake -n` stops at config check, naming the entry, before any job is planned."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "bad.yaml").write_text(
+        f"diffc:\n  images: [astronaut, download_all]\nprompts:\n  captions: {repo}/data/coco_tiny_captions.json\n")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path),
+                             "--configfile", str(repo / "config.yaml"), str(tmp_path / "bad.yaml"), "-n",
+                             "--cores", "1"], check=False, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "diffc.images ['download_all'] are neither image files nor scikit-image photographs" in result.stdout + result.stderr

@@ -72,6 +72,7 @@ def test_diffc_psnr_rises_with_rate_towards_the_vae_ceiling(run_dir):
     coded = rd[rd.method == "diffc"].groupby("recon_timestep")[["bpp", "psnr"]].mean().sort_values("bpp")
     assert len(coded) >= 4
     assert coded.psnr.is_monotonic_increasing, coded
+    assert (rd[rd.method == "diffc"].chunk_kl_excess_bits <= 1e-9).all()  # every chunk within its KL budget
     ceiling = rd[rd.method != "diffc"].psnr.mean()
     assert coded.psnr.iloc[-1] <= ceiling + 0.5
     model = json.loads((run_dir / "resources/models/tiny/model.json").read_text())

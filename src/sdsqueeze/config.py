@@ -114,6 +114,13 @@ def check_diffc(config: dict) -> None:
             f"invalid config: diffc.recon_timesteps {off_grid} are not multiples of diffc.step_stride "
             f"({diffc['step_stride']}); coding stops only on the grid of coded timesteps"
         )
+    if diffc["enabled"]:
+        from .diffc.images import check_image_names
+
+        try:
+            check_image_names(diffc["images"])  # relative to the working directory, as the jobs read them
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def check_sweep(config: dict) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -35,16 +36,18 @@ def compress(args) -> None:
     pipe = load_model(args.model, args.device, args.dtype)
     size = args.size or images.model_resolution(pipe)
     settings = codec.DiffcSettings(step_stride=args.step_stride, max_chunk_bits=args.max_chunk_bits,
-                                   margin_bits=args.margin_bits, denoise_steps=args.denoise_steps)
+                                   margin_bits=args.margin_bits, denoise_steps=args.denoise_steps,
+                                   self_check=args.self_check)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     sources = sorted(p for p in Path(args.image_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not sources:
         raise SystemExit(f"no images in {args.image_dir}")
     for path in sources:
-        image = images.load_image(str(path), size)
-        seeded = codec.DiffcSettings(**{**settings.__dict__, "seed": runs.image_seed(args.seed, path.stem)})
-        data = codec.encode(image, pipe, args.recon_timestep, seeded)
+        with naming(path):
+            image = images.load_image(str(path), size)
+            seeded = codec.DiffcSettings(**{**settings.__dict__, "seed": runs.image_seed(args.seed, path.stem)})
+            data = codec.encode(image, pipe, args.recon_timestep, seeded)
         (out / f"{path.stem}.diffc").write_bytes(data)
         if args.save_original:
             Image.fromarray(image).save(out / f"{path.stem}.original.png")
@@ -55,14 +58,49 @@ def decompress(args) -> None:
     from PIL import Image
 
     from . import codec
+    from .bitstream import DiffcFile
 
+    paths = sorted(Path(args.input_dir).glob("*.diffc"))
+    if not paths:
+        raise SystemExit(f"no .diffc files in {args.input_dir}")
+    limit = int(args.max_memory_gb * 2**30)
+    files = {}
+    for path in paths:  # every header is checked before the model loads or anything is allocated
+        with naming(path):
+            files[path] = path.read_bytes()
+            codec.check_header_limits(DiffcFile.from_bytes(files[path]), limit)
     pipe = load_model(args.model, args.device, args.dtype)
     model = codec.DiffusionModel(pipe)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(Path(args.input_dir).glob("*.diffc")):
-        Image.fromarray(codec.decode(path.read_bytes(), pipe, model)).save(out / f"{path.stem}.png")
+    for path, data in files.items():
+        with naming(path):
+            latent = codec.decode_latent(data, pipe, model, limit)
+            with codec.numeric_regime(DiffcFile.from_bytes(data).cpu_threads):
+                pixels = model.latent_to_image(latent)
+        Image.fromarray(pixels).save(out / f"{path.stem}.png")
         print(f"{path.name} -> {out / (path.stem + '.png')}")
+
+
+@contextlib.contextmanager
+def naming(path: Path):
+    """Any failure while reading or decoding a file becomes one line that names it."""
+    try:
+        yield
+    except Exception as err:  # the CLI's promise: one line per failure, never a traceback
+        raise FileFailure(f"{path}: {one_line(err)}") from None
+
+
+class FileFailure(Exception):
+    pass
+
+
+def one_line(err: BaseException) -> str:
+    from .bitstream import DiffcFormatError
+    from .codec import DiffcError
+
+    text = (str(err).splitlines() or [""])[0]
+    return text if isinstance(err, (DiffcError, DiffcFormatError)) else f"{type(err).__name__}: {text}"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,20 +124,24 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--save_original", action="store_true",
                            help="also write the cropped/resized image that was coded")
+            p.add_argument("--self_check", action=argparse.BooleanOptionalAction, default=True,
+                           help="decode each file before writing it and refuse if it misses the sender's latent")
         else:
             p.add_argument("--input_dir", required=True)
+            p.add_argument("--max_memory_gb", type=float, default=8.0,
+                           help="refuse files whose decoding would allocate more (candidates and latents)")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .bitstream import DiffcFormatError
-    from .codec import DiffcError
-
     args = parser().parse_args(argv)
     try:
         compress(args) if args.command == "compress" else decompress(args)
-    except (DiffcError, DiffcFormatError) as err:
+    except FileFailure as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # model loading, output folder, ...: one line too
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 1
     return 0
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from .. import intermediates, io
 from . import images, rcc
-from .codec import DiffcSettings, DiffusionModel, decode, encode_rate_points
+from .bitstream import DiffcFormatError
+from .codec import DiffcError, DiffcSettings, DiffusionModel, decode, encode_rate_points
 
 ORIGINAL = "original.png"
 
@@ -40,7 +41,8 @@ def image_seed(global_seed: int, image: str) -> int:
 def settings_from_config(cfg: dict, seed: int) -> DiffcSettings:
     return DiffcSettings(step_stride=cfg["step_stride"], max_chunk_bits=cfg["max_chunk_bits"],
                          margin_bits=cfg["margin_bits"], denoise_steps=cfg["denoise_steps"],
-                         block_rows_log2=cfg["block_rows_log2"], seed=seed)
+                         block_rows_log2=cfg["block_rows_log2"], seed=seed,
+                         self_check=cfg.get("self_check", True))
 
 
 def encode_shard(pipe, image_names: list[str], cfg: dict, global_seed: int, out_dir: Path) -> None:
@@ -62,11 +64,23 @@ def encode_shard(pipe, image_names: list[str], cfg: dict, global_seed: int, out_
             rows.append({"image": name, "recon_timestep": t_r, "file": rate_file(name, t_r),
                          "bytes": len(data), "pixels": size * size, "bpp": 8 * len(data) / (size * size),
                          "kl_bits": sum(k for k, t in zip(report.kl_bits, report.timesteps) if t >= t_r),
+                         "chunk_kl_excess_bits": max(e for e, t in zip(report.chunk_excess_bits,
+                                                                        report.timesteps) if t >= t_r),
                          "seed": seed, "encode_seconds_all_rate_points": report.seconds})
-        steps += [{"image": name, "timestep": t, "kl_bits": k, "chunks": c, "index_bits": b}
-                  for t, k, c, b in zip(report.timesteps, report.kl_bits, report.chunks, report.index_bits)]
+        steps += [{"image": name, "timestep": t, "kl_bits": k, "chunks": c, "index_bits": b, "side_bits": sb,
+                   "chunk_kl_excess_bits": e}
+                  for t, k, c, b, sb, e in zip(report.timesteps, report.kl_bits, report.chunks,
+                                               report.index_bits, report.side_bits, report.chunk_excess_bits)]
     pd.DataFrame(rows).to_csv(out_dir / "manifest.csv", index=False)
     pd.DataFrame(steps).to_csv(out_dir / "steps.csv", index=False)
+
+
+def decode_file(path: Path, data: bytes, pipe, model: DiffusionModel):
+    """(pixels, clean latent) of one file; any refusal is one line naming the file."""
+    try:
+        return decode(data, pipe, model, return_latent=True)
+    except (DiffcError, DiffcFormatError) as err:
+        raise DiffcError(f"{path}: {err}") from None
 
 
 def latent_snr_db(x0, estimate) -> float:
@@ -94,14 +108,15 @@ def decode_shard(pipe, encoded_dir: Path, out_dir: Path, redecode: str = "highes
                      "latent_snr_db": math.inf})
         entries = manifest[manifest.image == name]
         for entry in entries.itertuples():
-            data = (encoded_dir / entry.file).read_bytes()
+            path = encoded_dir / entry.file
+            data = path.read_bytes()
             start = time.perf_counter()
-            pixels, latent = decode(data, pipe, model, return_latent=True)
+            pixels, latent = decode_file(path, data, pipe, model)
             seconds = time.perf_counter() - start
             identical = None
             if redecode == "all" or (redecode == "highest_rate"
                                      and entry.recon_timestep == entries.recon_timestep.min()):
-                identical = bool(np.array_equal(pixels, decode(data, pipe, model)))
+                identical = bool(np.array_equal(pixels, decode_file(path, data, pipe, model)[0]))
             logging.info("decoded %s in %.1f s (repeat identical: %s)", entry.file, seconds, identical)
             png = rate_file(name, entry.recon_timestep, ".png")
             Image.fromarray(pixels).save(out_dir / png)

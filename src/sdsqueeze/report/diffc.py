@@ -23,6 +23,9 @@ def rd_summary(rd: pd.DataFrame) -> pd.DataFrame:
         images=("image", "nunique"), bpp=("bpp", "mean"), psnr=("psnr", "mean"), ssim=("ssim", "mean"),
         lpips=("lpips", "mean"), latent_snr_db=("latent_snr_db", "mean"),
         decode_s=("decode_seconds", "mean"), encode_s_per_image=("encode_seconds_all_rate_points", "mean"))
+    if "chunk_kl_excess_bits" in frame:  # worst chunk KL minus its budget over the files (<= 0: within)
+        worst = frame.groupby(["model", "method", "recon_timestep"]).chunk_kl_excess_bits.max()
+        table = table.join(worst.rename("worst_chunk_excess_bits"), on=["model", "method", "recon_timestep"])
     table = table.sort_values(["model", "method", "recon_timestep"], ascending=[True, True, False])
     return table.drop(columns=["method", "recon_timestep"]).round(4)
 
