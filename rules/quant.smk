@@ -34,10 +34,8 @@ rule ptq_state:
     benchmark:
         "results/benchmarks/quant/{model}/state/{variant}.tsv"
     resources:
-        mem_mb=64000 if ON_GPU else 4000,
-        runtime=1440 if ON_GPU else 30,
-        gpu=gpu_resources(),
+        **gpu_job(mem_mb=(64000, 4000), runtime=(1440, 30)),
     conda:
-        "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
+        torch_env()
     script:
         "../scripts/ptq_state.py"

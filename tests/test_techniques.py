@@ -87,16 +87,8 @@ def import_cycles() -> list[list[str]]:
     return cycles
 
 
-def test_no_import_cycle_outside_the_report():
-    cycles = [c for c in import_cycles() if not any(m.startswith("sdsqueeze.report") for m in c)]
-    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
-
-
-# report/page.py imports sections.py lazily and sections imports page: untangled on the report's own
-# branch; strict, so this fails (XPASS) the moment the cycle is gone and the mark must go.
-@pytest.mark.xfail(strict=True, reason="report/page.py <-> report/sections.py cycle, removed with the report redesign")
-def test_no_import_cycle_in_the_report():
-    cycles = [c for c in import_cycles() if any(m.startswith("sdsqueeze.report") for m in c)]
+def test_no_import_cycle_in_the_package():
+    cycles = import_cycles()
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 

@@ -288,7 +288,7 @@ def encode_rate_points(image: np.ndarray, pipe, recon_timesteps: list[int],
                 kl_codes=[code for code, _, _ in steps[:n_steps]], latent_digest=latent_digest(clean),
                 payload=_payload(steps[:n_steps], int(np.prod(shape)))).to_bytes()
     if settings.self_check:
-        for t_r, data in files.items():
+        for data in files.values():
             decode_latent(data, pipe, model)  # verifies the stored digest; raises on a mismatch
     report.seconds = time.perf_counter() - start
     return files, report

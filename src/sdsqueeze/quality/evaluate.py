@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from . import images as metrics
+from .verdicts import OK
 from .weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
-OK = "ok"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,14 @@ from .. import intermediates
 KEYS = ["prompt_id", "sample"]
 
 
+def images_tensor(paths: list[str | Path]):
+    """N x 3 x H x W float in [0, 1] (as torchvision's ToTensor gives pytorch-fid and LPIPS)."""
+    import torch
+
+    arrays = np.stack([load_rgb(p) for p in paths]).astype(np.float32) / 255.0
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
     """8-bit RGB pixels; a missing or damaged file stops with one line naming it."""
     return intermediates.load_image(path, "RGB")

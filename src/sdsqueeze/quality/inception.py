@@ -49,18 +49,12 @@ def load_fid_inception(weights_dir: str | Path | None, download: bool) -> FidInc
     return build_fid_inception(torch.load(path, map_location="cpu", weights_only=True))
 
 
-def images_tensor(paths: list[str | Path]) -> torch.Tensor:
-    """N x 3 x H x W float in [0, 1], as torchvision's ToTensor gives pytorch-fid."""
-    from .images import load_rgb
-
-    arrays = np.stack([load_rgb(p) for p in paths]).astype(np.float32) / 255.0
-    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
-
-
 @torch.inference_mode()
 def inception_outputs(model: FidInception, paths: list[str | Path], batch_size: int = 16,
                       device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """(pool3 features N x 2048, unbiased logits N x 1008), both float64."""
+    from .images import images_tensor
+
     net = model.net.to(device)
     features = []
     for start in range(0, len(paths), batch_size):

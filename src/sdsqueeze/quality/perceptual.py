@@ -36,7 +36,7 @@ def load_lpips(weights_dir: str | Path | None, download: bool) -> torch.nn.Modul
 def lpips_distances(model: torch.nn.Module, paths: list, reference_paths: list,
                     batch_size: int = 16, device: str = "cpu") -> np.ndarray:
     """LPIPS(image_i, reference_i) for every pair; inputs scaled from [0, 1] by lpips itself."""
-    from .inception import images_tensor
+    from .images import images_tensor
 
     model = model.to(device)
     out = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluate import OK
 from .images import KEYS
 from .verdicts import (  # noqa: F401 - the verdict vocabulary, re-exported for callers
     BETTER,
@@ -18,6 +17,7 @@ from .verdicts import (  # noqa: F401 - the verdict vocabulary, re-exported for 
     HIGHER_IS_BETTER,
     IDENTITY,
     INCONCLUSIVE,
+    OK,
     PSNR_CAP_DB,
     VERDICTS,
     WORSE,

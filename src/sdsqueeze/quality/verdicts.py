@@ -3,6 +3,7 @@ verdicts with it (quality/stats.py) and the report reads them (report/analysis.p
 
 from __future__ import annotations
 
+OK = "ok"  # a metric's status when it has a value (else "unavailable: <reason>")
 # Reference-relative metrics compare an image with its reference image; their value on the
 # reference itself is the identity, so "difference to the reference" is the metric minus that.
 IDENTITY = {"ssim": 1.0, "lpips": 0.0}
