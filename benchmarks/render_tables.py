@@ -3,7 +3,7 @@
     python benchmarks/render_tables.py                  # the current table of each GPU type
     python benchmarks/render_tables.py --targets        # the study's targets, per committed run
 
-The current runs per GPU type are listed in benchmarks/results/current.yaml; tests/test_docs.py
+The current runs per GPU type are listed in benchmarks/results/current.yaml; tests/unit/test_docs.py
 re-renders the block between the markers in docs/benchmarks.md and compares.
 """
 

@@ -6,7 +6,7 @@
 Talks to Chromium over the DevTools protocol on a pipe (--remote-debugging-pipe), so it needs no
 extra package: console calls, uncaught exceptions and log entries (failed image loads among
 them) are collected while the page loads. Exit 0 = clean, 1 = errors, 2 = no Chromium on PATH
-(the caller decides whether that is a skip; tests/test_report_browser.py reports it as one).
+(the caller decides whether that is a skip; tests/unit/test_report_browser.py reports it as one).
 """
 
 from __future__ import annotations

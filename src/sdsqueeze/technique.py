@@ -3,7 +3,7 @@
 Modelled on torchao's ``quantize_(model, Config)`` (a config dataclass per method, a handler
 registered for it) and diffusers' ``FirstBlockCacheConfig`` + ``apply_first_block_cache``. A
 technique's config fields are the variant keys it owns (schemas/config.schema.yaml lists the same
-keys: tests/test_techniques.py checks it); ``from_spec`` returns None when the variant leaves
+keys: tests/unit/test_techniques.py checks it); ``from_spec`` returns None when the variant leaves
 the technique off, so ``variants.prepare`` skips it. The registry itself is
 ``sdsqueeze.techniques.TECHNIQUES``. This module stays free of torch: the DAG imports it at parse.
 """

@@ -5,7 +5,7 @@ Why: with random weights the VAE decoder ignores its latent and the UNet's noise
 noise, so nothing that depends on image content can be shown on the embedded default (DiffC's
 rate-distortion curve was flat at the random decoder's 10 dB). Fitted briefly, the VAE reconstructs
 (12.6-15.5 dB at 128 px on photographs it never saw) and the UNet's x0 estimate is closer to the
-clean latent than the noisy latent it is given (tests/test_tinyfit.py), which is all the offline
+clean latent than the noisy latent it is given (tests/unit/test_tinyfit.py), which is all the offline
 pipeline needs; real studies load real weights.
 
 The loops are written here because no installed library trains a diffusers VAE/UNet from in-memory

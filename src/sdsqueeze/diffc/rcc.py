@@ -8,7 +8,7 @@ The coder is the Poisson functional representation (Li & El Gamal 2018) truncate
 points of the Poisson process, i.e. ordered random coding (Theis & Yosri 2022): candidates
 z_1..z_K ~ P from a PRNG both sides seed alike, arrival times T_1 < T_2 < ... (cumulative Exp(1)),
 and the sender picks N = argmin_i log T_i - log w(z_i). Untruncated, z_N ~ Q exactly; with
-K ~ 2^(KL + margin) the bias is small (tested in tests/test_diffc_rcc.py). The index is entropy
+K ~ 2^(KL + margin) the bias is small (tested in tests/unit/test_diffc_rcc.py). The index is entropy
 coded under Zipf's law p(n) ~ (n+1)^-(1 + 1/lambda), lambda = KL + log2(e)/e + 1 (the bound on
 E[log2 N] of Li & El Gamal), which keeps the mean code length within KL + log2(KL + 1) + 4 bits.
 

@@ -72,7 +72,7 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     product: minutes on 2 cores, and inaccurate ("singular") whenever there are fewer images
     than dimensions. With S = Xc^T Xc / (n - 1) (Xc centred, n x d), the eigenvalues of S_a S_b
     are the squared singular values of Xc_a Xc_b^T / sqrt((n_a - 1)(n_b - 1)), so the trace
-    term is exact from an n_a x n_b SVD. tests/test_quality.py checks it against pytorch-fid.
+    term is exact from an n_a x n_b SVD. tests/unit/test_quality.py checks it against pytorch-fid.
     """
     if len(features_a) < 2 or len(features_b) < 2:
         raise ValueError("FID needs at least 2 images on each side")

@@ -24,6 +24,7 @@ HUMAN_NAMES = {
     "variant": "Variant", "scheduler": "Scheduler", "steps": "Steps", "ratio": "Ratio", "step": "Step",
     "ssim_gray": "SSIM, grey", "psnr_rgb_db": "PSNR, RGB (dB)", "ssim_rgb": "SSIM, RGB", "bits_zlib": "Bits (zlib)",
     "entropy_bits": "Entropy (bits)", "runs": "Runs", "level": "Level",
+    "worst_chunk_excess_bits": "Worst chunk KL over budget (bits; ≤ 0: within)",
 }
 
 

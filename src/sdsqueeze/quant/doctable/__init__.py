@@ -6,7 +6,7 @@
 ``collect`` copies what the tables need from a finished run (per-image metrics of the ptq variants
 and the reference, sizes, job times from the benchmark TSVs, the variants' ptq specs, the machine);
 ``render`` rewrites the block between the markers from those files only, with the report's own
-table functions, so the doc holds no hand-copied number (tests/test_quant.py re-renders and compares).
+table functions, so the doc holds no hand-copied number (tests/unit/test_quant.py re-renders and compares).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import yaml
 from sdsqueeze import models, tinyfit
 from sdsqueeze.diffc.images import load_image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fitted(vae_steps, unet_steps, threads=None, report=None):

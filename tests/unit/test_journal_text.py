@@ -5,7 +5,7 @@ docs/benchmarks/history.md."""
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHECKED = ["src", "rules", "config", "scripts", "benchmarks/sdbench", "Snakefile", "README.md", "config.yaml"]
 SUFFIXES = {".py", ".smk", ".yaml", ".yml", ".md", ""}
 JOURNAL = {

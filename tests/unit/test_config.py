@@ -6,7 +6,7 @@ import yaml
 
 from sdsqueeze import config as sq_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

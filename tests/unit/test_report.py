@@ -13,7 +13,7 @@ from sdsqueeze.report import build_report
 from sdsqueeze.report.analysis import cost_rank, efficiency, pareto_front, unavailable_line
 from sdsqueeze.report.page import interval, percent
 
-REPORT_PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sdsqueeze" / "report"
+REPORT_PACKAGE = Path(__file__).resolve().parents[2] / "src" / "sdsqueeze" / "report"
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "src" / "sdsqueeze"
 
 
@@ -110,7 +110,7 @@ def _stdlib_imports(path: Path) -> set[str]:
 def test_every_import_of_the_package_names_an_existing_module():
     """Lazy imports inside functions included: a moved module leaves no import behind."""
     modules = {_module_name(p) for p in PACKAGE.rglob("*.py")}
-    files = [*PACKAGE.rglob("*.py"), *(REPO / "scripts").glob("*.py"), *(REPO / "tests").glob("*.py"),
+    files = [*PACKAGE.rglob("*.py"), *(REPO / "scripts").glob("*.py"), *(REPO / "tests").rglob("*.py"),
              *(REPO / "benchmarks").rglob("*.py")]
     dangling = set()
     for path in files:

@@ -16,7 +16,7 @@ from sdsqueeze.diffc.__main__ import main
 from sdsqueeze.diffc.bitstream import DiffcFile
 from sdsqueeze.models import TinySpec, save_tiny_pipeline
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def test_compress_decompress_round_trip_and_damaged_file(tmp_path, capsys):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "diffc.md"
 RESULTS = REPO / "docs" / "benchmarks"
 

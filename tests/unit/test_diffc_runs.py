@@ -57,7 +57,7 @@ def test_config_check_refuses_a_non_photograph_name(tmp_path):
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     (tmp_path / "bad.yaml").write_text(
         f"diffc:\n  images: [astronaut, download_all]\nprompts:\n  captions: {repo}/data/coco_tiny_captions.json\n")
     result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path),

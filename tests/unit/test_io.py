@@ -8,7 +8,7 @@ import pytest
 
 from sdsqueeze import io
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

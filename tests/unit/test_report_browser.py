@@ -9,7 +9,7 @@ from report_fixtures import default_config, write_report_inputs
 
 from sdsqueeze.report import build_report
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "browser_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "browser_check.py"
 spec = importlib.util.spec_from_file_location("browser_check", SCRIPT)
 browser_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(browser_check)

@@ -121,7 +121,7 @@ def test_calibration_prompts_avoid_the_evaluation_images(repo_captions):
 
 @pytest.fixture(scope="module")
 def repo_captions() -> Path:
-    return Path(__file__).resolve().parents[1] / "data" / "coco_tiny_captions.json"
+    return Path(__file__).resolve().parents[2] / "data" / "coco_tiny_captions.json"
 
 
 @pytest.mark.parametrize("bits,calibration", [(4, "none"), (4, "timestep_aware"), (8, "timestep_aware")])
@@ -276,7 +276,7 @@ def test_schema_rejects_a_misspelt_ptq_key():
 
     from sdsqueeze import config as sq_config
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     default = yaml.safe_load((repo / "config.yaml").read_text())
     bad = copy.deepcopy(default)
     bad["variants"]["w8a8-nocal"]["ptq"]["weight_bit"] = 8
@@ -293,7 +293,7 @@ def default_config() -> dict:
 
     from sdsqueeze import config as sq_config
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     return sq_config.validate(yaml.safe_load((repo / "config.yaml").read_text()))
 
 
@@ -357,7 +357,7 @@ def test_sd15_ptq_config_holds_the_seeds_full_grid():
     from sdsqueeze import config as sq_config
     from sdsqueeze.report.quant import ptq_axes
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     config = sq_config.validate(yaml.safe_load((repo / "config" / "sd15-ptq.yaml").read_text()))
     axes = ptq_axes(config["variants"])
     for bits in ("W8A8", "W4A8"):
@@ -566,7 +566,7 @@ def test_bad_ptq_input_is_refused_with_one_message(ptq, message):
 
     from sdsqueeze import config as sq_config
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     bad = copy.deepcopy(yaml.safe_load((repo / "config.yaml").read_text()))
     bad["variants"]["bad"] = {"ptq": ptq}
     with pytest.raises(sq_config.ConfigError, match=message) as error:
@@ -624,7 +624,7 @@ def test_docs_result_block_is_exactly_what_the_committed_csvs_render():
     """Every number in docs/quantization.md's generated block comes from docs/quantization/*.csv."""
     from sdsqueeze.quant import doctable
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     text = (repo / "docs" / "quantization.md").read_text()
     block = doctable.doc_block(text)
     assert block == doctable.render_block(repo / "docs" / "quantization")

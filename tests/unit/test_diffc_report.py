@@ -34,7 +34,7 @@ def test_section_draws_curves_and_states_lpips_reason(tmp_path):
     assert list(summary.point) == ["t=500", "t=300", "t=100", "VAE round trip"]
     assert summary.set_index("point").loc["t=100", "psnr"] == 27.5
     assert summary.set_index("point").loc["t=100", "worst_chunk_excess_bits"] == -0.5
-    assert "worst_chunk_excess_bits" in section.body_html
+    assert "Worst chunk KL over budget" in section.body_html  # shown under its human header
 
 
 def test_no_input_no_section(tmp_path):

@@ -69,7 +69,7 @@ def test_diffc_lpips_uses_weights_dir(no_network, weights_dir):
 def test_rules_pass_the_weights_settings():
     from pathlib import Path
 
-    rules = Path(__file__).resolve().parents[1] / "rules"
+    rules = Path(__file__).resolve().parents[2] / "rules"
     for rule_file in ("sweep.smk", "diffc.smk"):
         text = (rules / rule_file).read_text()
         assert 'weights_dir=config["metrics"]["weights_dir"]' in text
