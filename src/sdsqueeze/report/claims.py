@@ -319,12 +319,15 @@ def claims_section(ctx: ReportContext) -> Section | None:
     table = claims_table(load_claims(path), evidence_from(ctx))
     counts = table.verdict.value_counts()
     summary = ", ".join(f"{n} {html.escape(v)}" for v, n in counts.items())
-    shown = table.drop(columns=["seed's protocol"])
+    glance = table[["seed", "claim", "seed's number", "our measurement", "verdict"]]
+    details = table[["seed", "claim", "verdict", "why", "protocol differences", "measured on"]]
     body = (f"<p>{len(table)} claims of the seed projects, each with our measurement and a verdict "
             f"from the rules in <code>sdsqueeze.report.claims</code>: {summary}. GPU numbers come "
             "from the committed benchmark runs (each ratio inside one run), quality numbers from "
             "this run.</p>"
-            + table_html(shown, "The seeds' claims against our measurements")
+            + table_html(glance, "The seeds' claims against our measurements", wrap=True)
+            + "<details><summary>Why each verdict, the protocol differences, and where each number was "
+              "measured</summary>" + table_html(details, wrap=True) + "</details>"
             + source_note(path, *ctx.inputs.get("gpu_results", [])[-1:]))
     return Section("The seeds' claims", body, "claims")
 

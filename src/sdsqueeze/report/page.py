@@ -33,7 +33,7 @@ def human(column: str) -> str:
     if column in HUMAN_NAMES:
         return HUMAN_NAMES[column]
     if "_" not in column:
-        return column
+        return column[:1].upper() + column[1:]
     text = column.replace("_", " ")
     for unit in (" db", " s", " mb"):
         if text.endswith(unit):
@@ -114,15 +114,16 @@ def source_note(*paths: str) -> str:
     return f'<p class="source">Source: {links}</p>'
 
 
-def table_html(frame: pd.DataFrame, caption: str = "") -> str:
-    """A table with human headers and no nan/None/-0 cells (every section goes through here)."""
+def table_html(frame: pd.DataFrame, caption: str = "", wrap: bool = False) -> str:
+    """A table with human headers and no nan/None/-0 cells (every section goes through here);
+    ``wrap`` for tables of sentences: cells wrap and align left."""
     clean = frame.rename(columns=human)
     for column in clean.columns:
         if clean[column].dtype.kind == "f":
             clean[column] = clean[column] + 0.0  # turns -0.0 into 0.0
         elif clean[column].dtype.kind == "O":
             clean[column] = clean[column].map(_clean_cell)
-    table = clean.to_html(index=False, border=0, classes="data", na_rep="—", escape=True,
+    table = clean.to_html(index=False, border=0, classes="data wrap" if wrap else "data", na_rep="—", escape=True,
                           float_format=lambda v: f"{v:.4g}" if np.isfinite(v) else ("∞" if v > 0 else "−∞"))
     return (f"<p class='caption'>{html.escape(caption)}</p>" if caption else "") + table
 
@@ -135,6 +136,7 @@ table.data{border-collapse:collapse;font-size:.92rem;margin:.6rem 0}
 table.data th,table.data td{padding:.3rem .6rem;border-bottom:1px solid #e5e5ea;text-align:right}
 table.data td{white-space:nowrap} table.data td:last-child{white-space:normal;min-width:9rem}
 table.data th{vertical-align:bottom}
+table.data.wrap td{white-space:normal;text-align:left;vertical-align:top;max-width:30rem}
 table.data th:first-child,table.data td:first-child{text-align:left}
 table.data thead th{background:#f5f5f7}
 p.source{color:#6e6e73;font-size:.85rem} p.caption{font-weight:600;margin-bottom:0}

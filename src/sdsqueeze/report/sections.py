@@ -110,11 +110,13 @@ def technique_table(costs, summary, distribution, differences, reference, on_cpu
         row["Verdict"] = "—" if r.variant == reference else verdict.get(r.variant, "—")
         rows.append(row)
     table = pd.DataFrame(rows).dropna(axis=1, how="all")
+    table = drop_uninformative(table, speed_name, reference)  # every speed-up unresolved: no column
     return drop_uninformative(table, "Verdict", reference)
 
 
 def drop_uninformative(table: pd.DataFrame, column: str, reference: str) -> pd.DataFrame:
-    """A verdict column where every non-reference row reads the same word tells nothing."""
+    """A column where every non-reference row reads the same word (a verdict, "not resolved")
+    tells nothing."""
     if column in table and table.loc[~table.Variant.str.endswith("(reference)"), column].nunique() <= 1:
         return table.drop(columns=column)
     return table
@@ -142,7 +144,9 @@ def variants_section(ctx: ReportContext) -> Section | None:
           f"speed-up (reference ÷ variant) is shown only where both spreads over repeats, (max − min) ÷ median "
           f"over batches, are below {bound:.0%}; otherwise “{NOT_RESOLVED}”"
           + (f", and on a CPU shared with other jobs it is {INDICATIVE}" if on_cpu else "") + ". "
-          f"Memory saved = 1 − peak ÷ reference peak ({html.escape(kind)}). Intervals: 95% bootstrap over "
+          + ("" if any(c.startswith(("Wall-clock", "Speed-up")) for c in table.columns) else
+             "No variant's speed-up is resolved in this run, so the column is left out. ")
+          + f"Memory saved = 1 − peak ÷ reference peak ({html.escape(kind)}). Intervals: 95% bootstrap over "
           "prompts. Verdicts: paired interval against the practical-equivalence margins "
           "(<code>metrics.equivalence</code>, docs/metrics.md).</p>"
         + source_note(*sources)
