@@ -123,8 +123,16 @@ def report_inputs(wildcards=None):
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
         "accel_benchmark": committed_benchmarks(),  # committed GPU runs, current per GPU type
         "gpu_results": committed_benchmarks(),
-        "claims": "data/claims.yaml",
+        "claims": workflow_file("data/claims.yaml"),
     }
+
+
+def workflow_file(path):
+    """A file shipped with the workflow, as a job sees it: relative to the working directory when
+    it lies below it (the usual run in the checkout), else absolute (`-d elsewhere`)."""
+    path = os.path.abspath(os.path.join(workflow.basedir, path))
+    inside = os.path.commonpath([path, os.getcwd()]) == os.getcwd()
+    return os.path.relpath(path) if inside else path
 
 
 def committed_benchmarks():
@@ -132,7 +140,7 @@ def committed_benchmarks():
     none in a copy of the workflow without them (the report then shows no GPU table)."""
     from sdsqueeze.accel.measure import committed_results
 
-    return [os.path.relpath(path, workflow.basedir) for path in committed_results(workflow.basedir)]
+    return [workflow_file(path) for path in committed_results(workflow.basedir)]
 
 
 onstart:

@@ -7,14 +7,16 @@ diffusers folder takes, so nothing downstream knows which kind of model it has.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .tokenizer import write_clip_tokenizer  # noqa: F401 - models' callers use it from here
+
 TINY_SOURCE = "tiny"
+
 SD15_SCHEDULER = dict(  # Stable Diffusion 1.x's own scheduler settings
     beta_start=0.00085,
     beta_end=0.012,
@@ -130,30 +132,6 @@ class TinySpec:
 
 
 EMBEDDED_FIT = {"vae_fit_steps": 800, "unet_fit_steps": 500}  # = the schema's defaults (tested)
-
-
-def write_clip_tokenizer(out_dir: Path) -> None:
-    """Write a Hugging Face CLIP tokenizer from the BPE vocabulary that ``open_clip`` ships.
-
-    The hub's openai/clip-vit-large-patch14 tokenizer is exactly this vocabulary (49,408 tokens);
-    rebuilding its vocab.json/merges.txt here lets real English prompts tokenize offline.
-    """
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
-    from transformers import CLIPTokenizer
-
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]  # the same slice CLIP and open_clip take
-    byte_chars = list(bytes_to_unicode().values())
-    vocab = byte_chars + [c + "</w>" for c in byte_chars]
-    vocab += ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
-    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tokenizer = CLIPTokenizer(
-        str(out_dir / "vocab.json"), str(out_dir / "merges.txt"), model_max_length=77
-    )
-    tokenizer.save_pretrained(out_dir)
 
 
 def build_tiny_pipeline(spec: TinySpec = TinySpec(), fit_report: dict | None = None):

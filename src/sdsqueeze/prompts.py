@@ -153,7 +153,7 @@ def clip_token_counts(texts: list[str]) -> list[int]:
     embedded model uses, which is also SD 1.x's (openai/clip-vit-large-patch14's vocabulary)."""
     from transformers import CLIPTokenizer
 
-    from .models import write_clip_tokenizer
+    from .tokenizer import write_clip_tokenizer
 
     with tempfile.TemporaryDirectory() as folder:
         write_clip_tokenizer(Path(folder))

@@ -83,7 +83,8 @@ def kill_run(run: subprocess.Popen) -> None:
 def deterministic_bytes(path: Path) -> bytes:
     """The file's bytes, less what a run cannot repeat: timings, peak memory, the host."""
     if path.name == "manifest.csv":
-        return pd.read_csv(path).drop(columns=["seconds", "peak_memory_mb"]).to_csv(index=False).encode()
+        timings = ["seconds", "cpu_seconds", "warmup_seconds", "peak_memory_mb"]
+        return pd.read_csv(path).drop(columns=timings, errors="ignore").to_csv(index=False).encode()
     if path.name == "model.json":
         record = json.loads(path.read_text())
         record.get("fit", {}).pop("seconds", None)
@@ -91,6 +92,7 @@ def deterministic_bytes(path: Path) -> bytes:
     if path.name == "provenance.json":
         record = json.loads(path.read_text())
         record.pop("device", None)
+        record.get("checksums", {}).pop("manifest.csv", None)  # the manifest holds timings
         return json.dumps(record, sort_keys=True).encode()
     return path.read_bytes()
 
