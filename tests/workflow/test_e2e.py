@@ -66,7 +66,7 @@ def test_report_zip_holds_every_figure_of_the_page(run_dir):
 
 
 def test_diffc_psnr_rises_with_rate_towards_the_vae_ceiling(run_dir):
-    """Issue 8's curve on the embedded default: the fitted model's reconstructions improve with
+    """DiffC's rate-distortion curve on the embedded default: the fitted model's reconstructions improve with
     every extra bit, and stay below what the VAE alone reaches."""
     rd = pd.read_csv(run_dir / "results/diffc/tiny/rd.csv")
     coded = rd[rd.method == "diffc"].groupby("recon_timestep")[["bpp", "psnr"]].mean().sort_values("bpp")
