@@ -53,7 +53,7 @@ def test_report_is_built_from_the_csvs(run_dir):
     assert (run_dir / "results/report/figures/image_grid.png").stat().st_size > 0
 
 
-def test_report_zip_holds_every_figure_of_the_page(run_dir):
+def test_report_zip_holds_every_figure_of_the_page(run_dir, snakemake):
     import zipfile
 
     result = snakemake(run_dir, "--report", "report.zip")

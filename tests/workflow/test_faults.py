@@ -235,8 +235,12 @@ def test_read_only_results_fail_cleanly(workflow, variant_folder):
 def test_second_run_at_once_is_refused(workflow):
     workdir, reference = workflow
     shutil.rmtree(workdir / "resources/models/tiny")
+    for leftover in part_folders(workdir):  # an earlier test's: only the first run's own may count below
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     first = start(workdir, MODEL)
-    wait_for(lambda: part_folders(workdir), poll=0.05)  # the model is being fitted: tens of seconds
+    # a part folder exists only once the first run's job runs, i.e. after it took the lock; the
+    # model is then being fitted for tens of seconds
+    wait_for(lambda: part_folders(workdir), poll=0.05)
     # --forcerun: the second run has work whenever it looks, so it must take the lock (or be refused)
     second = snakemake(workdir, "--forcerun", "materialize_model", MODEL, check=False)
     assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
