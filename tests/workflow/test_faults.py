@@ -242,7 +242,8 @@ def test_second_run_at_once_is_refused(workflow):
     # model is then being fitted for tens of seconds
     wait_for(lambda: part_folders(workdir), poll=0.05)
     # --forcerun: the second run has work whenever it looks, so it must take the lock (or be refused)
-    second = snakemake(workdir, "--forcerun", "materialize_model", MODEL, check=False)
+    # the target first: --forcerun takes every value after it, and MODEL must stay the target
+    second = snakemake(workdir, MODEL, "--forcerun", "materialize_model", check=False)
     assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
     assert first.wait(timeout=600) == 0, first.stdout.read()[-3000:]
     assert digest(workdir / "resources/models/tiny") == reference["model"]
