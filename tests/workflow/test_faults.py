@@ -238,12 +238,14 @@ def test_second_run_at_once_is_refused(workflow):
     for leftover in part_folders(workdir):  # an earlier test's: only the first run's own may count below
         shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     first = start(workdir, MODEL)
-    # a part folder exists only once the first run's job runs, i.e. after it took the lock; the
-    # model is then being fitted for tens of seconds
+    # a part folder exists only once the first run's job runs, i.e. after it took the lock
     wait_for(lambda: part_folders(workdir), poll=0.05)
-    # --forcerun: the second run has work whenever it looks, so it must take the lock (or be refused)
-    # the target first: --forcerun takes every value after it, and MODEL must stay the target
-    second = snakemake(workdir, MODEL, "--forcerun", "materialize_model", check=False)
+    os.killpg(first.pid, signal.SIGSTOP)  # paused, it keeps its lock however fast the fit would end
+    try:
+        # the target first: --forcerun takes every value after it
+        second = snakemake(workdir, MODEL, "--forcerun", "materialize_model", check=False)
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
     assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
     assert first.wait(timeout=600) == 0, first.stdout.read()[-3000:]
     assert digest(workdir / "resources/models/tiny") == reference["model"]
