@@ -1,10 +1,11 @@
-"""Entry point of rule materialize_model: build the tiny model, or resolve a hub id / local path."""
+"""Entry point of rule materialize_model: build the tiny model or the seeded SD 1.5, or resolve a hub id /
+local path."""
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
 from pathlib import Path
 
-from sdsqueeze import io, models, smk
+from sdsqueeze import config, io, models, smk
 
 
 def main(snakemake):
@@ -21,6 +22,13 @@ def main(snakemake):
             models.save_tiny_pipeline(tmp, spec, fit_report)
         weights = "seeded, fitted on skimage photographs" if fit_report else "seeded"
         record.update(path=str(pipeline_dir), weights=weights, tiny_spec=spec.__dict__, fit=fit_report)
+    elif source == models.SD15_SEEDED_SOURCE:
+        pipeline_dir = out_json.parent / "pipeline"
+        device = config.resolve_device(snakemake.params.device)
+        with io.atomic_dir(pipeline_dir) as tmp:
+            models.save_sd15_seeded(tmp, seed=snakemake.params.tiny_seed, device=device)
+        record.update(path=str(pipeline_dir), weights=models.SEEDED_WEIGHTS_NOTE, seed=snakemake.params.tiny_seed,
+                      built_on=device)
     else:
         record.update(path=models.fetch_pipeline(source), weights="pretrained")
     io.write_json(out_json, record)

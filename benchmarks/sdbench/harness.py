@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from sdsqueeze.accel.measure import Clock, UNetStepTimer
-from sdsqueeze.models import SD15_ARCHITECTURE, TinySpec, build_sd_components, sd15_scheduler
+from sdsqueeze.models import SD15_ARCHITECTURE, TinySpec, build_seeded_pipeline
 from sdsqueeze.variants import prepare
 
 PROMPTS = ("a photograph of an astronaut riding a horse on the moon",
@@ -37,21 +37,10 @@ SHAPES = {"sd15": (SD15_ARCHITECTURE, 512), "tiny": (TinySpec().architecture(), 
 
 
 def build_pipeline(shape: str, tokenizer_dir: str | Path, device: str, dtype: torch.dtype, seed: int = 0):
-    """StableDiffusionPipeline with SD 1.5's architecture (or the tiny one), seeded weights."""
-    from diffusers import StableDiffusionPipeline
-    from transformers import CLIPTokenizer
-
+    """StableDiffusionPipeline with SD 1.5's architecture (or the tiny one), seeded weights: the
+    builder of the workflow's ``model.source: sd15-seeded``, weights initialised on ``device``."""
     architecture, image_size = SHAPES[shape]
-    torch.manual_seed(seed)
-    with torch.device(device):  # initialise on the GPU: seconds instead of a minute for 1.1 B weights
-        unet, vae, text_encoder = build_sd_components(architecture, image_size)
-    pipe = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder,
-        tokenizer=CLIPTokenizer.from_pretrained(str(tokenizer_dir)),
-        scheduler=sd15_scheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = build_seeded_pipeline(architecture, image_size, seed=seed, device=device, tokenizer_dir=tokenizer_dir)
     return pipe.to(device=device, dtype=dtype)
 
 

@@ -102,8 +102,25 @@ def check_semantics(config: dict) -> None:
             f"invalid config: 'prompts.captions' file {captions} does not exist and "
             "'prompts.download_url' is not set; give the path to a COCO captions JSON"
         )
+    check_model_source(config["model"]["source"])
     check_diffc(config)
     check_sweep(config)
+
+
+# = sdsqueeze.models.BUILT_SOURCES (tested): not imported, so that an edit of the model builder does
+# not rerun every rule that validates a config.
+BUILT_SOURCES = ("tiny", "sd15-seeded")
+
+
+def check_model_source(source: str) -> None:
+    """A source is a model built here (tiny, sd15-seeded), a hub id (owner/name) or a folder: a bare
+    word that is none of these is a misspelt built model, refused before any job runs."""
+    if source in BUILT_SOURCES or "/" in source or Path(source).expanduser().is_dir():
+        return
+    raise ConfigError(
+        f"invalid config: model.source {source!r} is not a model built here ({', '.join(BUILT_SOURCES)}), "
+        "a hub id (owner/name) or an existing folder"
+    )
 
 
 def check_diffc(config: dict) -> None:

@@ -16,6 +16,11 @@ from typing import Any
 from .tokenizer import write_clip_tokenizer  # noqa: F401 - models' callers use it from here
 
 TINY_SOURCE = "tiny"
+# SD 1.5's exact architecture with seeded weights: runs the SD 1.5 configs where no weights can be
+# downloaded (a GPU node without network). Speed and memory hold; its images are meaningless.
+SD15_SEEDED_SOURCE = "sd15-seeded"
+BUILT_SOURCES = (TINY_SOURCE, SD15_SEEDED_SOURCE)
+SEEDED_WEIGHTS_NOTE = "seeded (SD 1.5 architecture, untrained): images are meaningless; speed and memory hold"
 
 SD15_SCHEDULER = dict(  # Stable Diffusion 1.x's own scheduler settings
     beta_start=0.00085,
@@ -175,13 +180,49 @@ def save_tiny_pipeline(out_dir: str | os.PathLike, spec: TinySpec = TinySpec(),
     return out_dir
 
 
+def build_seeded_pipeline(arch: SDArchitecture, image_size: int, seed: int = 0, device: str = "cpu",
+                          tokenizer_dir: str | os.PathLike | None = None):
+    """A StableDiffusionPipeline of ``arch`` with weights drawn from ``seed`` (on ``device``: a GPU
+    draws SD 1.5's 1.1 B weights in seconds, a CPU in about a minute, and the two draw different
+    values), the real CLIP tokenizer and SD 1.x's scheduler. The one builder of ``sd15-seeded`` and
+    of the GPU benchmark's pipeline."""
+    import tempfile
+
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        unet, vae, text_encoder = build_sd_components(arch, image_size)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer_dir = Path(tokenizer_dir or scratch)
+        if not (tokenizer_dir / "vocab.json").is_file():
+            write_clip_tokenizer(tokenizer_dir)
+        tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   scheduler=sd15_scheduler(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_sd15_seeded(out_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
+                     arch: SDArchitecture = SD15_ARCHITECTURE, image_size: int = 512) -> Path:
+    """Write ``sd15-seeded`` with ``save_pretrained`` (fp32 safetensors), for from_pretrained to
+    read back like any model. ``arch``/``image_size`` are SD 1.5's; tests pass a small one."""
+    out_dir = Path(out_dir)
+    build_seeded_pipeline(arch, image_size, seed, device).save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
 def is_local_pipeline(source: str) -> bool:
     return (Path(source) / "model_index.json").is_file()
 
 
 def check_model_available(source: str) -> None:
     """Fail fast, before any job runs, when a model can be neither found nor downloaded."""
-    if source == TINY_SOURCE or is_local_pipeline(source):
+    if source in BUILT_SOURCES or is_local_pipeline(source):
         return
     if os.path.isdir(source) or source.startswith((".", "/", "~")):
         raise ModelUnavailableError(
