@@ -108,3 +108,23 @@ def test_warm_up_is_timed_apart_and_excluded(tiny_dir, tmp_path, base_spec, monk
     assert (manifest.seconds < manifest.warmup_seconds - 0.3).all()
     assert manifest.batch_index.tolist() == [0, 0, 1]
     assert (manifest.cpu_seconds > 0).all()
+
+
+def test_warm_up_covers_every_timed_batch_shape_where_shapes_cost():
+    """Compiled graphs, CUDA graphs and cuDNN's choices are per shape: on CUDA or compiled, the
+    warm-up runs each timed batch size (the shorter last one too); an eager CPU run needs one image."""
+    eager, compiled = {"compile": "none"}, {"compile": "reduce-overhead"}
+    assert generate.warmup_sizes(16, 4, "cpu", eager) == [1]
+    assert generate.warmup_sizes(16, 4, "cuda", eager) == [4]
+    assert generate.warmup_sizes(10, 4, "cpu", compiled) == [4, 2]
+    assert generate.warmup_sizes(3, 4, "cuda", eager) == [3]
+
+
+def test_manifest_holds_the_unets_ms_per_call(tiny_dir, tmp_path, base_spec):
+    manifest = generate.generate_shard(load_pipeline(str(tiny_dir)), {**base_spec, "batch_size": 2}, PROMPTS,
+                                       tmp_path / "s", device="cpu", progress=False)
+    # 4 PNDM steps with guidance: one UNet call per step (cond and uncond batched), plus PNDM's warm-up call
+    assert manifest.unet_calls.tolist() == [manifest.unet_calls.iloc[0]] * 3 and manifest.unet_calls.iloc[0] >= 4
+    assert (manifest.unet_ms_step > 0).all()
+    per_batch = manifest.groupby("batch_index").first()
+    assert (per_batch.unet_ms_step * per_batch.unet_calls / 1e3 <= per_batch.seconds * [2, 1] + 1e-9).all()
