@@ -188,3 +188,22 @@ def test_gpu_section_shows_one_current_table_per_gpu_type(tmp_path):
     assert body.count("<table") == len(runs)
     assert "None" not in body and "OSError" not in body and "error" not in body.lower()
     assert "docs/benchmarks.md" in body and "baseline" in body and "best build" in body
+
+
+def test_seeded_weights_get_a_banner_and_the_gpu_is_named(tmp_path):
+    import json
+
+    from sdsqueeze.report import sections
+    from sdsqueeze.report.page import ReportContext
+
+    shard = tmp_path / "shard-0"
+    shard.mkdir()
+    (shard / "provenance.json").write_text(json.dumps({
+        "device": {"device": "cuda", "gpu": "NVIDIA H200", "gpu_uuid": "GPU-1234", "cuda": "13.0"},
+        "packages": {"torch": "2.11.0+cu130"}}))
+    seeded = {"model": {"source": "sd15-seeded"}}
+    top = sections.where_it_ran(ReportContext(inputs={"shards": [str(shard)]}, config=seeded, out_dir=tmp_path))
+    assert "SEEDED WEIGHTS" in top and "meaningless" in top
+    assert "NVIDIA H200 (UUID GPU-1234), CUDA 13.0, torch 2.11.0+cu130" in top
+    pretrained = {"model": {"source": "stable-diffusion-v1-5/stable-diffusion-v1-5"}}
+    assert "SEEDED" not in sections.where_it_ran(ReportContext(inputs={}, config=pretrained, out_dir=tmp_path))

@@ -45,6 +45,7 @@ def build_report(inputs: dict[str, list[str]], config: dict, out_html: str | Pat
         if section is not None:
             section.anchor = section.anchor or make.__name__
             built.append(section)
-    page = render_page(config["report"]["title"], built, config, commands or [], sections.glance(ctx))
+    page = render_page(config["report"]["title"], built, config, commands or [],
+                       sections.where_it_ran(ctx) + sections.glance(ctx))
     io.write_text(out_html, page)
     return ctx.figures

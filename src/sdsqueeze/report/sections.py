@@ -11,6 +11,8 @@ top, not a column; one unavailable for some variants shows a numbered note.
 from __future__ import annotations
 
 import html
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -391,6 +393,34 @@ def grid_figure(ctx: ReportContext, variants, shown, paths):
     io.save_figure(fig, figure, dpi=90)
     plt.close(fig)
     return figure
+
+
+SEEDED_BANNER = ("SEEDED WEIGHTS: this run's model is SD 1.5's architecture with untrained, seeded weights "
+                 "(model.source sd15-seeded). Its images are meaningless noise patterns and its quality "
+                 "metrics measure only how far a technique moves the output; speed and memory are SD 1.5's.")
+
+
+def where_it_ran(ctx: ReportContext) -> str:
+    """The top of the page: a banner when the weights are seeded, and the devices the generation
+    jobs ran on as their provenance records them (GPU name and UUID, CUDA, torch)."""
+    parts = []
+    if str(ctx.config["model"]["source"]) == "sd15-seeded":
+        parts.append(f"<p class='banner'>{html.escape(SEEDED_BANNER)}</p>")
+    devices = set()
+    for shard in ctx.inputs.get("shards", []):
+        path = Path(shard) / "provenance.json"
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        device = record.get("device", {})
+        torch_version = record.get("packages", {}).get("torch", "?")
+        if "gpu" in device:
+            devices.add(f"{device['gpu']} (UUID {device.get('gpu_uuid', '?')}), CUDA {device.get('cuda', '?')}, "
+                        f"torch {torch_version}")
+        elif device:
+            devices.add(f"{device.get('device', 'cpu')} ({device.get('cpu', '?')}), torch {torch_version}")
+    if devices:
+        parts.append("<p class='muted'>Generation ran on: " + "; ".join(html.escape(d) for d in sorted(devices))
+                     + " (each image shard's provenance.json).</p>")
+    return "".join(parts)
 
 
 def glance(ctx: ReportContext) -> str:
