@@ -95,9 +95,8 @@ def test_sd15_seeded_is_written_and_read_back_like_any_model(tmp_path):
 def test_benchmark_harness_builds_through_the_same_builder(tmp_path):
     import torch
 
-    from sdsqueeze.models import TinySpec
-
     from sdbench import harness
+    from sdsqueeze.models import TinySpec
     bench = harness.build_pipeline("tiny", tmp_path / "tok", "cpu", torch.float32, seed=7)
     ours = models.build_seeded_pipeline(TinySpec().architecture(), TinySpec().image_size, seed=7)
     assert torch.equal(bench.unet.conv_in.weight, ours.unet.conv_in.weight)
