@@ -35,7 +35,8 @@ def initial_latents(seeds: list[int], shape: tuple[int, ...]):
 
 def latent_shape(pipe, height: int, width: int) -> tuple[int, int, int]:
     """(channels, h, w) of one latent for any diffusers text-to-image pipeline."""
-    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    # `is None`, not `or`: a torch.compile'd module refuses truth tests (OptimizedModule has no len()).
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
     channels = denoiser.config.in_channels
     factor = pipe.vae_scale_factor
     return (channels, height // factor, width // factor)

@@ -128,3 +128,18 @@ def test_manifest_holds_the_unets_ms_per_call(tiny_dir, tmp_path, base_spec):
     assert (manifest.unet_ms_step > 0).all()
     per_batch = manifest.groupby("batch_index").first()
     assert (per_batch.unet_ms_step * per_batch.unet_calls / 1e3 <= per_batch.seconds * [2, 1] + 1e-9).all()
+
+
+def test_latent_shape_of_a_compiled_unet(tiny_dir):
+    """torch.compile wraps the UNet in a module that refuses truth tests; the shape must not ask
+    one (torch.compile is lazy: nothing is compiled here)."""
+    import torch
+
+    from sdsqueeze import seeding
+    from sdsqueeze.sweep.runner import denoiser_of
+
+    pipe = load_pipeline(str(tiny_dir))
+    plain = seeding.latent_shape(pipe, 64, 64)
+    pipe.unet = torch.compile(pipe.unet)
+    assert seeding.latent_shape(pipe, 64, 64) == plain
+    assert denoiser_of(pipe) is pipe.unet
