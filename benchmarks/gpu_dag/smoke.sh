@@ -2,14 +2,19 @@
 # The GPU smoke DAG (config/sd15-gpu-smoke.yaml) through Snakemake itself, from scratch, then again
 # (which must say "Nothing to be done"), with the evidence packed for docs/gpu-run/.
 #   bash benchmarks/gpu_dag/smoke.sh run STATE_DIR [JOBS_PER_GPU]   # in the foreground (or under setsid nohup)
+# It runs in a copy of the workflow, STATE_DIR/workflow: a lent machine may replace the checkout it
+# was sent (the next command's upload) while the DAG still runs.
 #   bash benchmarks/gpu_dag/smoke.sh wait STATE_DIR OUT_DIR SECONDS   # poll; copy the packs to OUT_DIR when done
 # Run from the workflow's root, with snakemake and the project's packages importable by python3.
 set -uo pipefail
-mode=$1 state=$2
+mode=$1 state=$(realpath -m "$2")
 mkdir -p "$state"
 
 if [ "$mode" = run ]; then
     jobs_per_gpu=${3:-4}
+    mkdir -p "$state/workflow"
+    tar cf - --exclude=./results --exclude=./resources --exclude=./logs --exclude=./.snakemake . | tar xf - -C "$state/workflow"
+    cd "$state/workflow" || exit 1
     gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
     export SDSQ_JOBS_PER_GPU=$jobs_per_gpu HF_HUB_OFFLINE=1
     config=(--configfile config/sd15.yaml config/sd15-gpu-smoke.yaml)
@@ -44,5 +49,5 @@ elif [ "$mode" = wait ]; then
         echo "still running"
     fi
     grep -h "Nothing to be done\|Exiting because a job execution failed\|Error in rule" "$state"/run*.log | head -20
-    for log in $(grep -l "job failed" logs -r 2>/dev/null | head -3); do echo "== $log"; tail -25 "$log"; done
+    for log in $(grep -l "job failed" "$state/workflow/logs" -r 2>/dev/null | head -3); do echo "== $log"; tail -25 "$log"; done
 fi
