@@ -29,6 +29,7 @@ from sdsqueeze.accel.measure import committed_results  # noqa: E402
 from sdsqueeze.prompts import n_shards  # noqa: E402
 
 BEGIN, END = "<!-- gpu-run:begin -->", "<!-- gpu-run:end -->"
+PREDICTION = ("<!-- gpu-hours:begin -->", "<!-- gpu-hours:end -->")  # in README.md
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
 
 
@@ -67,12 +68,18 @@ def read_samples(path: Path) -> pd.DataFrame:
 
 
 def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per rule: jobs and their outcome, when the first started and the last ended (seconds after the
+    run's first job started), the intervals' sum and the longest."""
+    began = jobs.start.min()
+    jobs = jobs.assign(start_s=(jobs.start - began).dt.total_seconds(), end_s=(jobs.end - began).dt.total_seconds())
     return jobs.groupby("rule", sort=False).agg(
         jobs=("jobid", "size"), finished=("status", lambda s: int((s == "finished").sum())),
-        failed=("status", lambda s: int((s == "failed").sum())),
-        first_start=("start", lambda s: s.min().strftime("%H:%M:%S")),
-        last_end=("end", lambda s: s.max().strftime("%H:%M:%S") if s.notna().any() else "-"),
-        slot_seconds=("seconds", "sum"), longest_job_s=("seconds", "max")).reset_index()
+        failed=("status", lambda s: int((s == "failed").sum())), first_start_s=("start_s", "min"),
+        last_end_s=("end_s", "max"), slot_seconds=("seconds", "sum"), longest_job_s=("seconds", "max")).reset_index()
+
+
+def prediction_line(run_dir: Path) -> str:
+    return predict_full_run(run_dir)[1]
 
 
 def block(run_dir: Path) -> str:
@@ -150,8 +157,8 @@ def predict_full_run(run_dir: Path, config_path: Path = REPO / "config" / "sd15.
                      "gpu_hours": (prompts * per_image + shards * (fixed + compile_s)) / 3600})
     table = pd.DataFrame(rows)
     timed = table[table.s_per_image.notna()]
-    summary = (f"Predicted generation GPU-hours of config/sd15.yaml ({prompts:,} prompts, {shards} jobs per variant) "
-               f"on an H200: {timed.gpu_hours.sum():.2f} h for the {len(timed)} variants the benchmark timed "
+    summary = (f"Predicted generation GPU-hours of config/sd15.yaml ({prompts:,} prompts, {shards} jobs per variant, "
+               f"one job per GPU) on an H200: {timed.gpu_hours.sum():.2f} h for the {len(timed)} variants the benchmark timed "
                f"(image time {(timed.s_per_image * prompts).sum() / 3600:.2f} h + job fixed cost "
                f"{len(timed) * shards * fixed / 3600:.2f} h at {fixed:.0f} s a job + compilation "
                f"{(timed.compile_s_per_job * shards).sum() / 3600:.2f} h at the benchmark's warm-up per compiled job); "
@@ -160,20 +167,23 @@ def predict_full_run(run_dir: Path, config_path: Path = REPO / "config" / "sd15.
     return table, summary
 
 
-def replace_block(text: str, new: str) -> str:
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+def replace_block(text: str, new: str, markers: tuple[str, str] = (BEGIN, END)) -> str:
+    start, end = text.index(markers[0]) + len(markers[0]), text.index(markers[1])
     return text[:start] + "\n" + new + "\n" + text[end:]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--write", action="store_true", help="rewrite the block in RUN_DIR/README.md")
+    parser.add_argument("--write", action="store_true",
+                        help="rewrite the blocks in RUN_DIR/README.md and the prediction in README.md")
     args = parser.parse_args()
     text = block(args.run_dir)
     if args.write:
         readme = args.run_dir / "README.md"
         readme.write_text(replace_block(readme.read_text(), text))
+        top = REPO / "README.md"
+        top.write_text(replace_block(top.read_text(), prediction_line(args.run_dir), PREDICTION))
     else:
         print(text)
 
