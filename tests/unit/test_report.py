@@ -44,7 +44,7 @@ def test_unavailable_metrics_collapse_into_one_line(page):
     assert ("LPIPS, FID vs reference, FID vs COCO, IS: unavailable here — no weights; set "
             "metrics.weights_dir, see docs/metrics.md.") in text
     assert "unavailable [" not in text  # no column or table of "unavailable" cells
-    assert ">FID and Inception Score</h2>" not in text
+    assert ">Distribution metrics: FD-EffNetLite0, FID, Inception Score</h2>" not in text
     assert "<th>LPIPS" not in text
 
 
