@@ -106,3 +106,14 @@ def test_rows_give_zero_for_identical_images_and_an_interval(variants, tmp_path)
     assert (fd.n_images == 6).all() and (fd.n_compared == 6).all()
     again = evaluate.distribution_metrics(dirs, "ref", prompts, settings, tmp_path, resamples=200, seed=3)
     assert again.equals(dist)  # seeded: the same interval every time
+
+
+def test_a_resample_from_gram_matrices_equals_the_distance_of_the_drawn_rows():
+    from sdsqueeze.quality.inception import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(10, 50)), rng.normal(0.3, 1.2, size=(10, 50))
+    grams = evaluate.gram_matrices(a, b)
+    for rows in (np.arange(10), rng.integers(0, 10, 10), np.array([0, 0, 3, 3, 7, 9])):
+        direct = frechet_distance(a[rows], b[rows])
+        assert evaluate.resampled_frechet_distance(grams, rows) == pytest.approx(direct, rel=1e-9, abs=1e-9)
