@@ -13,7 +13,7 @@ rule metrics_variant:
         "results/metrics/{model}/per_image/{variant}.csv",
     params:
         reference=REFERENCE,
-        config=metrics_settings(),
+        config=metrics_settings(per_image=True),
     threads: config["threads"]
     log:
         "logs/metrics/{model}/{variant}.log",

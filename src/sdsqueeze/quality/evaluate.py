@@ -186,7 +186,7 @@ def fd_with_interval(features: np.ndarray, reference: np.ndarray, prompt_ids: np
 
     from .inception import frechet_distance
 
-    value = frechet_distance(features, reference)
+    value = max(frechet_distance(features, reference), 0.0)  # >= 0; identical sets round to ±1e-14
     prompts = np.unique(prompt_ids)
     if len(prompts) < 2:
         return value, np.nan, np.nan
@@ -198,7 +198,7 @@ def fd_with_interval(features: np.ndarray, reference: np.ndarray, prompt_ids: np
 
     result = bootstrap((np.arange(len(prompts)),), resampled, vectorized=False, confidence_level=confidence,
                        n_resamples=resamples, method="percentile", random_state=np.random.default_rng(seed))
-    return value, float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return value, max(float(result.confidence_interval.low), 0.0), max(float(result.confidence_interval.high), 0.0)
 
 
 def gram_matrices(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -85,6 +85,10 @@ def quality_cell(summary, distribution, variant: str, metric: str, notes: Notes)
     return interval(r["mean"], r.ci_low, r.ci_high, digits)
 
 
+# metrics whose reference row compares the reference with itself
+ZERO_FOR_REFERENCE = {*verdicts.IDENTITY, "fd_effnetlite0", "fid_reference"}
+
+
 def speedup_cell(r) -> str:
     """Wall-clock speed-up, shown only where repeats agree (spread below the bound)."""
     if not r.speedup_resolved:
@@ -107,7 +111,7 @@ def technique_table(costs, summary, distribution, differences, reference, on_cpu
             if metric in missing:
                 continue
             name = f"{METRICS[metric][0]}{'' if metric.startswith('fid') else ' [95% CI]'}"
-            row[name] = "reference" if metric in verdicts.IDENTITY and r.variant == reference else \
+            row[name] = "reference" if metric in ZERO_FOR_REFERENCE and r.variant == reference else \
                 quality_cell(summary, distribution, r.variant, metric, notes)
         row["Verdict"] = "—" if r.variant == reference else verdict.get(r.variant, "—")
         rows.append(row)
