@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -92,12 +93,24 @@ def metric_summary(per_image: pd.DataFrame) -> dict[str, float]:
 
 
 def environment(results: Path) -> dict:
-    """Software and CPU of the run, from the first image shard's provenance (where present)."""
+    """Software and device of the run, from the first image shard's provenance (where present),
+    and the CPU model of the machine taking the fingerprint (normally the one that ran it)."""
+    out = {"fingerprinted_on": {"cpu": cpu_name(), "machine": platform.machine()}}
     provenance = next(iter(sorted(results.glob("images/*/*/shard-*/provenance.json"))), None)
-    if provenance is None:
-        return {}
-    record = json.loads(provenance.read_text())
-    return {"device": record.get("device", {}), "packages": record.get("packages", {})}
+    if provenance is not None:
+        record = json.loads(provenance.read_text())
+        out.update(device=record.get("device", {}), packages=record.get("packages", {}))
+    return out
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else the architecture: kernels differ by model."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
 
 
 # --- comparison -------------------------------------------------------------------------------
@@ -195,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         print(shown.to_string(index=False))
     for side, print_ in (("a", a), ("b", b)):
         env = print_.get("environment", {})
-        print(f"{side}: torch {env.get('packages', {}).get('torch', '?')}, cpu {env.get('device', {}).get('cpu', '?')}")
+        cpu = env.get("fingerprinted_on", {}).get("cpu") or env.get("device", {}).get("cpu", "?")
+        print(f"{side}: torch {env.get('packages', {}).get('torch', '?')}, cpu {cpu}")
     word = verdict(table)
     print(f"{word}: {int((~table.within).sum())} of {len(table)} items differ")
     return 0 if word != DIFFERENT else 1

@@ -60,6 +60,7 @@ def test_fingerprint_holds_inputs_images_and_summaries(tmp_path):
     assert ref["summary"]["psnr_db"] == repro.PSNR_CAP_DB  # identical images, capped
     assert 20 < w4["summary"]["psnr_db"] < 60
     assert ref["summary"]["adherence_overall_points"] == 75.0 and w4["summary"]["adherence_overall_points"] == 50.0
+    assert print_["environment"]["fingerprinted_on"]["cpu"]  # the CPU model, shown when runs differ
     assert json.loads(json.dumps(print_)) == print_  # plain JSON
 
 

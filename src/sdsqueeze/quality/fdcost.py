@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,21 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import repro
+
 LOAD_SNIPPET = ("import time, torch; torch.set_num_threads(1); t = time.process_time(); "
                 "from sdsqueeze.quality import effnet; effnet.load_effnet_lite0(); "
                 "print(time.process_time() - t)")
 COLUMNS = ["n_images", "load_cpu_s", "features_cpu_s_per_image", "distance_cpu_s_per_variant", "resamples",
            "repeats", "spread", "cpu", "torch"]
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the architecture."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def write_images(folder: Path, n: int, seed: int) -> list[Path]:
@@ -92,7 +83,7 @@ def measure(sizes: list[int], repeats: int, resamples: int) -> pd.DataFrame:
             rows.append({"n_images": n, "load_cpu_s": np.median(loads),
                          "features_cpu_s_per_image": np.median(features),
                          "distance_cpu_s_per_variant": np.median(distances), "resamples": resamples,
-                         "repeats": repeats, "spread": spread, "cpu": cpu_name(),
+                         "repeats": repeats, "spread": spread, "cpu": repro.cpu_name(),
                          "torch": torch.__version__})
     return pd.DataFrame(rows, columns=COLUMNS)
 
