@@ -117,3 +117,10 @@ def test_a_resample_from_gram_matrices_equals_the_distance_of_the_drawn_rows():
     for rows in (np.arange(10), rng.integers(0, 10, 10), np.array([0, 0, 3, 3, 7, 9])):
         direct = frechet_distance(a[rows], b[rows])
         assert evaluate.resampled_frechet_distance(grams, rows) == pytest.approx(direct, rel=1e-9, abs=1e-9)
+
+
+def test_a_single_image_per_variant_says_why_there_is_no_distance(variants):
+    manifests = {v: metrics.read_manifests(d).head(1) for v, d in variants[0].items()}  # a one-prompt run
+    rows = evaluate.fd_effnetlite0_rows(manifests, "ref", evaluate.Settings(), 0.95, 100, 0)
+    assert len(rows) == 3 and all(np.isnan(r["value"]) for r in rows)
+    assert all(r["status"] == "unavailable: FD needs at least 2 images per variant, got 1" for r in rows)

@@ -152,6 +152,10 @@ def fd_effnetlite0_rows(manifests: dict[str, pd.DataFrame], reference: str, sett
     """FD-EffNetLite0 of every variant against the reference, images paired by prompt and sample."""
     from .effnet import effnet_features, load_effnet_lite0
 
+    n_reference = len(manifests[reference])
+    if n_reference < 2:  # a covariance needs two images; a one-prompt smoke run still completes
+        reason = unavailable(f"FD needs at least 2 images per variant, got {n_reference}")
+        return [distribution_row(v, FD_EFFNETLITE0, len(m), status=reason) for v, m in manifests.items()]
     try:
         model = load_effnet_lite0()
     except WeightsUnavailable as err:
