@@ -1,0 +1,114 @@
+"""Static-scale fp8 layers on the CPU (fp8 simulated in fp32), and the Triton implicit-GEMM conv
+kernel under Triton's interpreter (TRITON_INTERPRET=1, set by the test that runs it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sdsqueeze.accel import fp8conv, fp8static, lowbit
+
+from test_accel import SPEC, generate, relative_error
+
+
+def fp8_rounding_error(x: torch.Tensor) -> float:
+    """Relative error of one per-tensor e4m3 round trip of ``x``: the scale the layers' errors live on."""
+    scale = x.abs().amax() / fp8conv.FP8_MAX
+    return relative_error((x / scale).to(fp8conv.FP8).float() * scale, x)
+
+
+def test_gemm_layer_matches_linear_within_fp8_error():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48)
+    x = torch.randn(3, 10, 64)
+    layer = fp8static.StaticFp8Gemm(linear.weight, linear.bias, float(x.abs().amax()), None, conv1x1=False)
+    out, ref = layer(x), linear(x)
+    assert out.shape == ref.shape
+    error = relative_error(out, ref)
+    assert 0 < error < 4 * fp8_rounding_error(x)  # quantised (not a float copy), within two roundings
+
+
+def test_smoothing_keeps_the_product_and_tames_an_outlier_channel():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 32, bias=False)
+    x = torch.randn(256, 64)
+    x[:, 5] *= 80  # one outlier channel, as in transformer activations
+    channel_amax = x.abs().amax(dim=0)
+    smooth = fp8static.smoothing(channel_amax, linear.weight, 0.8)
+    amax = float((channel_amax / smooth).max())
+    smoothed = fp8static.StaticFp8Gemm(linear.weight, None, amax, smooth, conv1x1=False)
+    plain = fp8static.StaticFp8Gemm(linear.weight, None, float(x.abs().amax()), None, conv1x1=False)
+    ref = linear(x)
+    assert fp8static.outlier_ratio(channel_amax) > 20
+    assert relative_error(smoothed(x), ref) < relative_error(plain(x), ref)
+
+
+def test_conv_layers_match_float_convs():
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 9, 9).to(memory_format=torch.channels_last)
+    for conv in (nn.Conv2d(32, 48, 3, padding=1), nn.Conv2d(32, 48, 3, stride=2, padding=1), nn.Conv2d(32, 48, 1)):
+        amax = float(x.abs().amax())
+        layer = (fp8static.StaticFp8Gemm(conv.weight.flatten(1), conv.bias, amax, None, conv1x1=True)
+                 if conv.kernel_size == (1, 1) else fp8static.StaticFp8Conv(conv, amax))
+        out, ref = layer(x), conv(x)
+        assert out.shape == ref.shape
+        assert 0 < relative_error(out, ref) < 4 * fp8_rounding_error(x)
+
+
+def test_scopes_take_the_layers_they_name():
+    prepared, _ = generate(lowbit="fp8-static")
+    notes = prepared.notes["lowbit"]
+    assert notes["linears_fp8"] > 0 and notes["conv1x1_fp8"] > 0 and notes["conv_fp8"] > 0
+    assert notes["unet_bytes_memory"] < notes["unet_bytes_before"] / 3  # fp32 -> fp8 weights
+    unet = prepared.pipe.unet
+    assert isinstance(unet.conv_in, nn.Conv2d) and isinstance(unet.conv_out, nn.Conv2d)  # 4 latent channels
+    assert not any(isinstance(m, fp8static.StaticFp8Gemm) for n, m in unet.named_modules() if "time_emb" in n)
+    linear_only, _ = generate(lowbit="fp8-static-linear")
+    assert linear_only.notes["lowbit"]["conv1x1_fp8"] == linear_only.notes["lowbit"]["conv_fp8"] == 0
+
+
+def test_static_fp8_generation_stays_close_to_float():
+    _, reference = generate()
+    _, quantised = generate(lowbit="fp8-static", lowbit_smoothquant=0.8)
+    assert torch.isfinite(quantised).all()
+    assert 0 < relative_error(quantised, reference) < 0.25
+
+
+def test_smoothquant_needs_a_static_scheme():
+    with pytest.raises(ValueError, match="static fp8"):
+        lowbit.apply(None, lowbit.LowBitConfig(lowbit="int8-dynamic", lowbit_smoothquant=0.5))
+
+
+KERNEL_CHECK = """
+import torch
+from sdsqueeze.accel import fp8conv
+torch.manual_seed(0)
+for stride in (1, 2):
+    x = torch.randn(2, 9, 7, 48).to(fp8conv.FP8)
+    w = torch.randn(40, 3 * 3 * 48).to(fp8conv.FP8)
+    ws, sa, b = torch.rand(40) * 0.01 + 1e-3, torch.tensor([0.05]), torch.randn(40)
+    out = fp8conv.launch(x, w, ws, sa, b, 3, stride, 1, torch.float32,
+                         config=dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16))
+    ref = fp8conv.conv_reference(x, w, ws, sa, b, 3, stride, 1, torch.float32)
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    assert (out - ref).abs().max() < 1e-4 * ref.abs().max(), (out - ref).abs().max()
+print("kernel ok")
+"""
+
+
+def test_triton_kernel_matches_reference_in_interpreter():
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1",
+           "PYTHONPATH": str(Path(fp8conv.__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "kernel ok" in done.stdout
+
+
+assert SPEC["dtype"] == "float32"  # the CPU simulation runs in the tiny model's fp32
