@@ -88,7 +88,7 @@ def _cells(table, digits: dict) -> str:
     for column, fmt in digits.items():
         if column in shown:
             shown[column] = shown[column].map(lambda v, fmt=fmt: fmt.format(v) if v == v and v is not None else "—")
-    shown = shown.fillna("—").astype(str)
+    shown = shown.astype(object).where(shown.notna(), "—").astype(str)
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in shown.itertuples(index=False)])
 
@@ -127,7 +127,8 @@ def lowbit_markdown(results: Path = RESULTS) -> str:
         classes = tables.kernel_class_table(path)
         class_digits = {"GPU ms per generation": "{:.1f}", "TFLOP/s": "{:.0f}",
                         "share of that precision's peak": "{:.0%}"}
-        parts.append(head + "\n\n" + _cells(variants, digits) + "\n\nKernel classes (one profiled generation: "
+        findings = "\n".join(f"- {line}" for line in tables.lowbit_findings(path))
+        parts.append(head + "\n\n" + findings + "\n\n" + _cells(variants, digits) + "\n\nKernel classes (one profiled generation: "
                      "51 CFG UNet calls, VAE decode, text encoder):\n\n" + _cells(classes, class_digits))
         conv_csv = Path(path).with_name("conv_rates.csv")
         if conv_csv.is_file():

@@ -115,3 +115,48 @@ def kernel_class_table(results_csv: str) -> pd.DataFrame:
                         "TFLOP/s": rate, "precision": precision if rate else "",
                         "share of that precision's peak": rate / peaks[precision] if rate and peaks[precision] else None})
     return pd.DataFrame(out)
+
+
+def lowbit_findings(results_csv: str) -> list[str]:
+    """The study's acceptance figures, judged inside the run: the fastest fp8 build against the best
+    16-bit build (CFG UNet step >= 1.3x, end to end >= 1.2x), the best 16-bit build's share of the
+    bf16 matmul rate (>= 50%), and where the fp8 build's GPU time goes per kernel class."""
+    variants = lowbit_table(results_csv)
+    timed = variants[variants["UNet ms/step"].notna()]
+    fp8 = timed[timed.lowbit.astype(str).str.startswith("fp8-static") & timed.compiled.eq(True)]
+    rows, flops = load([results_csv])
+    meta = meta_for(results_csv)
+    out = []
+    if not fp8.empty:
+        best = fp8.loc[fp8["UNet ms/step"].idxmin()]
+        step, e2e = best["step speedup vs best 16-bit"], best["e2e speedup vs best 16-bit"]
+        out.append(f"Fastest fp8 build, `{best.variant}`: CFG UNet step {step:.2f}x and end to end {e2e:.2f}x "
+                   f"the best 16-bit build `{BEST_16BIT}` (targets 1.3x and 1.2x: "
+                   f"{'met' if step >= 1.3 else 'missed'}, {'met' if e2e >= 1.2 else 'missed'}).")
+    base = rows[(rows.variant == BEST_16BIT) & rows.ok & (rows.batch == 4)]
+    step_flops = flops.get(4, {}).get("unet_step_flops")
+    if not base.empty and step_flops:
+        rate = step_flops / (base.unet_ms_step_median.iloc[0] / 1e3) / 1e12
+        share = rate / meta["bf16_matmul_tflops"]
+        out.append(f"`{BEST_16BIT}` at batch 4: {rate:.0f} TFLOP/s per UNet step, {share:.0%} of the measured "
+                   f"bf16 matmul rate (target 50%: {'met' if share >= 0.5 else 'missed'}).")
+    classes = kernel_class_table(results_csv)
+    full = classes[classes.variant.isin(fp8.variant)] if not fp8.empty else classes.iloc[:0]
+    if not full.empty and BEST_16BIT in set(classes.variant):
+        variant = full.groupby("variant")["GPU ms per generation"].sum().idxmin() \
+            if "fp16-fp8static-compiled" not in set(full.variant) else "fp16-fp8static-compiled"
+        mine = classes[classes.variant == variant].set_index("class")["GPU ms per generation"]
+        theirs = classes[classes.variant == BEST_16BIT].set_index("class")["GPU ms per generation"]
+        deltas = ", ".join(f"{k} {mine.get(k, 0) - theirs.get(k, 0):+.0f} ms" for k in KERNEL_CLASSES
+                           if k in mine or k in theirs)
+        out.append(f"GPU time per generation, `{variant}` minus `{BEST_16BIT}`, by kernel class: {deltas}.")
+        matrix = classes[(classes.variant == variant) & classes["TFLOP/s"].notna()].set_index("class")
+        ideal = sum(matrix.loc[k, "GPU ms per generation"] * matrix.loc[k, "share of that precision's peak"]
+                    for k in matrix.index if matrix.loc[k, "precision"] == "fp8")
+        fp8_ms = sum(matrix.loc[k, "GPU ms per generation"] for k in matrix.index if matrix.loc[k, "precision"] == "fp8")
+        total, reference = mine.sum(), theirs.sum()
+        out.append(f"Bound: were `{variant}`'s fp8 classes ({', '.join(matrix.index[matrix.precision == 'fp8'])}) "
+                   f"at 100% of the fp8 peak, its GPU time would fall from {total:.0f} to {total - fp8_ms + ideal:.0f} ms "
+                   f"per generation, {reference / (total - fp8_ms + ideal):.2f}x the best 16-bit build's {reference:.0f} ms: "
+                   "the 16-bit classes (norm, attention, elementwise) and the quantize kernels hold the rest.")
+    return out

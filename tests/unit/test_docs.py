@@ -33,3 +33,18 @@ def test_benchmarks_doc_is_short_and_its_tables_are_generated():
                               check=True).stdout
     assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py, paste between the markers"
     assert "| `fp16-sdpa` |" in block  # the baseline of every speedup is in the table
+
+
+def test_lowbit_doc_is_short_and_its_tables_are_generated():
+    """docs/lowbit.md's results block is exactly `python benchmarks/render_tables.py --lowbit`."""
+    import subprocess
+    import sys
+
+    doc = Path("docs/lowbit.md").read_text()
+    assert len(doc.encode()) <= 15 * 1024
+    begin = "<!-- BEGIN generated: python benchmarks/render_tables.py --lowbit -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py", "--lowbit"], capture_output=True,
+                              text=True, check=True).stdout
+    assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py --lowbit, paste between the markers"
+    assert "| fp16-compiled-host |" in block and "share of that precision's peak" in block
