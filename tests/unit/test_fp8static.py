@@ -110,3 +110,32 @@ def test_triton_kernel_matches_reference_in_interpreter():
     assert "kernel ok" in done.stdout
 
 
+
+
+@pytest.mark.parametrize("name,label", [
+    ("triton_per_fused_add_clone_convolution_div_native_group_norm_silu_1", "norm"),  # names its consumer
+    ("sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc", "conv"),
+    ("_implicit_gemm_conv_body", "conv"),
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7", "attention"),
+    ("nvjet_sm90_qqtst_128x160_128x5_2x1_v_bz_coopA_algo2_TNT", "gemm"),
+    ("triton_poi_fused__scaled_mm__to_copy_add_clamp_gelu_mul_split_0", "quantize"),
+    ("triton_poi_fused_gelu_mul_split_view_16", "elementwise"),
+    ("void at::native::elementwise_kernel<128, 4>", "elementwise"),
+])
+def test_kernel_classes(name, label):
+    from sdsqueeze.accel.measure import kernel_class
+
+    assert kernel_class(name) == label
+
+
+def test_class_rates_move_pointwise_convs_to_gemm_work():
+    from sdsqueeze.accel.measure import class_rates
+
+    flops = {"unet_step_flops_by_class": {"convolution": 10e12, "convolution_1x1": 2e12, "linear": 4e12,
+                                          "attention": 1e12},
+             "vae_decode_flops_by_class": {"convolution": 5e12}, "text_encoder_flops_by_class": {"linear": 1e12}}
+    kernel_ms = {"conv": 1000.0, "gemm": 500.0, "attention": 100.0, "norm": 50.0}
+    as_conv = class_rates(kernel_ms, flops, steps=2, pointwise_as_gemm=False)
+    as_gemm = class_rates(kernel_ms, flops, steps=2, pointwise_as_gemm=True)
+    assert as_conv == pytest.approx({"conv": 25.0, "gemm": 18.0, "attention": 20.0})  # TFLOP/s
+    assert as_gemm == pytest.approx({"conv": 21.0, "gemm": 26.0, "attention": 20.0})
