@@ -105,6 +105,18 @@ def check_semantics(config: dict) -> None:
     check_model_source(config["model"]["source"])
     check_diffc(config)
     check_sweep(config)
+    check_lowbit(config)
+
+
+def check_lowbit(config: dict) -> None:
+    """SmoothQuant folds into the static fp8 schemes' input scaling; other schemes have none."""
+    for name, overrides in config["variants"].items():
+        spec = {**config["generation"], **(overrides or {})}
+        if spec.get("lowbit_smoothquant") and not str(spec.get("lowbit", "none")).startswith("fp8-static"):
+            raise ConfigError(
+                f"invalid config: variant '{name}' sets lowbit_smoothquant, which applies to the static "
+                f"fp8 schemes (fp8-static-linear, fp8-static-gemm, fp8-static), not lowbit '{spec.get('lowbit', 'none')}'"
+            )
 
 
 # = sdsqueeze.models.BUILT_SOURCES (tested): not imported, so that an edit of the model builder does

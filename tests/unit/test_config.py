@@ -111,3 +111,12 @@ def test_cuda_requested_without_gpu_is_a_clear_error(monkeypatch):
     with pytest.raises(sq_config.ConfigError, match="set device: cpu"):
         sq_config.resolve_device("cuda")
     assert sq_config.resolve_device("auto") == "cpu"
+
+
+def test_smoothquant_without_a_static_fp8_scheme_is_refused(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["variants"]["sq-alone"] = {"lowbit_smoothquant": 0.8}
+    with pytest.raises(sq_config.ConfigError, match="variant 'sq-alone' sets lowbit_smoothquant"):
+        sq_config.validate(cfg)
+    cfg["variants"]["sq-alone"] = {"lowbit": "fp8-static", "lowbit_smoothquant": 0.8}
+    assert sq_config.validate(cfg)["variants"]["sq-alone"]["lowbit_smoothquant"] == 0.8

@@ -48,3 +48,18 @@ def test_metrics_doc_fd_cost_table_is_generated():
     rendered = fdcost.render(pd.read_csv(REPO / "docs" / "metrics" / "fd_effnetlite0_cost.csv"))
     assert block.strip() == rendered.strip(), "rerun the command named in the marker and paste its output"
     assert "| 8 |" in block and "| 64 |" in block
+
+
+def test_lowbit_doc_is_short_and_its_tables_are_generated():
+    """docs/lowbit.md's results block is exactly `python benchmarks/render_tables.py --lowbit`."""
+    import subprocess
+    import sys
+
+    doc = Path("docs/lowbit.md").read_text()
+    assert len(doc.encode()) <= 15 * 1024
+    begin = "<!-- BEGIN generated: python benchmarks/render_tables.py --lowbit -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py", "--lowbit"], capture_output=True,
+                              text=True, check=True).stdout
+    assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py --lowbit, paste between the markers"
+    assert "| fp16-compiled-host |" in block and "share of that precision's peak" in block
