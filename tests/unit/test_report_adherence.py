@@ -6,8 +6,7 @@ import re
 import pytest
 from report_fixtures import default_config, write_report_inputs
 
-from sdsqueeze.report import build_report
-from sdsqueeze.report import sections
+from sdsqueeze.report import build_report, sections
 from sdsqueeze.report.sections import adherence_section
 
 # The sections adherence appears in (the figures of the others are tested in test_report.py).
