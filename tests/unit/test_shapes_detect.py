@@ -19,7 +19,7 @@ def test_clean_renders_are_read_right_at_least_98_percent(accuracy_table):
 
 def test_blur_noise_and_colour_cast_of_a_small_generator_are_tolerated(accuracy_table):
     table = accuracy_table.set_index("degradation")
-    for level in ("mild", "moderate", "strong"):
+    for level in ("mild", "moderate", "strong", "faded"):
         for key in ("shape", "colour", "position", "count"):
             assert table.loc[level, key] >= 0.97, (level, key)
 

@@ -28,8 +28,9 @@ from skimage import color, measure, morphology
 from .domain import COLOURS, POSITION_ANCHORS, SIZE_RADIUS, parse_prompt
 
 ADHERENCE_ATTRIBUTES = ("shape", "colour", "position", "count")
-MIN_CHROMA = 50          # levels (of 255): above any grey background's noise, below every object colour
-BACKGROUND_MARGIN = 35   # levels above the border's median chroma (a tinted generated background)
+MIN_CHROMA = 25          # levels (of 255): above a grey background's noise
+BACKGROUND_MARGIN = 25   # levels above the border's median chroma (a tinted generated background)
+OBJECT_CHROMA_SHARE = 0.3  # of the objects' 95th-percentile chroma: where a blurred edge is cut
 MIN_AREA_PIXELS = 12
 MIN_AREA_OF_LARGEST = 0.25
 
@@ -73,11 +74,17 @@ def chroma_map(image: np.ndarray) -> np.ndarray:
 
 
 def object_mask(image: np.ndarray) -> np.ndarray:
-    """Pixels of objects: chroma above the background's (its border's median) by a margin."""
+    """Pixels of objects: chroma above the background's (its border's median) by a margin, and above
+    a fixed share of the objects' own chroma, so that faded colours are cut at the same relative
+    level as saturated ones."""
     chroma = ndimage.gaussian_filter(chroma_map(image), sigma=0.7)
     border = np.concatenate([chroma[0], chroma[-1], chroma[:, 0], chroma[:, -1]])
-    mask = chroma > max(MIN_CHROMA, float(np.median(border)) + BACKGROUND_MARGIN)
-    mask = ndimage.binary_opening(mask, morphology.disk(1))
+    floor = max(MIN_CHROMA, float(np.median(border)) + BACKGROUND_MARGIN)
+    candidate = chroma > floor
+    if candidate.any():
+        peak = float(np.percentile(chroma[candidate], 95))
+        candidate = chroma > max(floor, OBJECT_CHROMA_SHARE * peak)
+    mask = ndimage.binary_opening(candidate, morphology.disk(1))
     return ndimage.binary_fill_holes(mask)
 
 
