@@ -477,6 +477,9 @@ def glance(ctx: ReportContext) -> str:
     if same:
         items.append("Equivalent to the reference in every paired metric (within the margins): "
                      + ", ".join(f"<b>{html.escape(v)}</b>" for v in same) + ".")
+    adherence = adherence_glance(_read(ctx, "summary"), differences, reference, _missing(ctx))
+    if adherence:
+        items.append(adherence)
     missing = _missing(ctx)
     if missing:
         items.append(f"<span class='unavailable'>{html.escape(analysis.unavailable_line(missing))}</span>")
@@ -485,6 +488,24 @@ def glance(ctx: ReportContext) -> str:
     model = html.escape(str(ctx.config["model"]["name"]))
     head = f"<p class='caption'>At a glance (this run, model <code>{model}</code>)</p>"
     return head + "<ul class='glance'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>" if items else ""
+
+
+def adherence_glance(summary, differences, reference: str, missing: dict) -> str:
+    """The reference's overall prompt adherence and the variants judged worse in it."""
+    if summary is None or "adherence_overall" in missing:
+        return ""
+    row = summary[(summary.variant == reference) & (summary.metric == "adherence_overall")]
+    if row.empty or row.iloc[0].status != OK:
+        return ""
+    r = row.iloc[0]
+    text = (f"Prompt adherence of the reference (share of images showing every stated attribute): "
+            f"{percent_interval(r['mean'], r.ci_low, r.ci_high)}")
+    worse = [] if differences is None else differences[(differences.metric == "adherence_overall")
+                                                       & (differences.verdict == verdicts.WORSE)]
+    if len(worse):
+        text += "; worse than the reference: " + ", ".join(
+            f"<b>{html.escape(w.variant)}</b> ({points(w.difference)} points)" for w in worse.itertuples())
+    return text + "."
 
 
 def tradeoff_item(r, on_cpu: bool) -> str:
