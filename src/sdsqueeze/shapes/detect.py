@@ -5,15 +5,17 @@ prompt asks for (in the spirit of GenEval's object/colour/count/position checks)
 Why hand-written: the segmentation and measurements are scikit-image's (label, regionprops); what no
 library provides is the domain's own decision rules, which are short and listed here.
 
-- Objects: pixels whose chroma (max - min of R, G, B) stands out from the background's (backgrounds
-  are grey-scale, object colours saturated), lightly smoothed, opened and hole-filled; connected
-  components of at least a quarter of the largest one's area (specks from a generator's noise are
-  not objects).
+- Objects: pixels whose chroma (max - min of R, G, B, lightly smoothed) stands out from the
+  background's (backgrounds are grey-scale, object colours saturated) and reaches 30% of the objects'
+  own chroma; opened and hole-filled; connected components of at least a quarter of the largest
+  one's area (specks from a generator's noise are not objects).
 - Shape: the best overlap (IoU) with an upright circle, square and triangle of the component's own
   area and centroid (template matching; blur rounds corners but moves little area).
 - Colour: the chroma-weighted circular mean hue of the component's core, named by the nearest hue of
   ``domain.COLOURS``.
 - Position: the mean of the objects' centroids, named by the nearest of ``domain.POSITION_ANCHORS``.
+- Size (reported, not checked by ``adherence``): the nearest of ``domain.SIZE_RADIUS`` to the
+  radius of a circle of the object's area.
 """
 
 from __future__ import annotations
