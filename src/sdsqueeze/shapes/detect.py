@@ -10,7 +10,8 @@ library provides is the domain's own decision rules, which are short and listed 
   own chroma; opened and hole-filled; connected components of at least a quarter of the largest
   one's area (specks from a generator's noise are not objects).
 - Shape: the best overlap (IoU) with an upright circle, square and triangle of the component's own
-  area and centroid (template matching; blur rounds corners but moves little area).
+  area and centroid (template matching; blur rounds corners but moves little area); below 0.7 the
+  blob is no shape of the domain ("unrecognised").
 - Colour: the chroma-weighted circular mean hue of the component's core, named by the nearest hue of
   ``domain.COLOURS``.
 - Position: the mean of the objects' centroids, named by the nearest of ``domain.POSITION_ANCHORS``.
@@ -35,6 +36,10 @@ BACKGROUND_MARGIN = 25   # levels above the border's median chroma (a tinted gen
 OBJECT_CHROMA_SHARE = 0.3  # of the objects' 95th-percentile chroma: where a blurred edge is cut
 MIN_AREA_PIXELS = 12
 MIN_AREA_OF_LARGEST = 0.25
+# A blob overlapping no template this well is no shape of the domain (a generator's smudge); clean
+# renders overlap theirs by more than 0.9, blurred ones (sigma 2 px) by more than 0.8.
+MIN_TEMPLATE_MATCH = 0.7
+UNRECOGNISED = "unrecognised"
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ def detect(image: np.ndarray) -> list[DetectedObject]:
     found = []
     for region in kept:
         shape, match = template_match(region)
+        shape = shape if match >= MIN_TEMPLATE_MATCH else UNRECOGNISED
         hue = _mean_hue(image, region)
         cy, cx = region.centroid
         found.append(DetectedObject(
