@@ -53,6 +53,21 @@ def test_report_is_built_from_the_csvs(run_dir):
     assert (run_dir / "results/report/figures/image_grid.png").stat().st_size > 0
 
 
+def test_prompt_adherence_is_a_column_of_every_per_image_csv(run_dir):
+    from sdsqueeze.quality.adherence import NOTHING_STATED
+    from sdsqueeze.quality.verdicts import ADHERENCE_METRICS, ADHERENCE_STATUS
+
+    summary = pd.read_csv(run_dir / "results/metrics/tiny/summary.csv")
+    for path in sorted((run_dir / "results/metrics/tiny/per_image").glob("*.csv")):
+        per_image = pd.read_csv(path)
+        assert set(ADHERENCE_METRICS) | {ADHERENCE_STATUS} <= set(per_image.columns), path.name
+        assert set(per_image[ADHERENCE_STATUS]) <= {"ok", NOTHING_STATED}
+        stated = per_image[ADHERENCE_STATUS] == "ok"
+        assert per_image.loc[~stated, list(ADHERENCE_METRICS)].isna().all().all()
+        assert per_image.loc[stated, "adherence_overall"].isin([0.0, 1.0]).all()
+    assert set(ADHERENCE_METRICS) <= set(summary.metric)
+
+
 def test_report_zip_holds_every_figure_of_the_page(run_dir, snakemake):
     import zipfile
 
