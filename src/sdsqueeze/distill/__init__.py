@@ -1,2 +1,5 @@
-"""Students trained from the configured model: guided progressive distillation, consistency
-distillation (LCM-style) and a block-removed UNet (BK-SDM), on cached teacher data."""
+"""Distillation: students trained from the configured teacher (fewer steps, fewer blocks).
+
+``loop`` is the shared training loop (seeded, resumable, logged); ``progressive`` and
+``consistency`` are the step-distillation trainers and their samplers.
+"""
