@@ -21,7 +21,7 @@ training, so the student keeps an unconditional branch for classifier-free guida
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REMOVALS = ("mid_block", "pair.<k>", "innermost_stage")
@@ -183,34 +183,17 @@ def feature_pairs(teacher_config, remove) -> list[tuple[str, str]]:
     return pairs
 
 
-@dataclass
-class BKSDMReport:
-    teacher_parameters: int
-    student_parameters: int
-    compared_features: list[str] = field(default_factory=list)
-    iterations: int = 0
-    resumed_from: int = 0
-    seconds: float = 0.0
-    iterations_per_second: float = float("nan")
-    peak_memory_bytes: int | None = None
-    first_loss: float = float("nan")
-    last_loss: float = float("nan")
-
-    @property
-    def parameter_reduction(self) -> float:
-        return 1.0 - self.student_parameters / self.teacher_parameters
-
-
-def train_bksdm(pipe, teacher_data, settings: BKSDMSettings, ckpt_dir: str | Path, log_path: str | Path,
-                progress: bool = True):
-    """Train the block-removed student of ``pipe.unet`` on ``teacher_data``; returns
-    (student UNet, BKSDMReport). Resumes from ``ckpt_dir`` when a checkpoint is there."""
+def train_bksdm(pipe, teacher_data, settings: BKSDMSettings, ckpt_dir: str | Path, progress: bool = True):
+    """Train the block-removed student of ``pipe.unet`` on ``teacher_data``; returns (student UNet,
+    the scheduler config it samples with: the teacher's, a report) like the step-distillation
+    trainers. Checkpoints and the loss log live in ``ckpt_dir``; a rerun resumes from there."""
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler
 
     from . import loop
 
+    log_path = Path(ckpt_dir) / "loss.csv"
     device = pipe.unet.device
     teacher = pipe.unet.eval().requires_grad_(False)
     student = init_student(teacher, settings.remove).float()
@@ -261,13 +244,18 @@ def train_bksdm(pipe, teacher_data, settings: BKSDMSettings, ckpt_dir: str | Pat
         teacher_hooks.remove()
     student.requires_grad_(False)
     losses = [row["loss"] for row in loop.read_log(log_path)]
-    report = BKSDMReport(
-        teacher_parameters=parameter_count(teacher), student_parameters=parameter_count(student),
-        compared_features=sorted(compared), iterations=result.iterations, resumed_from=result.resumed_from,
-        seconds=result.seconds, iterations_per_second=result.iterations_per_second,
-        peak_memory_bytes=result.peak_memory_bytes, first_loss=losses[0] if losses else float("nan"),
-        last_loss=losses[-1] if losses else float("nan"))
-    return student, report
+    window = max(1, min(10, len(losses) // 4))
+    report = {
+        "method": "BK-SDM block removal with output- and feature-level distillation",
+        "settings": asdict(settings), "removed": list(settings.remove),
+        "teacher_parameters": parameter_count(teacher), "student_parameters": parameter_count(student),
+        "compared_features": sorted(compared),
+        "phases": [{"phase": "kd", "iterations": settings.iterations, "log": str(log_path),
+                    "loss_start": sum(losses[:window]) / window, "loss_end": sum(losses[-window:]) / window,
+                    "iterations_per_second": result.iterations_per_second, "seconds": result.seconds,
+                    "peak_memory_bytes": result.peak_memory_bytes, "resumed_from": result.resumed_from}],
+    }
+    return student, dict(pipe.scheduler.config), report
 
 
 def student_pipeline(pipe, student_unet):

@@ -52,9 +52,8 @@ def run_bksdm(pipe, data, args, work: Path) -> dict:
                              learning_rate=args.learning_rate, checkpoint_every=args.iterations,
                              mixed_precision="bf16" if args.bf16 else "no",
                              gradient_checkpointing=args.gradient_checkpointing, seed=args.seed)
-    _, report = train_bksdm(pipe, data, settings, work / "ckpt", work / "loss.csv")
-    return {"settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}, **report.__dict__,
-            "parameter_reduction": report.parameter_reduction}
+    _, _, report = train_bksdm(pipe, data, settings, work / "ckpt")
+    return {**report, "parameter_reduction": 1 - report["student_parameters"] / report["teacher_parameters"]}
 
 
 def main(argv=None) -> dict:
@@ -92,7 +91,7 @@ def main(argv=None) -> dict:
                   "teacher_data_seconds": teacher_seconds, **run_bksdm(pipe, data, args, Path(work))}
         from .loop import read_log
 
-        result["loss_curve"] = [row["loss"] for row in read_log(Path(work) / "loss.csv")]
+        result["loss_curve"] = [row["loss"] for row in read_log(Path(work) / "ckpt" / "loss.csv")]
     result["device"] = io.device_description(args.device)
     result["torch"] = torch.__version__
     result["command"] = "python -m sdsqueeze.distill.smoke " + " ".join(argv or __import__("sys").argv[1:])
