@@ -138,7 +138,8 @@ def check_sweep(config: dict) -> None:
 
 def check_distill(config: dict) -> None:
     """Students, their teachers and the variants that use them (sdsqueeze.distill.plan)."""
-    from .distill.plan import DistillConfigError, check_distill as check
+    from .distill.plan import DistillConfigError
+    from .distill.plan import check_distill as check
 
     try:
         check(config)

@@ -11,7 +11,6 @@ The teacher data is built by the same code the workflow runs (sdsqueeze.distill.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
