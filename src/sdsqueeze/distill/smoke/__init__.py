@@ -10,7 +10,6 @@ The teacher data is built by the same code the workflow runs (sdsqueeze.distill.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ def seeded_pipeline(arch: str, seed: int, device: str):
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
-    from ..models import SD15_ARCHITECTURE, TinySpec, build_sd_components, sd15_scheduler, write_clip_tokenizer
+    from ...models import SD15_ARCHITECTURE, TinySpec, build_sd_components, sd15_scheduler, write_clip_tokenizer
 
     architecture, size = (SD15_ARCHITECTURE, 512) if arch == "sd15" else (TinySpec().architecture(), 128)
     torch.manual_seed(seed)
@@ -39,11 +38,8 @@ def seeded_pipeline(arch: str, seed: int, device: str):
     return pipe.to(device), size
 
 
-TRAINERS = ("bksdm",)
-
-
 def run_bksdm(pipe, data, args, work: Path) -> dict:
-    from .bksdm import BKSDMSettings, train_bksdm
+    from ..bksdm import BKSDMSettings, train_bksdm
 
     remove = tuple(args.remove.split(",")) if args.remove else (
         ("mid_block", "pair.0", "pair.1", "pair.2", "pair.3") if args.arch == "sd15" else ("mid_block", "innermost_stage"))
@@ -55,27 +51,20 @@ def run_bksdm(pipe, data, args, work: Path) -> dict:
     return {**report, "parameter_reduction": 1 - report["student_parameters"] / report["teacher_parameters"]}
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--trainer", choices=TRAINERS, required=True)
-    parser.add_argument("--arch", choices=ARCHS, default="sd15")
-    parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--prompts", type=int, default=16, help="teacher-data examples")
-    parser.add_argument("--teacher-steps", type=int, default=10)
-    parser.add_argument("--remove", default="", help="BK-SDM removals, comma-separated")
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+# Trainer name -> (pipe, teacher data, parsed arguments, work folder) -> report; the report's
+# phases name their loss logs.
+TRAINERS = {"bksdm": run_bksdm}
+
+
+def run(args) -> dict:
+    """Build the seeded teacher and its data, run the trainer, return the result record."""
+    import sys
 
     import torch
 
-    from .. import io
-    from .teacher import build_teacher_data
+    from ... import io
+    from ..loop import read_log
+    from ..teacher import build_teacher_data
 
     if args.device == "cpu":
         torch.set_num_threads(1)
@@ -86,17 +75,11 @@ def main(argv=None) -> dict:
                               height=size, width=size, batch_size=8, progress=False)
     teacher_seconds = time.perf_counter() - began
     with tempfile.TemporaryDirectory() as work:
-        result = {"trainer": args.trainer, "arch": args.arch, "size": size, "weights": "seeded (no checkpoint)",
-                  "teacher_data_seconds": teacher_seconds, **run_bksdm(pipe, data, args, Path(work))}
-        from .loop import read_log
-
-        result["loss_curve"] = [row["loss"] for row in read_log(Path(work) / "ckpt" / "loss.csv")]
-    result["device"] = io.device_description(args.device)
-    result["torch"] = torch.__version__
-    result["command"] = "python -m sdsqueeze.distill.smoke " + " ".join(argv or __import__("sys").argv[1:])
-    io.write_json(args.out, result)
-    return result
-
-
-if __name__ == "__main__":
-    main()
+        report = TRAINERS[args.trainer](pipe, data, args, Path(work))
+        curves = {p["phase"]: [row["loss"] for row in read_log(p["log"])] for p in report["phases"]}
+    for phase in report["phases"]:
+        phase.pop("log")
+    return {"trainer": args.trainer, "arch": args.arch, "size": size, "weights": "seeded (no checkpoint)",
+            "teacher_data_seconds": teacher_seconds, **report, "loss_curves": curves,
+            "device": io.device_description(args.device), "torch": torch.__version__,
+            "command": "python -m sdsqueeze.distill.smoke " + " ".join(sys.argv[1:])}
