@@ -128,6 +128,8 @@ def report_inputs(wildcards=None):
         "distribution": f"results/metrics/{MODEL}/distribution.csv",
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
+        "distill": DISTILL_OUTPUTS,
+        "distill_models": [model_json(), *map(student_json, STUDENTS)] if STUDENTS else [],
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
         "accel_benchmark": committed_benchmarks(),  # committed GPU runs, current per GPU type
         "gpu_results": committed_benchmarks(),
