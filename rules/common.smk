@@ -67,9 +67,17 @@ def refuse_unconfigured(wildcards):
 
 
 def configured_model_json(wildcards):
-    """model.json of the target's model, once refuse_unconfigured has passed the target."""
+    """model.json of the target's model, once refuse_unconfigured has passed the target; for a
+    variant that names a student (`student: pd-4`), the student's record (rules/distill.smk)."""
     refuse_unconfigured(wildcards)
-    return model_json(wildcards.model)
+    variant = wildcards.variant if "variant" in wildcards.keys() else None
+    student = (config["variants"].get(variant) or {}).get("student")
+    return student_json(student) if student else model_json(wildcards.model)
+
+
+def student_json(student):
+    """The record of a trained student (its pipeline folder beside it), read like a model.json."""
+    return f"resources/models/{student}/student.json"
 
 
 def prompts_csv(promptset=PROMPTSET):

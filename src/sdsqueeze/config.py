@@ -104,6 +104,7 @@ def check_semantics(config: dict) -> None:
         )
     check_diffc(config)
     check_sweep(config)
+    check_distill(config)
 
 
 def check_diffc(config: dict) -> None:
@@ -132,6 +133,17 @@ def check_sweep(config: dict) -> None:
     try:
         grid_from_config(config)
     except ValueError as err:
+        raise ConfigError(f"invalid config: {err}") from None
+
+
+def check_distill(config: dict) -> None:
+    """Students, their teachers and the variants that use them (sdsqueeze.distill.plan)."""
+    from .distill.plan import DistillConfigError
+    from .distill.plan import check_distill as check
+
+    try:
+        check(config)
+    except DistillConfigError as err:
         raise ConfigError(f"invalid config: {err}") from None
 
 
