@@ -149,9 +149,12 @@ def test_students_sample_through_the_stock_pipeline(tiny_dir, tmp_path):
         unet = UNet2DConditionModel.from_pretrained(tmp_path / name / "unet")
         sampler = StableDiffusionPipeline(**{**pipe.components, "unet": unet, "scheduler": scheduler})
         sampler.set_progress_bar_config(disable=True)
-        calls = []
-        unet.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs["timestep_cond"].shape[0]),
-                                   with_kwargs=True)
+        calls: list[int] = []
+
+        def count(module, args, kwargs, out, calls=calls):
+            calls.append(kwargs["timestep_cond"].shape[0])
+
+        unet.register_forward_hook(count, with_kwargs=True)
         image = sampler("a red square", num_inference_steps=2, guidance_scale=7.5, height=64, width=64,
                         generator=torch.Generator().manual_seed(0), output_type="np").images
         assert image.shape == (1, 64, 64, 3) and torch.isfinite(torch.from_numpy(image)).all()
