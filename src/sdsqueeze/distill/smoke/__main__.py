@@ -8,7 +8,8 @@ from . import ARCHS, TRAINERS, run
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="A distillation trainer's smoke run on a seeded architecture.")
-    parser.add_argument("--trainer", choices=sorted(TRAINERS), required=True)
+    parser.add_argument("--trainer", choices=sorted(TRAINERS), nargs="+", required=True,
+                        help="one or more trainers, run in turn on the same teacher and teacher data")
     parser.add_argument("--arch", choices=ARCHS, default="sd15")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -22,9 +23,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    result = run(args)
-    io.write_json(args.out, result)
-    return result
+    records = run(args)
+    io.write_json(args.out, {"runs": records})
+    return records
 
 
 main()
