@@ -36,15 +36,17 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_weig
     losses = (workdir / f"results/distill/tiny/{STUDENT}/loss.csv").read_text()
 
     shutil.rmtree(workdir / f"resources/models/{STUDENT}")
-    shutil.rmtree(workdir / WORK)
+    assert not (workdir / WORK).exists()  # removed once the student is saved
     run = start(workdir, RECORD, "--forcerun", "distill_student")
-    log = workdir / WORK / "loss.csv"
-    # Killed once a checkpoint is written and training has gone on past it.
-    wait_for(lambda: (workdir / WORK / "last.pt").exists() and log.exists() and len(log.read_text().splitlines()) > 7,
-             timeout=600)
+
+    def logged_past_a_checkpoint():  # the work folder is named by a hash of the training's inputs
+        logs = list((workdir / WORK).glob("*/loss.csv"))
+        return logs and (logs[0].parent / "last.pt").exists() and len(logs[0].read_text().splitlines()) > 7
+
+    wait_for(logged_past_a_checkpoint, timeout=600)
     kill_run(run)
     assert not (workdir / RECORD).exists()
-    assert (workdir / WORK / "last.pt").exists()  # the checkpoint survives the failed job
+    assert list((workdir / WORK).glob("*/last.pt"))  # the checkpoint survives the failed job
 
     recover(workdir, RECORD)
     summary = json.loads((workdir / f"results/distill/tiny/{STUDENT}/summary.json").read_text())
