@@ -80,9 +80,10 @@ def run_consistency(pipe, data, args, work: Path) -> dict:
 TRAINERS = {"bksdm": run_bksdm, "progressive": run_progressive, "consistency": run_consistency}
 
 
-def run(args) -> list[dict]:
+def run(args, on_record=None) -> list[dict]:
     """Build the seeded teacher and its data once, run each trainer named in ``args.trainer`` on
-    them in turn, return one result record per trainer."""
+    them in turn, return one result record per trainer (``on_record(records)`` after each one, so a
+    run stopped part-way keeps what it finished)."""
     import sys
 
     import torch
@@ -112,6 +113,8 @@ def run(args) -> list[dict]:
                         "loss_curves": curves, "device": io.device_description(args.device),
                         "torch": torch.__version__,
                         "command": "python -m sdsqueeze.distill.smoke " + " ".join(sys.argv[1:])})
+        if on_record is not None:
+            on_record(records)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return records
@@ -138,7 +141,7 @@ def smoke_setup(records: list[dict]) -> str:
     """One line naming the device, the architecture, the batch and the precision of the records."""
     first = records[0]
     gpu = first["device"].get("gpu", first["device"]["device"])
-    return (f"Device: {gpu} (torch {first['torch']}); {first['arch']} architecture at {first['size']} px with "
+    return (f"Device: {gpu} (torch {first['torch']}); {first['arch']} architecture at {first["size"]} px, weights "
             f"{first['weights']}; batch {first['batch_size']}, "
             f"{'bf16 autocast' if first['bf16'] else 'float32'}"
             f"{', gradient checkpointing' if first['gradient_checkpointing'] else ''}. "

@@ -23,9 +23,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    records = run(args)
-    io.write_json(args.out, {"runs": records})
-    return records
+    return run(args, on_record=lambda records: io.write_json(args.out, {"runs": records}))
 
 
 main()
