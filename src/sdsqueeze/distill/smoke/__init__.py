@@ -141,7 +141,7 @@ def smoke_setup(records: list[dict]) -> str:
     """One line naming the device, the architecture, the batch and the precision of the records."""
     first = records[0]
     gpu = first["device"].get("gpu", first["device"]["device"])
-    return (f"Device: {gpu} (torch {first['torch']}); {first['arch']} architecture at {first["size"]} px, weights "
+    return (f"Device: {gpu} (torch {first['torch']}); {first['arch']} architecture at {first['size']} px, weights "
             f"{first['weights']}; batch {first['batch_size']}, "
             f"{'bf16 autocast' if first['bf16'] else 'float32'}"
             f"{', gradient checkpointing' if first['gradient_checkpointing'] else ''}. "
