@@ -10,28 +10,10 @@ STUDENTS = students_in_training_order(config) if DISTILL["enabled"] else []
 TEACHER_DATA = f"resources/distill/{MODEL}/teacher.safetensors"
 
 
-def distill_summary(student):
-    return f"results/distill/{MODEL}/{student}/summary.json"
-
-
 # What the report and rule distill_all read: each student's summary and loss log.
 DISTILL_OUTPUTS = [distill_summary(s) for s in STUDENTS] + [
     f"results/distill/{MODEL}/{s}/loss.csv" for s in STUDENTS
 ]
-
-
-def teacher_model_json(wildcards):
-    teacher = teacher_of(config, wildcards.student)
-    return model_json() if teacher == MODEL else student_json(teacher)
-
-
-def teacher_sampling():
-    """The teacher samples as the reference variant draws its images, unless the section overrides."""
-    spec = resolve_variant(config, REFERENCE)
-    for key, value in (("steps", DISTILL["teacher_steps"]), ("guidance", DISTILL["teacher_guidance"])):
-        if value is not None:
-            spec[key] = value
-    return spec
 
 
 rule distill_teacher_data:

@@ -89,26 +89,28 @@ class BatchTimer:
         return False
 
 
-def warm_up(prepared: Prepared, prompt: str, latents, device: str) -> float:
+def warm_up(prepared: Prepared, prompt: str, latents, seed: int, device: str) -> float:
     """One untimed single-image call before the timed batches: first-call costs (lazy
     initialisation, allocator growth, torch.compile) land here, recorded apart. The global RNG
     state is restored so the warm-up cannot change any image."""
     import torch
 
     with torch.random.fork_rng(devices=[]), BatchTimer(device) as timer, torch.inference_mode():
-        run_batch(prepared, [prompt], latents)
+        run_batch(prepared, [prompt], latents, [seed])
     return timer.wall
 
 
-def run_batch(prepared: Prepared, prompts: list[str], latents):
-    """One pipeline call; returns (PIL images, final latents on CPU)."""
+def run_batch(prepared: Prepared, prompts: list[str], latents, seeds: list[int] | None = None):
+    """One pipeline call; returns (PIL images, final latents on CPU). ``seeds`` (the images')
+    seed the noise a stochastic sampler adds on the way (LCM's), one generator per image."""
     captured = {}
 
     def keep_latents(pipe, step, timestep, callback_kwargs):
         captured["latents"] = callback_kwargs["latents"]
         return callback_kwargs
 
-    out = run_pipeline(prepared, prompts, latents, keep_latents)
+    generators = {"generator": seeding.sampler_generators(seeds)} if seeds is not None else {}
+    out = run_pipeline(prepared, prompts, latents, keep_latents, **generators)
     return out.images, captured["latents"].detach().float().cpu()
 
 
@@ -130,14 +132,14 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
         bar = tqdm(total=len(todo), desc=f"{spec['name']}", unit="img", disable=not progress,
                    file=sys.stderr)
         warmup = warm_up(prepared, todo.prompt.iloc[0],
-                         seeding.initial_latents(todo.seed.tolist()[:1], shape).to(dtype), device)
+                         seeding.initial_latents(todo.seed.tolist()[:1], shape).to(dtype), int(todo.seed.iloc[0]), device)
         for index, start in enumerate(range(0, len(todo), batch)):
             chunk = todo.iloc[start : start + batch]
             # Drawn in float32 on the CPU, then cast: the pipeline uses given latents' dtype as is.
             latents = seeding.initial_latents(chunk.seed.tolist(), shape).to(dtype)
             memory.reset()
             with BatchTimer(device) as timer, torch.inference_mode():
-                images, finals = run_batch(prepared, chunk.prompt.tolist(), latents)
+                images, finals = run_batch(prepared, chunk.prompt.tolist(), latents, chunk.seed.tolist())
             peak, kind = memory.read()
             for row, image, final in zip(chunk.itertuples(), images, finals):
                 name = image_name(row.prompt_id, row.sample)

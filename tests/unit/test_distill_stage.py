@@ -1,6 +1,7 @@
 """The distill stage around the trainers: config checks, the BK-SDM student, the teacher data."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,58 @@ def test_teacher_data_round_trip_and_training_prompts_are_disjoint(tmp_path):
     data.save(tmp_path / "t.safetensors")
     back = TeacherData.load(tmp_path / "t.safetensors")
     assert back.settings == {"steps": 25} and len(back) == 3 and torch.equal(back.latents, data.latents)
+
+
+def _fake_model(folder: Path, scheduler: dict, time_cond_proj_dim=None) -> None:
+    (folder / "scheduler").mkdir(parents=True)
+    (folder / "unet").mkdir(parents=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler))
+    (folder / "unet" / "config.json").write_text(json.dumps({"time_cond_proj_dim": time_cond_proj_dim}))
+
+
+def test_report_section_shows_the_seed_table_from_the_run_files(tmp_path, monkeypatch):
+    """Rows in the seed's order, numbers from summary.csv and timing.csv, UNet evaluations counted
+    from each sampler (PNDM's extra step, CFG doubled unless w-conditioned), loss curves drawn."""
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from report_fixtures import default_config, write_report_inputs
+
+    from sdsqueeze.models import SD15_SCHEDULER
+    from sdsqueeze.report import distill
+    from sdsqueeze.report.page import ReportContext
+
+    monkeypatch.chdir(REPO)
+    config = default_config()
+    inputs = write_report_inputs(tmp_path / "m", config)
+    records = []
+    pndm = {**SD15_SCHEDULER, "_class_name": "PNDMScheduler", "clip_sample": False}
+    for name, scheduler, w in (("tiny", pndm, None), ("pd-4", {**pndm, "_class_name": "DDIMScheduler"}, 256),
+                               ("lcm-4", {**pndm, "_class_name": "LCMScheduler"}, 256), ("bksdm-small", pndm, None)):
+        _fake_model(tmp_path / name / "pipeline", scheduler, w)
+        (tmp_path / name / "record.json").write_text(json.dumps({"name": name, "path": str(tmp_path / name / "pipeline")}))
+        records.append(str(tmp_path / name / "record.json"))
+    files = []
+    for name in ("pd-4", "lcm-4", "bksdm-small"):
+        folder = tmp_path / "distill" / name
+        folder.mkdir(parents=True)
+        summary = {"student": name, "description": name, "teacher": "tiny", "parameters": 60, "teacher_parameters": 100,
+                   "unet_bytes": 240, "iterations": 4, "train_seconds": 1.5, "loss_start": 1.0, "loss_end": 0.5}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        pd.DataFrame({"phase": "kd", "iteration": [1, 2], "step": [1, 2], "loss": [1.0, 0.5],
+                      "it_per_s": 1.0}).to_csv(folder / "loss.csv", index=False)
+        files += [str(folder / "summary.json"), str(folder / "loss.csv")]
+    ctx = ReportContext(inputs={**inputs, "distill": files, "distill_models": records}, config=config,
+                        out_dir=tmp_path / "report")
+    section = distill.distill_section(ctx)
+    table = distill.seed_table(ctx, pd.read_csv(inputs["summary"][0]), None, pd.read_csv(inputs["timing"][0]))
+    assert list(table.Variant) == ["dpm-8", "dpm-20", "ddim-4", "lcm-4", "pd-4", "bksdm-small"]
+    evaluations = dict(zip(table.Variant, table["UNet evaluations / image"]))
+    assert evaluations == {"dpm-8": 16, "dpm-20": 40, "ddim-4": 8, "pd-4": 4, "lcm-4": 4, "bksdm-small": 52}
+    summary = pd.read_csv(inputs["summary"][0])
+    pd4 = summary[(summary.variant == "pd-4") & (summary.metric == "psnr")].iloc[0]
+    assert f"{pd4['mean']:.2f} [{pd4.ci_low:.2f}, {pd4.ci_high:.2f}]" in section.body_html
+    assert "HPSv2" in section.body_html and (tmp_path / "report" / "figures" / "distill_loss.png").stat().st_size > 0
+    assert "Step-distilled students vs undistilled DDIM" in section.body_html
