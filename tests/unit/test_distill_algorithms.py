@@ -87,6 +87,15 @@ def test_lcm_pieces_match_lcm_scheduler():
         assert c_skip[i].item() == pytest.approx(float(expected[0])) and c_out[i].item() == pytest.approx(float(expected[1]))
 
 
+def test_consistency_student_samples_with_lcm_or_deterministic_tcd():
+    config = sd15_scheduler().config
+    for sampler, name in (("lcm", "LCMScheduler"), ("tcd", "TCDScheduler")):
+        built = consistency.sampler_config(config, consistency.ConsistencySettings(sampler=sampler, num_ddim_timesteps=20))
+        assert built["_class_name"] == name and built["original_inference_steps"] == 20
+    with pytest.raises(ValueError, match="sampler"):
+        consistency.ConsistencySettings(sampler="euler")
+
+
 def test_ema_update_moves_the_target_towards_the_student():
     target, student = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     before = target.weight.detach().clone()

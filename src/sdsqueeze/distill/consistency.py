@@ -34,6 +34,7 @@ from .common import (
 from .loop import read_log, train
 
 SIGMA_DATA = 0.5  # LCMScheduler's boundary-condition constant
+SAMPLERS = {"lcm": "LCMScheduler", "tcd": "TCDScheduler"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class ConsistencySettings:
     loss: str = "huber"              # or "l2"
     huber_c: float = 0.001
     timestep_scaling: float = 10.0   # LCMScheduler's default; the boundary conditions use it
+    # The student's sampler: "lcm" = LCMScheduler (LCM's multistep sampler, re-noises with fresh
+    # noise), "tcd" = TCDScheduler at gamma 0 (the same x0 estimates, re-noised along the estimated
+    # epsilon: deterministic, so the image stays tied to its initial noise)
+    sampler: str = "lcm"
     cond_dim: int = GUIDANCE_EMBEDDING_DIM
     seed: int = 0
     ckpt_every: int = 50
@@ -62,18 +67,25 @@ class ConsistencySettings:
     def __post_init__(self):
         if self.loss not in ("huber", "l2"):
             raise ValueError(f"loss must be 'huber' or 'l2', got {self.loss!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {self.sampler!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 def sampler_config(config, settings: ConsistencySettings) -> dict:
-    """The LCMScheduler config the student samples with: the teacher's noise schedule, the grid it
-    was distilled on and its boundary-condition scaling."""
-    from diffusers import LCMScheduler
+    """The config of the scheduler the student samples with (``settings.sampler``): the teacher's
+    noise schedule, the grid it was distilled on and its boundary-condition scaling."""
+    import inspect
 
-    lcm = LCMScheduler.from_config(config, original_inference_steps=settings.num_ddim_timesteps,
-                                   timestep_scaling=settings.timestep_scaling, clip_sample=False)
-    return scheduler_config(lcm)
+    import diffusers
+
+    cls = getattr(diffusers, SAMPLERS[settings.sampler])
+    accepted = inspect.signature(cls.__init__).parameters  # the teacher's PNDM-only keys would be warned about
+    base = {key: value for key, value in dict(config).items() if key in accepted}
+    sampler = cls.from_config(base, original_inference_steps=settings.num_ddim_timesteps,
+                              timestep_scaling=settings.timestep_scaling, clip_sample=False)
+    return scheduler_config(sampler)
 
 
 def boundary_scalings(t: torch.Tensor, timestep_scaling: float, like: torch.Tensor):
