@@ -87,6 +87,15 @@ def test_lcm_pieces_match_lcm_scheduler():
         assert c_skip[i].item() == pytest.approx(float(expected[0])) and c_out[i].item() == pytest.approx(float(expected[1]))
 
 
+def test_consistency_student_samples_with_lcm_or_deterministic_tcd():
+    config = sd15_scheduler().config
+    for sampler, name in (("lcm", "LCMScheduler"), ("tcd", "TCDScheduler")):
+        built = consistency.sampler_config(config, consistency.ConsistencySettings(sampler=sampler, num_ddim_timesteps=20))
+        assert built["_class_name"] == name and built["original_inference_steps"] == 20
+    with pytest.raises(ValueError, match="sampler"):
+        consistency.ConsistencySettings(sampler="euler")
+
+
 def test_ema_update_moves_the_target_towards_the_student():
     target, student = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     before = target.weight.detach().clone()
@@ -105,8 +114,8 @@ def test_tiny_training_runs_resumes_and_is_seeded(tiny_unet, tmp_path, method):
             settings = progressive.ProgressiveSettings(step_schedule=(4, 2), guidance_iters=3, round_iters=3,
                                                        batch_size=2, cond_dim=32, ckpt_every=2, progress=False)
             return progressive.train_guided_pd(pipe, data, settings, folder)
-        settings = consistency.ConsistencySettings(iters=4, batch_size=2, cond_dim=32, ckpt_every=2,
-                                                   num_ddim_timesteps=10, progress=False)
+        settings = consistency.ConsistencySettings(iters=4, guidance_iters=2, batch_size=2, cond_dim=32,
+                                                   ckpt_every=2, num_ddim_timesteps=10, progress=False)
         return consistency.train_lcm(pipe, data, settings, folder)
 
     student, config, report = run(tmp_path / "a")
@@ -118,7 +127,8 @@ def test_tiny_training_runs_resumes_and_is_seeded(tiny_unet, tmp_path, method):
         assert torch.equal(a, b) and torch.equal(a, c)
     assert student.config.time_cond_proj_dim == 32
     assert config["_class_name"] == ("DDIMScheduler" if method == "pd" else "LCMScheduler")
-    assert len(report["phases"]) == (2 if method == "pd" else 1)
+    assert [phase["phase"] for phase in report["phases"]] == (["guidance", "steps-2"] if method == "pd"
+                                                               else ["guidance", "consistency"])
     assert all(phase["loss_start"] > 0 for phase in report["phases"])
     changed = any(not torch.equal(p, q) for p, q in zip(student.state_dict().values(),
                                                         w_conditioned_unet(tiny_unet, 32).state_dict().values(),
@@ -159,3 +169,16 @@ def test_students_sample_through_the_stock_pipeline(tiny_dir, tmp_path):
                         generator=torch.Generator().manual_seed(0), output_type="np").images
         assert image.shape == (1, 64, 64, 3) and torch.isfinite(torch.from_numpy(image)).all()
         assert calls == [1, 1]  # two steps, one batch each: no classifier-free guidance pass
+
+
+def test_smoke_table_has_one_row_per_phase():
+    from sdsqueeze.distill.smoke import smoke_setup, smoke_table
+
+    record = {"trainer": "progressive", "arch": "sd15", "size": 512, "batch_size": 2, "bf16": True,
+              "gradient_checkpointing": True, "weights": "seeded (no checkpoint)", "torch": "2.x",
+              "device": {"device": "cuda", "gpu": "NVIDIA H200"}, "command": "python -m sdsqueeze.distill.smoke",
+              "phases": [{"phase": p, "iterations": 100, "loss_start": 2.0, "loss_end": 1.0,
+                          "iterations_per_second": 5.0, "peak_memory_bytes": 3 * 2**30} for p in ("guidance", "steps-4")]}
+    rows = smoke_table([record]).splitlines()
+    assert len(rows) == 4 and rows[2] == "| progressive | guidance | 100 | 2 | 1 | 5.00 | 3.0 |"
+    assert "NVIDIA H200" in smoke_setup([record]) and "seeded" in smoke_setup([record])

@@ -139,3 +139,10 @@ def loss_summary(losses: list[float], window: int = 10) -> dict:
     """Mean loss over the first and the last ``window`` iterations (single iterations are noisy)."""
     window = max(1, min(window, len(losses) // 2 or 1))
     return {"loss_start": float(sum(losses[:window]) / window), "loss_end": float(sum(losses[-window:]) / window)}
+
+
+def linear_decay(optimizer, n_iters: int):
+    """Learning rate falling linearly to zero over ``n_iters``: with the few hundred iterations of
+    a CPU run, the last weights are then not one noisy step away from a good point (measured on the
+    embedded model: without it the guided student's 8-step PSNR swung by 2 dB between checkpoints)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: max(0.0, 1.0 - done / max(n_iters, 1)))

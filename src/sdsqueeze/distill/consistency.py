@@ -26,6 +26,7 @@ from .common import (
     draw_batch,
     frozen,
     guided_eps,
+    linear_decay,
     scheduler_config,
     w_conditioned_unet,
     x0_from_eps,
@@ -33,11 +34,16 @@ from .common import (
 from .loop import read_log, train
 
 SIGMA_DATA = 0.5  # LCMScheduler's boundary-condition constant
+SAMPLERS = {"lcm": "LCMScheduler", "tcd": "TCDScheduler"}
 
 
 @dataclass(frozen=True)
 class ConsistencySettings:
     iters: int = 300
+    # Guidance warm start (0 = off, LCM's own start from the teacher): this many iterations of
+    # guided progressive distillation's stage 1 first, so the student knows guidance before it
+    # learns consistency; a short CPU run cannot teach both from the consistency loss alone.
+    guidance_iters: int = 0
     batch_size: int = 8
     lr: float = 1e-4
     w_range: tuple[float, float] = (3.0, 15.0)  # the LCM script's w_min, w_max (w = guidance_scale - 1)
@@ -46,6 +52,10 @@ class ConsistencySettings:
     loss: str = "huber"              # or "l2"
     huber_c: float = 0.001
     timestep_scaling: float = 10.0   # LCMScheduler's default; the boundary conditions use it
+    # The student's sampler: "lcm" = LCMScheduler (LCM's multistep sampler, re-noises with fresh
+    # noise), "tcd" = TCDScheduler at gamma 0 (the same x0 estimates, re-noised along the estimated
+    # epsilon: deterministic, so the image stays tied to its initial noise)
+    sampler: str = "lcm"
     cond_dim: int = GUIDANCE_EMBEDDING_DIM
     seed: int = 0
     ckpt_every: int = 50
@@ -57,18 +67,25 @@ class ConsistencySettings:
     def __post_init__(self):
         if self.loss not in ("huber", "l2"):
             raise ValueError(f"loss must be 'huber' or 'l2', got {self.loss!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {self.sampler!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 def sampler_config(config, settings: ConsistencySettings) -> dict:
-    """The LCMScheduler config the student samples with: the teacher's noise schedule, the grid it
-    was distilled on and its boundary-condition scaling."""
-    from diffusers import LCMScheduler
+    """The config of the scheduler the student samples with (``settings.sampler``): the teacher's
+    noise schedule, the grid it was distilled on and its boundary-condition scaling."""
+    import inspect
 
-    lcm = LCMScheduler.from_config(config, original_inference_steps=settings.num_ddim_timesteps,
-                                   timestep_scaling=settings.timestep_scaling, clip_sample=False)
-    return scheduler_config(lcm)
+    import diffusers
+
+    cls = getattr(diffusers, SAMPLERS[settings.sampler])
+    accepted = inspect.signature(cls.__init__).parameters  # the teacher's PNDM-only keys would be warned about
+    base = {key: value for key, value in dict(config).items() if key in accepted}
+    sampler = cls.from_config(base, original_inference_steps=settings.num_ddim_timesteps,
+                              timestep_scaling=settings.timestep_scaling, clip_sample=False)
+    return scheduler_config(sampler)
 
 
 def boundary_scalings(t: torch.Tensor, timestep_scaling: float, like: torch.Tensor):
@@ -134,11 +151,19 @@ def train_lcm(pipe, teacher_data, settings: ConsistencySettings, ckpt_dir) -> tu
     schedule = NoiseSchedule.of(pipe.scheduler.config)
     teacher = frozen(pipe.unet)
     student = w_conditioned_unet(teacher, settings.cond_dim)
+    phases = []
+    if settings.guidance_iters > 0:
+        from .progressive import guidance_step, run_phase
+
+        grid = solver_grid(schedule.num_train_timesteps, settings.num_ddim_timesteps)
+        step = guidance_step(student, teacher, grid, teacher_data, schedule, settings, device)
+        phases.append(run_phase("guidance", step, student, settings, ckpt_dir, settings.guidance_iters, desc="lcm"))
     target = frozen(w_conditioned_unet(student))
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=0.0)
     step = _consistency_step(student, target, teacher, teacher_data, schedule, settings, device)
     result = train(step, {"student": student, "target": target}, optimizer, settings.iters, ckpt_dir,
                    settings.ckpt_every, settings.seed, ckpt_dir / "loss.csv",
+                   lr_scheduler=linear_decay(optimizer, settings.iters),
                    after_step=lambda _: ema_update(target, student, settings.ema_decay),
                    autocast_dtype=torch.bfloat16 if settings.bf16 else None,
                    gradient_checkpointing=settings.gradient_checkpointing, max_grad_norm=settings.max_grad_norm,
@@ -146,7 +171,7 @@ def train_lcm(pipe, teacher_data, settings: ConsistencySettings, ckpt_dir) -> tu
     losses = [row["loss"] for row in read_log(ckpt_dir / "loss.csv")]
     window = max(1, min(10, len(losses) // 4))
     report = {"method": "latent consistency distillation", "settings": asdict(settings),
-              "phases": [{"phase": "consistency", "iterations": settings.iters, "log": str(ckpt_dir / "loss.csv"),
+              "phases": phases + [{"phase": "consistency", "iterations": settings.iters, "log": str(ckpt_dir / "loss.csv"),
                           "loss_start": sum(losses[:window]) / window, "loss_end": sum(losses[-window:]) / window,
                           "iterations_per_second": result.iterations_per_second, "seconds": result.seconds,
                           "peak_memory_bytes": result.peak_memory_bytes, "resumed_from": result.resumed_from}]}

@@ -16,6 +16,7 @@ import contextlib
 import csv
 import hashlib
 import os
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_NAME = "last.pt"
+WARMUP_ITERATIONS = 5  # left out of TrainResult.iterations_per_second (allocator, autotuning, caches)
 LOG_COLUMNS = ("iteration", "loss", "it_per_s")
 
 StepFn = Callable[[int, torch.Generator], torch.Tensor]  # (iteration, generator) -> scalar loss
@@ -37,13 +39,18 @@ class TrainResult:
     iterations: int
     resumed_from: int
     losses: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+    iteration_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # the whole call: checkpoint writes included
     peak_memory_bytes: int | None = None
 
     @property
     def iterations_per_second(self) -> float:
-        ran = self.iterations - self.resumed_from
-        return ran / self.seconds if self.seconds > 0 else float("nan")
+        """Median speed of this call's iterations, the first WARMUP_ITERATIONS left out (when
+        there are more) like a benchmark's warm-up; checkpoint writes are not iterations."""
+        timed = self.iteration_seconds[WARMUP_ITERATIONS:] or self.iteration_seconds
+        if not timed:
+            return float("nan")
+        return 1.0 / max(statistics.median(timed), 1e-9)
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -173,9 +180,10 @@ def train(step_fn: StepFn, modules: Mapping[str, torch.nn.Module], optimizer, n_
             if after_step is not None:
                 after_step(iteration)
             value = float(loss.detach())  # synchronises the device, so the timing below is complete
-            speed = 1.0 / max(time.perf_counter() - tick, 1e-9)
-            writer.writerow({"iteration": iteration, "loss": f"{value:.6g}", "it_per_s": f"{speed:.4g}"})
+            elapsed = time.perf_counter() - tick
+            writer.writerow({"iteration": iteration, "loss": f"{value:.6g}", "it_per_s": f"{1 / max(elapsed, 1e-9):.4g}"})
             result.losses.append(value)
+            result.iteration_seconds.append(elapsed)
             result.iterations = iteration
             bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             if iteration % ckpt_every == 0 or iteration == n_iters:

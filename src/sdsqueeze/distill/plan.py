@@ -15,7 +15,7 @@ from pathlib import Path
 
 METHOD_KEYS = {
     "progressive": {"schedule", "guidance_range", "guidance_iterations"},
-    "consistency": {"steps", "guidance_range", "ema_decay"},
+    "consistency": {"steps", "guidance_range", "ema_decay", "guidance_iterations", "sampler"},
     "bksdm": {"remove", "output_kd_weight", "feature_kd_weight"},
 }
 COMMON_KEYS = {"method", "teacher", "iterations", "batch_size", "learning_rate", "checkpoint_every",

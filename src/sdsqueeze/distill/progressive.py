@@ -29,6 +29,7 @@ from .common import (
     draw_batch,
     frozen,
     guided_eps,
+    linear_decay,
     scheduler_config,
     w_conditioned_unet,
     x0_from_eps,
@@ -100,7 +101,7 @@ def v_space_loss(z, eps_student, x0_target, alpha, sigma) -> torch.Tensor:
     return (((x0_student - x0_target) / sigma) ** 2).mean()
 
 
-def _guidance_step(student, teacher, timesteps, data, schedule, settings, device):
+def guidance_step(student, teacher, timesteps, data, schedule, settings, device):
     """Stage 1: the w-conditioned student matches the teacher's guided epsilon at one of ``timesteps``."""
 
     def step(iteration, generator):
@@ -142,14 +143,15 @@ def _halving_step(student, teacher, pairs, data, schedule, settings, device):
     return step
 
 
-def _run_phase(name, step_factory, student, teacher, settings, ckpt_dir: Path, n_iters: int) -> dict:
+def run_phase(name, step_fn, student, settings, ckpt_dir: Path, n_iters: int, desc: str = "pd") -> dict:
+    """One training phase of ``student`` (AdamW, linear decay) in ``ckpt_dir/name``; its report entry."""
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=0.0)
     phase_dir = ckpt_dir / name
-    result = train(step_factory, {"student": student}, optimizer, n_iters, phase_dir, settings.ckpt_every,
-                   settings.seed, phase_dir / "loss.csv",
+    result = train(step_fn, {"student": student}, optimizer, n_iters, phase_dir, settings.ckpt_every,
+                   settings.seed, phase_dir / "loss.csv", lr_scheduler=linear_decay(optimizer, n_iters),
                    autocast_dtype=torch.bfloat16 if settings.bf16 else None,
                    gradient_checkpointing=settings.gradient_checkpointing,
-                   max_grad_norm=settings.max_grad_norm, progress=settings.progress, desc=f"pd {name}")
+                   max_grad_norm=settings.max_grad_norm, progress=settings.progress, desc=f"{desc} {name}")
     losses = [row["loss"] for row in read_log(phase_dir / "loss.csv")]
     window = max(1, min(10, len(losses) // 4))
     return {"phase": name, "iterations": n_iters, "log": str(phase_dir / "loss.csv"),
@@ -171,15 +173,13 @@ def train_guided_pd(pipe, teacher_data, settings: ProgressiveSettings, ckpt_dir)
         timesteps = step_pairs(pipe.scheduler.config, settings.step_schedule[0])[:, 0]
     else:
         timesteps = torch.arange(schedule.num_train_timesteps)
-    step = _guidance_step(student, teacher, timesteps, teacher_data, schedule, settings, device)
-    phases = [_run_phase("guidance", step,
-                         student, teacher, settings, ckpt_dir, settings.guidance_iters)]
+    step = guidance_step(student, teacher, timesteps, teacher_data, schedule, settings, device)
+    phases = [run_phase("guidance", step, student, settings, ckpt_dir, settings.guidance_iters)]
     for teacher_steps, student_steps in zip(settings.step_schedule, settings.step_schedule[1:], strict=False):
         teacher = frozen(copy.deepcopy(student))
         pairs = step_pairs(pipe.scheduler.config, student_steps)
         step = _halving_step(student, teacher, pairs, teacher_data, schedule, settings, device)
-        phases.append(_run_phase(f"steps-{student_steps}", step, student, teacher, settings, ckpt_dir,
-                                 settings.round_iters))
+        phases.append(run_phase(f"steps-{student_steps}", step, student, settings, ckpt_dir, settings.round_iters))
         phases[-1]["teacher_steps"] = teacher_steps
         del teacher
     report = {"method": "guided progressive distillation", "parametrisation": "v (epsilon head, v-space loss)",

@@ -52,6 +52,10 @@ def trainer_settings(method: str, student: dict, seed: int, progress: bool = Tru
             keys["num_ddim_timesteps"] = student["steps"]
         if "ema_decay" in student:
             keys["ema_decay"] = student["ema_decay"]
+        if "guidance_iterations" in student:
+            keys["guidance_iters"] = student["guidance_iterations"]
+        if "sampler" in student:
+            keys["sampler"] = student["sampler"]
         return ConsistencySettings(iters=student.get("iterations", 100), lr=student.get("learning_rate", 1e-4),
                                    ckpt_every=every, bf16=bf16, progress=progress, **common, **keys)
     raise ValueError(f"unknown distillation method {method!r}")

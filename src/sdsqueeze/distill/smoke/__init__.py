@@ -17,8 +17,10 @@ from pathlib import Path
 ARCHS = ("sd15", "tiny")
 
 
-def seeded_pipeline(arch: str, seed: int, device: str):
-    """StableDiffusionPipeline of SD 1.5's (or the tiny model's) architecture, seeded weights."""
+def seeded_pipeline(arch: str, seed: int, device: str, tokenizer_dir: str | None = None):
+    """StableDiffusionPipeline of SD 1.5's (or the tiny model's) architecture, seeded weights; the
+    CLIP tokenizer from ``tokenizer_dir`` when given (GPU machines may lack open_clip, which
+    ``write_clip_tokenizer`` reads), else written on the spot."""
     import torch
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
@@ -29,9 +31,12 @@ def seeded_pipeline(arch: str, seed: int, device: str):
     torch.manual_seed(seed)
     with torch.device(device):  # initialised where they run: SD 1.5's random init takes a minute on a CPU
         unet, vae, text_encoder = build_sd_components(architecture, size)
-    with tempfile.TemporaryDirectory() as folder:
-        write_clip_tokenizer(Path(folder))
-        tokenizer = CLIPTokenizer.from_pretrained(folder)
+    if tokenizer_dir:
+        tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            write_clip_tokenizer(Path(folder))
+            tokenizer = CLIPTokenizer.from_pretrained(folder)
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    scheduler=sd15_scheduler(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -80,9 +85,10 @@ def run_consistency(pipe, data, args, work: Path) -> dict:
 TRAINERS = {"bksdm": run_bksdm, "progressive": run_progressive, "consistency": run_consistency}
 
 
-def run(args) -> list[dict]:
+def run(args, on_record=None) -> list[dict]:
     """Build the seeded teacher and its data once, run each trainer named in ``args.trainer`` on
-    them in turn, return one result record per trainer."""
+    them in turn, return one result record per trainer (``on_record(records)`` after each one, so a
+    run stopped part-way keeps what it finished)."""
     import sys
 
     import torch
@@ -94,7 +100,7 @@ def run(args) -> list[dict]:
     if args.device == "cpu":
         torch.set_num_threads(1)
     began = time.perf_counter()
-    pipe, size = seeded_pipeline(args.arch, args.seed, args.device)
+    pipe, size = seeded_pipeline(args.arch, args.seed, args.device, args.tokenizer)
     prompts = [f"a photograph of object number {i} on a table" for i in range(args.prompts)]
     data = build_teacher_data(pipe, prompts, list(range(args.prompts)), steps=args.teacher_steps, guidance=7.5,
                               height=size, width=size, batch_size=8, progress=False)
@@ -112,6 +118,8 @@ def run(args) -> list[dict]:
                         "loss_curves": curves, "device": io.device_description(args.device),
                         "torch": torch.__version__,
                         "command": "python -m sdsqueeze.distill.smoke " + " ".join(sys.argv[1:])})
+        if on_record is not None:
+            on_record(records)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return records
@@ -138,7 +146,7 @@ def smoke_setup(records: list[dict]) -> str:
     """One line naming the device, the architecture, the batch and the precision of the records."""
     first = records[0]
     gpu = first["device"].get("gpu", first["device"]["device"])
-    return (f"Device: {gpu} (torch {first['torch']}); {first['arch']} architecture at {first['size']} px with "
+    return (f"Device: {gpu} (torch {first['torch']}); {first['arch']} architecture at {first['size']} px, weights "
             f"{first['weights']}; batch {first['batch_size']}, "
             f"{'bf16 autocast' if first['bf16'] else 'float32'}"
             f"{', gradient checkpointing' if first['gradient_checkpointing'] else ''}. "

@@ -21,11 +21,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tokenizer", default=None, help="CLIP tokenizer folder (written when absent)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    records = run(args)
-    io.write_json(args.out, {"runs": records})
-    return records
+    return run(args, on_record=lambda records: io.write_json(args.out, {"runs": records}))
 
 
 main()
