@@ -173,9 +173,9 @@ def test_report_section_shows_the_seed_table_from_the_run_files(tmp_path, monkey
                         out_dir=tmp_path / "report")
     section = distill.distill_section(ctx)
     table = distill.seed_table(ctx, pd.read_csv(inputs["summary"][0]), None, pd.read_csv(inputs["timing"][0]))
-    assert list(table.Variant) == ["dpm-8", "dpm-20", "ddim-4", "lcm-4", "pd-4", "bksdm-small"]
+    assert list(table.Variant) == ["fp32-classic", "dpm-8", "dpm-20", "ddim-4", "lcm-4", "pd-4", "bksdm-small"]
     evaluations = dict(zip(table.Variant, table["UNet evaluations / image"]))
-    assert evaluations == {"dpm-8": 16, "dpm-20": 40, "ddim-4": 8, "pd-4": 4, "lcm-4": 4, "bksdm-small": 52}
+    assert evaluations == {"fp32-classic": 52, "dpm-8": 16, "dpm-20": 40, "ddim-4": 8, "pd-4": 4, "lcm-4": 4, "bksdm-small": 52}
     summary = pd.read_csv(inputs["summary"][0])
     pd4 = summary[(summary.variant == "pd-4") & (summary.metric == "psnr")].iloc[0]
     assert f"{pd4['mean']:.2f} [{pd4.ci_low:.2f}, {pd4.ci_high:.2f}]" in section.body_html

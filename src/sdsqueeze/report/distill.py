@@ -22,7 +22,7 @@ from .page import ReportContext, Section, interval, number, source_note, table_h
 
 HPSV2_UNAVAILABLE = ("unavailable: HPSv2 is not computed by this pipeline; it needs the HPSv2 reward "
                      "model (HPS_v2_compressed.pt, a fine-tuned open_clip ViT-H-14), which is not on this machine")
-GROUPS = ("DPM-Solver++ (undistilled)", "DDIM (undistilled)", "student")
+GROUPS = ("teacher (reference)", "DPM-Solver++ (undistilled)", "DDIM (undistilled)", "student")
 
 
 def _model_folders(ctx: ReportContext) -> dict[str, Path]:
@@ -61,12 +61,13 @@ def table_rows(config: dict) -> list[tuple[str, str, dict]]:
         return not spec.get("student") and all(
             spec.get(k) == reference.get(k) for k in set(spec) | set(reference) if k not in {"scheduler", "steps", "name"})
 
-    rows = [(GROUPS[0], n, s) for n, s in specs.items() if plain(s) and s["scheduler"] == "dpm++"]
-    rows += [(GROUPS[1], n, s) for n, s in specs.items()
+    rows = [(GROUPS[0], config["reference"], reference)]
+    rows += [(GROUPS[1], n, s) for n, s in specs.items() if plain(s) and s["scheduler"] == "dpm++"]
+    rows += [(GROUPS[2], n, s) for n, s in specs.items()
              if plain(s) and s["scheduler"] == "ddim" and int(s["steps"]) in student_steps]
-    rows += [(f"{GROUPS[2]}: {s['student']}", n, s) for n, s in specs.items() if s.get("student")]
+    rows += [(f"{GROUPS[3]}: {s['student']}", n, s) for n, s in specs.items() if s.get("student")]
     order = {g: i for i, g in enumerate(GROUPS)}
-    return sorted(rows, key=lambda r: (order.get(r[0], 2), int(r[2]["steps"]), r[1]))
+    return sorted(rows, key=lambda r: (order.get(r[0], 3), int(r[2]["steps"]), r[1]))
 
 
 def _metric(summary: pd.DataFrame, variant: str, metric: str) -> pd.Series | None:
@@ -107,6 +108,7 @@ def seed_table(ctx: ReportContext, summary, distribution, timing) -> pd.DataFram
             "UNet evaluations / image": evaluations if evaluations is not None else "—",
             "PSNR (dB) vs teacher [95% CI]": _quality(summary, variant, "psnr", 2),
             "SSIM vs teacher [95% CI]": _quality(summary, variant, "ssim", 4),
+            "FD-EffNetLite0 vs teacher": _distribution(distribution, variant, "fd_effnetlite0"),
             "FID vs teacher": _distribution(distribution, variant, "fid_reference"),
             "FID vs COCO": _distribution(distribution, variant, "fid_coco"),
             "IS": _distribution(distribution, variant, "inception_score"),
@@ -127,7 +129,7 @@ def separated(summary, better: str, worse: str, metric: str) -> bool | None:
 def comparisons(config: dict, summary) -> pd.DataFrame:
     """Each step-distilled student against undistilled DDIM at its steps: intervals apart or not."""
     rows = table_rows(config)
-    ddim = {int(s["steps"]): n for g, n, s in rows if g == GROUPS[1]}
+    ddim = {int(s["steps"]): n for g, n, s in rows if g == GROUPS[2]}
     out = []
     for _group, variant, spec in rows:
         baseline = ddim.get(int(spec["steps"]))
@@ -186,9 +188,12 @@ def distill_section(ctx: ReportContext) -> Section | None:
     table = seed_table(ctx, summary, distribution, timing)
     hps_note = f"<p class='muted'>HPSv2: {html.escape(HPSV2_UNAVAILABLE)}.</p>"
     table = table.drop(columns="HPSv2")
-    for column in ("FID vs teacher", "FID vs COCO", "IS"):  # unavailable everywhere: one line, not a column
+    for column in ("FD-EffNetLite0 vs teacher", "FID vs teacher", "FID vs COCO", "IS"):  # unavailable everywhere: one line, not a column
         statuses = set(table[column])
         if len(statuses) == 1 and next(iter(statuses)).startswith(("unavailable", "—")):
+            if next(iter(statuses)) == "—":  # not configured (metrics.distribution): no line either
+                table = table.drop(columns=column)
+                continue
             hps_note += f"<p class='muted'>{column}: {html.escape(next(iter(statuses)))}.</p>"
             table = table.drop(columns=column)
     figure = loss_figure(ctx, losses) if losses else None
