@@ -67,9 +67,36 @@ def refuse_unconfigured(wildcards):
 
 
 def configured_model_json(wildcards):
-    """model.json of the target's model, once refuse_unconfigured has passed the target."""
+    """model.json of the target's model, once refuse_unconfigured has passed the target; for a
+    variant that names a student (`student: pd-4`), the student's record (rules/distill.smk)."""
     refuse_unconfigured(wildcards)
-    return model_json(wildcards.model)
+    variant = wildcards.variant if "variant" in wildcards.keys() else None
+    student = (config["variants"].get(variant) or {}).get("student")
+    return student_json(student) if student else model_json(wildcards.model)
+
+
+def student_json(student):
+    """The record of a trained student (its pipeline folder beside it), read like a model.json."""
+    return f"resources/models/{student}/student.json"
+
+
+# The distill stage's helpers (DISTILL, STUDENTS: rules/distill.smk).
+def distill_summary(student):
+    return f"results/distill/{MODEL}/{student}/summary.json"
+
+
+def teacher_model_json(wildcards):
+    teacher = teacher_of(config, wildcards.student)
+    return model_json() if teacher == MODEL else student_json(teacher)
+
+
+def teacher_sampling():
+    """The teacher samples as the reference variant draws its images, unless the section overrides."""
+    spec = resolve_variant(config, REFERENCE)
+    for key, value in (("steps", DISTILL["teacher_steps"]), ("guidance", DISTILL["teacher_guidance"])):
+        if value is not None:
+            spec[key] = value
+    return spec
 
 
 def prompts_csv(promptset=PROMPTSET):
@@ -121,6 +148,8 @@ def report_inputs(wildcards=None):
         "distribution": f"results/metrics/{MODEL}/distribution.csv",
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
+        "distill": DISTILL_OUTPUTS,
+        "distill_models": [model_json(), *map(student_json, STUDENTS)] if STUDENTS else [],
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
         "accel_benchmark": committed_benchmarks(),  # committed GPU runs, current per GPU type
         "gpu_results": committed_benchmarks(),

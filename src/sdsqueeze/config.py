@@ -106,6 +106,7 @@ def check_semantics(config: dict) -> None:
     check_diffc(config)
     check_sweep(config)
     check_lowbit(config)
+    check_distill(config)
 
 
 def check_lowbit(config: dict) -> None:
@@ -161,6 +162,17 @@ def check_sweep(config: dict) -> None:
     try:
         grid_from_config(config)
     except ValueError as err:
+        raise ConfigError(f"invalid config: {err}") from None
+
+
+def check_distill(config: dict) -> None:
+    """Students, their teachers and the variants that use them (sdsqueeze.distill.plan)."""
+    from .distill.plan import DistillConfigError
+    from .distill.plan import check_distill as check
+
+    try:
+        check(config)
+    except DistillConfigError as err:
         raise ConfigError(f"invalid config: {err}") from None
 
 

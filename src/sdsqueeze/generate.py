@@ -118,7 +118,7 @@ def warm_up(prepared: Prepared, todo: pd.DataFrame, sizes: list[int], shape, dty
         rows = todo.iloc[:size]
         latents = seeding.initial_latents(rows.seed.tolist(), shape).to(dtype)
         with torch.random.fork_rng(devices=[]), BatchTimer(device) as timer, torch.inference_mode():
-            run_batch(prepared, rows.prompt.tolist(), latents)
+            run_batch(prepared, rows.prompt.tolist(), latents, rows.seed.tolist())
         total += timer.wall
     return total
 
@@ -127,15 +127,17 @@ def denoiser(pipe):
     return pipe.unet if hasattr(pipe, "unet") else pipe.transformer
 
 
-def run_batch(prepared: Prepared, prompts: list[str], latents):
-    """One pipeline call; returns (PIL images, final latents on CPU)."""
+def run_batch(prepared: Prepared, prompts: list[str], latents, seeds: list[int] | None = None):
+    """One pipeline call; returns (PIL images, final latents on CPU). ``seeds`` (the images')
+    seed the noise a stochastic sampler adds on the way (LCM's), one generator per image."""
     captured = {}
 
     def keep_latents(pipe, step, timestep, callback_kwargs):
         captured["latents"] = callback_kwargs["latents"]
         return callback_kwargs
 
-    out = run_pipeline(prepared, prompts, latents, keep_latents)
+    generators = {"generator": seeding.sampler_generators(seeds)} if seeds is not None else {}
+    out = run_pipeline(prepared, prompts, latents, keep_latents, **generators)
     return out.images, captured["latents"].detach().float().cpu()
 
 
@@ -170,7 +172,7 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
             memory.reset()
             unet_timer.marks.clear()
             with BatchTimer(device) as timer, torch.inference_mode():
-                images, finals = run_batch(prepared, chunk.prompt.tolist(), latents)
+                images, finals = run_batch(prepared, chunk.prompt.tolist(), latents, chunk.seed.tolist())
             peak, kind = memory.read()
             unet_ms = unet_timer.durations_ms()
             for row, image, final in zip(chunk.itertuples(), images, finals):

@@ -93,11 +93,11 @@ def test_warm_up_is_timed_apart_and_excluded(tiny_dir, tmp_path, base_spec, monk
     calls = []
     real_run_batch = generate.run_batch
 
-    def slow_first_call(prepared, prompts, latents):
+    def slow_first_call(prepared, prompts, latents, seeds=None):
         calls.append(len(prompts))
         if len(calls) == 1:
             time.sleep(0.6)  # stands in for lazy initialisation / compilation
-        return real_run_batch(prepared, prompts, latents)
+        return real_run_batch(prepared, prompts, latents, seeds)
 
     monkeypatch.setattr(generate, "run_batch", slow_first_call)
     spec = {**base_spec, "batch_size": 2}

@@ -14,11 +14,11 @@ PACKAGE = REPO / "src" / "sdsqueeze"
 
 def test_schema_variant_keys_are_the_techniques_keys_each_described():
     from sdsqueeze.techniques import variant_keys
-    from sdsqueeze.variants import GENERATION_KEYS
+    from sdsqueeze.variants import GENERATION_KEYS, MODEL_KEYS
 
     schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
     properties = schema["$defs"]["variant_spec"]["properties"]
-    assert set(properties) == variant_keys() | set(GENERATION_KEYS)
+    assert set(properties) == variant_keys() | set(GENERATION_KEYS) | set(MODEL_KEYS)
     assert not [key for key, entry in properties.items() if not entry.get("description")]
 
 
