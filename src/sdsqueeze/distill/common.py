@@ -34,10 +34,12 @@ def w_conditioned_unet(unet, cond_dim: int = GUIDANCE_EMBEDDING_DIM):
     from diffusers import UNet2DConditionModel
 
     if unet.config.time_cond_proj_dim is not None:
-        student = UNet2DConditionModel.from_config(unet.config)
+        with torch.device(unet.device):  # initialised where it trains: SD 1.5's init is slow on a CPU
+            student = UNet2DConditionModel.from_config(unet.config)
         student.load_state_dict(unet.state_dict())
         return _trainable_copy(student, unet.device)
-    student = UNet2DConditionModel.from_config(unet.config, time_cond_proj_dim=cond_dim)
+    with torch.device(unet.device):
+        student = UNet2DConditionModel.from_config(unet.config, time_cond_proj_dim=cond_dim)
     missing, unexpected = student.load_state_dict(unet.state_dict(), strict=False)
     if unexpected or any(not name.endswith("cond_proj.weight") for name in missing):
         raise RuntimeError(f"teacher and student UNets do not match: missing {missing}, unexpected {unexpected}")
