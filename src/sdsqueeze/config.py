@@ -104,6 +104,9 @@ def check_semantics(config: dict) -> None:
         )
     check_diffc(config)
     check_sweep(config)
+    from .accel.onnx_plan import check_variants
+
+    check_variants(config)
 
 
 def check_diffc(config: dict) -> None:
