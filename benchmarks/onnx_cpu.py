@@ -27,6 +27,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# Waiting threads sleep instead of spinning (read by torch's OpenMP at import; onnxruntime's sessions
+# get the same below): on a CPU shared with other jobs a spinning thread burns the time slice its
+# partner needs, which made one run's wall times 100x the CPU time.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "onnx_cpu"
 RUNTIMES = ("pytorch-fp32", "ort-fp32", "ort-int8-dynamic", "ort-int8-static")
@@ -123,7 +127,7 @@ def measure_model(name: str, build, image_size: int, runtimes: list[str], thread
     for runtime, (folder, seconds) in paths.items():
         if runtime not in runtimes:
             continue
-        ort_session, _ = onnxrt.session(folder / onnxrt.MODEL_FILE, threads)
+        ort_session, _ = onnxrt.session(folder / onnxrt.MODEL_FILE, threads, spinning=False)
         times = time_calls(lambda s=ort_session: onnxrt.run_session(s, *inputs), warmup, repeats)
         record(runtime, times, onnxrt.file_bytes(folder), seconds)
         del ort_session

@@ -16,6 +16,10 @@ def main(snakemake):
         target = Path(tmp) / onnxrt.MODEL_FILE
         if parsed["int8"] == "none":
             pipe = models.load_materialized(snakemake.input.model, device="cpu", dtype="float32")
+            if getattr(pipe, "unet", None) is None:
+                raise onnxrt.OnnxUnavailable(
+                    f"runtime: onnxruntime exports a UNet; {type(pipe).__name__} has none (e.g. a transformer "
+                    "denoiser); run this model with runtime: torch")
             factor = pipe.vae_scale_factor
             record = {"precision": "fp32", **onnxrt.export_unet(
                 pipe.unet, target, parsed["height"] // factor, parsed["width"] // factor,

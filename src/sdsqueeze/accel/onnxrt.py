@@ -214,15 +214,18 @@ def pick_providers(device: str) -> list[str]:
     return [*gpu, "CPUExecutionProvider"]
 
 
-def session(path: str | Path, threads: int, device: str = "cpu"):
+def session(path: str | Path, threads: int, device: str = "cpu", spinning: bool = True):
     """(InferenceSession, providers it uses): one intra-op thread per torch thread of the job, so
-    the two runtimes are timed on the same share of the CPU."""
+    the two runtimes are timed on the same share of the CPU; ``spinning=False`` makes idle pool
+    threads sleep (on a shared CPU a spinning thread takes its partner's time slice)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     created = onnxruntime.InferenceSession(str(path), options, providers=pick_providers(device))
     return created, created.get_providers()
 
