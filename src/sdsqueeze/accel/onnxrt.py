@@ -260,6 +260,10 @@ def ort_unet(ort_session, torch_unet):
         def dtype(self):
             return torch.float32
 
+        @property
+        def device(self):  # read by the pipeline's _execution_device, like a diffusers model's
+            return self.anchor.device
+
         def forward(self, sample, timestep, encoder_hidden_states, return_dict=True, **unused):
             out = torch.from_numpy(run_session(self.session, sample, timestep, encoder_hidden_states))
             out = out.to(sample.device, sample.dtype)
@@ -282,4 +286,4 @@ def apply(prepared, config: OnnxRuntimeConfig) -> None:
     prepared.pipe.unet = ort_unet(ort_session, prepared.pipe.unet)
     record = json.loads((Path(folder) / RECORD_FILE).read_text())
     prepared.notes["onnxruntime"] = {"model": folder, "providers": providers, "int8": config.onnx_int8,
-                                     "file_bytes": record.get("file_bytes")}
+                                     "file_bytes": record["params"].get("file_bytes")}
