@@ -104,9 +104,11 @@ def check_semantics(config: dict) -> None:
         )
     check_diffc(config)
     check_sweep(config)
-    from .accel.onnx_plan import check_variants
+    from .accel.onnx_plan import config_problem
 
-    check_variants(config)
+    problem = config_problem(config)
+    if problem:
+        raise ConfigError(problem)
 
 
 def check_diffc(config: dict) -> None:

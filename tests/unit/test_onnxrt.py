@@ -122,3 +122,24 @@ def test_export_matches_pytorch_and_int8_copies_run_in_the_pipeline_wrapper(tmp_
         error = float((got - expected).abs().mean() / expected.abs().mean())
         assert 0 < error < 0.2, (mode, error)
     assert np.isfinite(record["check"]["max_abs_output"])
+
+
+def test_report_table_reads_exports_timing_and_verdicts(onnx_config):
+    import pandas as pd
+
+    from sdsqueeze.report.onnx import onnx_table
+
+    cfg = sq_config.validate(copy.deepcopy(onnx_config))
+    records = {"unet-128x128-fp32": {"precision": "fp32", "file_bytes": 8 * 2**20, "seconds": 30.0},
+               "unet-128x128-int8-dynamic": {"precision": "int8-dynamic", "file_bytes": 2 * 2**20, "seconds": 4.0}}
+    timing = pd.DataFrame({"variant": ["fp32-classic", "ort-fp32", "ort-int8-dynamic"],
+                           "seconds_per_image_median": [1.0, 0.5, 2.0]})
+    differences = pd.DataFrame({"variant": ["ort-fp32", "ort-int8-dynamic"], "metric": ["psnr", "psnr"],
+                                "difference": [80.0, 20.0], "ci_low": [75.0, 18.0], "ci_high": [85.0, 22.0],
+                                "verdict": ["equivalent", "worse"]})
+    table = onnx_table(cfg, records, timing, differences).set_index("variant")
+    assert list(table.index) == ["ort-fp32", "ort-int8-dynamic", "ort-int8-static"]
+    assert table.loc["ort-fp32", "file MB"] == 8 and table.loc["ort-int8-dynamic", "file MB"] == 2
+    assert table.loc["ort-int8-dynamic", "time vs fp32-classic"] == 2.0
+    assert table.loc["ort-fp32", "psnr verdict"] == "equivalent" and table.loc["ort-int8-dynamic", "psnr verdict"] == "worse"
+    assert table.loc["ort-int8-static", "UNet on onnxruntime"] == "—"  # no export record: shown as missing

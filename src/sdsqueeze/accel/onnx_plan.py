@@ -74,41 +74,42 @@ def with_onnx_model(config: dict, spec: dict, model: str) -> dict:
     return {**spec, "onnx_model": export_dir(model, export_name(spec, config["calibration"]))}
 
 
-def all_exports(config: dict, model: str) -> list[str]:
-    from ..variants import resolve_variant
+def _spec(config: dict, name: str) -> dict:
+    """A variant's keys over the generation defaults (variants.resolve_variant, which this module
+    cannot import: variants -> techniques -> onnxrt -> here)."""
+    return {**config["generation"], **(config["variants"][name] or {})}
 
-    return sorted({d for v in config["variants"] for d in generate_inputs(config, resolve_variant(config, v), model)})
+
+def all_exports(config: dict, model: str) -> list[str]:
+    return sorted({d for v in config["variants"] for d in generate_inputs(config, _spec(config, v), model)})
 
 
 # --- config check ----------------------------------------------------------------------------------
 
-def check_variants(config: dict) -> None:
-    """One message for a variant that cannot run on onnxruntime: the packages are missing, or it
-    asks for a PyTorch-only technique or a non-fp32 dtype alongside."""
+def config_problem(config: dict) -> str | None:
+    """The one message for a variant that cannot run on onnxruntime (the packages are missing, or it
+    asks for a PyTorch-only technique or a non-fp32 dtype alongside); None when all can.
+    sdsqueeze.config.check_semantics raises it as a ConfigError."""
     import importlib.util
 
-    from ..config import ConfigError
-    from ..variants import resolve_variant
-
-    onnx_variants = [v for v in sorted(config["variants"]) if uses_onnx(resolve_variant(config, v))]
+    onnx_variants = [v for v in sorted(config["variants"]) if uses_onnx(_spec(config, v))]
     if not onnx_variants:
-        return
+        return None
     missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ConfigError(
+        return (
             f"invalid config: variants {', '.join(onnx_variants)} set runtime: onnxruntime, but "
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed; "
             "`pip install onnx onnxruntime onnxscript` (or onnxruntime-gpu), or drop those variants")
     for name in onnx_variants:
-        spec = resolve_variant(config, name)
+        spec = _spec(config, name)
         clashing = [k for k in TORCH_ONLY_KEYS if spec.get(k) not in (None, False, 0, "none")]
         if clashing:
-            raise ConfigError(
+            return (
                 f"invalid config: variant '{name}' runs its UNet on onnxruntime, which cannot apply "
                 f"{', '.join(clashing)} (PyTorch-only techniques); use onnx_int8 for int8, or runtime: torch")
         if spec["dtype"] != "float32":
-            raise ConfigError(
+            return (
                 f"invalid config: variant '{name}' runs on onnxruntime, which runs the fp32 export; "
                 f"set dtype: float32 (it is {spec['dtype']}) and onnx_int8 for int8")
-
-
+    return None
