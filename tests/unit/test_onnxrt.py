@@ -133,7 +133,7 @@ def test_report_table_reads_exports_timing_and_verdicts(onnx_config):
     records = {"unet-128x128-fp32": {"precision": "fp32", "file_bytes": 8 * 2**20, "seconds": 30.0},
                "unet-128x128-int8-dynamic": {"precision": "int8-dynamic", "file_bytes": 2 * 2**20, "seconds": 4.0}}
     timing = pd.DataFrame({"variant": ["fp32-classic", "ort-fp32", "ort-int8-dynamic"],
-                           "seconds_per_image_median": [1.0, 0.5, 2.0]})
+                           "seconds_per_image_median": [1.0, 0.5, 2.0], "cpu_seconds_per_image_median": [1.0, 0.4, 1.5]})
     differences = pd.DataFrame({"variant": ["ort-fp32", "ort-int8-dynamic"], "metric": ["psnr", "psnr"],
                                 "difference": [80.0, 20.0], "ci_low": [75.0, 18.0], "ci_high": [85.0, 22.0],
                                 "verdict": ["equivalent", "worse"]})
@@ -141,5 +141,6 @@ def test_report_table_reads_exports_timing_and_verdicts(onnx_config):
     assert list(table.index) == ["ort-fp32", "ort-int8-dynamic", "ort-int8-static"]
     assert table.loc["ort-fp32", "file MB"] == 8 and table.loc["ort-int8-dynamic", "file MB"] == 2
     assert table.loc["ort-int8-dynamic", "time vs fp32-classic"] == 2.0
+    assert table.loc["ort-int8-dynamic", "CPU time vs fp32-classic"] == 1.5
     assert table.loc["ort-fp32", "psnr verdict"] == "equivalent" and table.loc["ort-int8-dynamic", "psnr verdict"] == "worse"
     assert table.loc["ort-int8-static", "UNet on onnxruntime"] == "—"  # no export record: shown as missing
