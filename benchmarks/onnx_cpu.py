@@ -199,19 +199,19 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     rows = []
-    with tempfile.TemporaryDirectory() as work:
-        for name in args.models:
-            build, size = models()[name]
-            runtimes = [r for r in args.runtimes if r != "ort-int8-static" or name in args.static_models]
-            rows += measure_model(name, build, size, runtimes, args.threads, args.warmup, args.repeats, Path(work))
     args.out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(args.out / "results.csv", index=False)
     given = [a for a in (argv if argv is not None else sys.argv[1:])]
     if "--out" in given:  # where the files went is not part of how they were measured
         at = given.index("--out")
         del given[at : at + 2]
     command = " ".join(["nice python benchmarks/onnx_cpu.py", *given])
     (args.out / "meta.json").write_text(json.dumps(versions(args.threads, command), indent=2) + "\n")
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.models:
+            build, size = models()[name]
+            runtimes = [r for r in args.runtimes if r != "ort-int8-static" or name in args.static_models]
+            rows += measure_model(name, build, size, runtimes, args.threads, args.warmup, args.repeats, Path(work))
+            pd.DataFrame(rows).to_csv(args.out / "results.csv", index=False)  # each model as it completes
     return 0
 
 
