@@ -102,9 +102,10 @@ def torch_env():
     return "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
 
 
-def metrics_settings():
-    """The config slice the metrics networks depend on (not the statistics' settings)."""
-    statistics = ("confidence", "bootstrap_resamples", "equivalence")
+def metrics_settings(per_image=False):
+    """The config slice the metrics networks depend on (not the statistics' settings; for the
+    per-image jobs, not the choice of distribution metrics either)."""
+    statistics = ("confidence", "bootstrap_resamples", "equivalence") + (("distribution",) if per_image else ())
     metrics = {k: v for k, v in config["metrics"].items() if k not in statistics}
     return {"metrics": metrics, "device": config["device"]}
 

@@ -52,3 +52,18 @@ def test_benchmarks_doc_is_short_and_its_tables_are_generated():
                               check=True).stdout
     assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py, paste between the markers"
     assert "| `fp16-sdpa` |" in block  # the baseline of every speedup is in the table
+
+
+def test_metrics_doc_fd_cost_table_is_generated():
+    """docs/metrics.md's FD-EffNetLite0 cost block is what `python -m sdsqueeze.quality.fdcost render`
+    prints from the committed CSV."""
+    import pandas as pd
+
+    from sdsqueeze.quality import fdcost
+
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    begin = "<!-- BEGIN generated: python -m sdsqueeze.quality.fdcost render docs/metrics/fd_effnetlite0_cost.csv -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = fdcost.render(pd.read_csv(REPO / "docs" / "metrics" / "fd_effnetlite0_cost.csv"))
+    assert block.strip() == rendered.strip(), "rerun the command named in the marker and paste its output"
+    assert "| 8 |" in block and "| 64 |" in block

@@ -15,6 +15,7 @@ from ..quality import verdicts
 OK = "ok"
 # metric -> (label, digits, higher is better)
 METRICS = {
+    "fd_effnetlite0": ("FD-EffNetLite0 vs reference", 3, False),
     "fid_reference": ("FID vs reference", 2, False),
     "fid_coco": ("FID vs COCO", 2, False),
     "inception_score": ("IS", 2, True),
@@ -23,6 +24,8 @@ METRICS = {
     "ssim": ("SSIM", 4, True),
     "psnr": ("PSNR (dB)", 2, True),
 }
+# One value per variant (distribution.csv), the rest per image (summary.csv).
+DISTRIBUTION_METRICS = ("fd_effnetlite0", "fid_reference", "fid_coco", "inception_score")
 # Paired metrics in the order the glance box prefers them to state a trade-off's quality cost.
 PRIMARY_PAIRED = ("lpips", "ssim", "clip_score", "psnr")
 DEFAULT_SPREAD_BOUND = 0.10
@@ -127,7 +130,7 @@ def quality_points(summary, distribution, costs: pd.DataFrame) -> pd.DataFrame:
     costs = costs.set_index("variant")
     rows = []
     for metric, (name, _, higher) in METRICS.items():
-        source = distribution if metric.startswith(("fid", "inception")) else summary
+        source = distribution if metric in DISTRIBUTION_METRICS else summary
         if source is None or metric not in set(source.metric) or metric == "psnr":
             continue
         column = "value" if source is distribution else "mean"

@@ -4,7 +4,7 @@ rule's inputs, and a stage that is not configured contributes no section.
 
 Quality numbers come from results/metrics/{model}/summary.csv (per-image metrics: mean, bootstrap
 interval over prompts, status), differences.csv (paired against the reference, with verdicts) and
-distribution.csv (FID, IS per variant). A metric unavailable for every variant is one line at the
+distribution.csv (FD-EffNetLite0, FID, IS per variant). A metric unavailable for every variant is one line at the
 top, not a column; one unavailable for some variants shows a numbered note.
 """
 
@@ -73,6 +73,8 @@ def quality_cell(summary, distribution, variant: str, metric: str, notes: Notes)
         r = row.iloc[0]
         if r.status != OK:
             return notes.cell(r.status)
+        if np.isfinite(r.get("ci_low", np.nan)):
+            return interval(r.value, r.ci_low, r.ci_high, digits)
         return number(r.value, digits) + (f" ± {number(r['std'], digits)}" if np.isfinite(r["std"]) else "")
     row = summary[(summary.variant == variant) & (summary.metric == metric)] if summary is not None else []
     if len(row) == 0:
@@ -81,6 +83,10 @@ def quality_cell(summary, distribution, variant: str, metric: str, notes: Notes)
     if isinstance(r.get("status", OK), str) and r.status != OK:
         return notes.cell(r.status)
     return interval(r["mean"], r.ci_low, r.ci_high, digits)
+
+
+# metrics whose reference row compares the reference with itself
+ZERO_FOR_REFERENCE = {*verdicts.IDENTITY, "fd_effnetlite0", "fid_reference"}
 
 
 def speedup_cell(r) -> str:
@@ -101,11 +107,11 @@ def technique_table(costs, summary, distribution, differences, reference, on_cpu
                cost_name: number(r.cost_seconds, 3), "Cost vs reference": f"{r.relative_cost:.2f}×",
                speed_name: "1.00×" if r.variant == reference else speedup_cell(r),
                "Memory saved": percent(r.memory_reduction)}
-        for metric in ("fid_reference", "clip_score", "lpips", "ssim"):
+        for metric in ("fd_effnetlite0", "fid_reference", "clip_score", "lpips", "ssim"):
             if metric in missing:
                 continue
             name = f"{METRICS[metric][0]}{'' if metric.startswith('fid') else ' [95% CI]'}"
-            row[name] = "reference" if metric in verdicts.IDENTITY and r.variant == reference else \
+            row[name] = "reference" if metric in ZERO_FOR_REFERENCE and r.variant == reference else \
                 quality_cell(summary, distribution, r.variant, metric, notes)
         row["Verdict"] = "—" if r.variant == reference else verdict.get(r.variant, "—")
         rows.append(row)
@@ -205,8 +211,7 @@ def distribution_section(ctx: ReportContext) -> Section | None:
     if distribution is None:
         return None
     missing = _missing(ctx)
-    shown = [m for m in ("fid_reference", "fid_coco", "inception_score")
-             if m in set(distribution.metric) and m not in missing]
+    shown = [m for m in analysis.DISTRIBUTION_METRICS if m in set(distribution.metric) and m not in missing]
     if not shown:
         return None  # the glance box's one line says why
     notes = Notes()
@@ -219,12 +224,16 @@ def distribution_section(ctx: ReportContext) -> Section | None:
     splits = ctx.config.get("metrics", {}).get("is_splits", 10)
     body = (table_html(pd.DataFrame(rows), "Distribution metrics, one value per variant")
             + notes.html()
-            + "<p class='muted'>FID: pytorch-fid's Inception pool3 features, Fréchet distance to the reference "
+            + "<p class='muted'>FD-EffNetLite0 (not FID): Fréchet distance to the reference variant's images in "
+              "EfficientNet-Lite0's 1280-d ImageNet features, with a bootstrap interval over prompts; it is biased "
+              "upwards at few images, so compare it only between equal image counts. "
+              "FID: pytorch-fid's Inception pool3 features, Fréchet distance to the reference "
               "variant's images and, when <code>metrics.coco_images</code> is set, to the prompts' COCO "
-              f"photographs. IS: {splits} in-order splits, mean ± std. No bootstrap interval: FID's small-sample "
-              "bias dominates at these sizes, so compare FID only between equal image counts.</p>"
+              f"photographs. IS: {splits} in-order splits, mean ± std. No bootstrap interval for FID: its "
+              "small-sample bias dominates at these sizes, so compare FID only between equal image counts. "
+              "See docs/metrics.md.</p>"
             + source_note(ctx.inputs["distribution"][0]))
-    return Section("FID and Inception Score", body, "distribution")
+    return Section("Distribution metrics: FD-EffNetLite0, FID, Inception Score", body, "distribution")
 
 
 def _pyplot():
