@@ -36,6 +36,7 @@ def test_onnx_doc_table_is_generated_from_the_committed_cpu_run():
     rows = pd.read_csv(REPO / "benchmarks" / "results" / "onnx_cpu" / "results.csv")
     assert set(rows[rows.model == "embedded"].runtime) == {"pytorch-fp32", "ort-fp32", "ort-int8-dynamic",
                                                            "ort-int8-static"}
+    assert set(rows[rows.model == "sd15-arch"].runtime) >= {"pytorch-fp32", "ort-fp32", "ort-int8-dynamic"}
     assert (rows.repeats >= 3).all() and (rows.min_ms <= rows.median_ms).all() and (rows.median_ms <= rows.max_ms).all()
 
 
