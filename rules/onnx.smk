@@ -17,8 +17,9 @@ rule onnx_unet:
         "logs/onnx/{model}/{onnx}.log",
     benchmark:
         "results/benchmarks/onnx/{model}/{onnx}.tsv"
-    resources:
-        **gpu_job(mem_mb=(64000, 8000), runtime=(120, 30)),
+    resources:  # export and quantization run on the CPU whatever the config's device (SD 1.5: ~20 GB)
+        mem_mb=24000 if ON_GPU else 8000,
+        runtime=120,
     conda:
         "../envs/cpu.yaml"
     script:
