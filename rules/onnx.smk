@@ -17,7 +17,7 @@ rule onnx_unet:
         "logs/onnx/{model}/{onnx}.log",
     benchmark:
         "results/benchmarks/onnx/{model}/{onnx}.tsv"
-    resources:  # export and quantization run on the CPU whatever the config's device (SD 1.5: ~20 GB)
+    resources:  # export and quantization run on the CPU whatever the config's device; SD 1.5-sized UNets need many GB
         mem_mb=24000 if ON_GPU else 8000,
         runtime=120,
     conda:
