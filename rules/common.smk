@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from sdsqueeze import config as sq_config  # noqa: E402
 from sdsqueeze.prompts import CaptionsError, check_prompt_set, n_shards  # noqa: E402
+from sdsqueeze.accel import onnx_plan  # noqa: E402
 from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
 from sdsqueeze.variants import resolve_variant  # noqa: E402
 
@@ -151,6 +152,7 @@ def report_inputs(wildcards=None):
         "distill": DISTILL_OUTPUTS,
         "distill_models": [model_json(), *map(student_json, STUDENTS)] if STUDENTS else [],
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
+        "onnx_exports": onnx_plan.all_exports(config, MODEL),
         "accel_benchmark": committed_benchmarks(),  # committed GPU runs, current per GPU type
         "gpu_results": committed_benchmarks(),
         "claims": workflow_file("data/claims.yaml"),

@@ -108,6 +108,12 @@ def check_semantics(config: dict) -> None:
     check_lowbit(config)
     check_distill(config)
 
+    from .accel.onnx_plan import config_problem
+
+    problem = config_problem(config)
+    if problem:
+        raise ConfigError(problem)
+
 
 def check_lowbit(config: dict) -> None:
     """SmoothQuant folds into the static fp8 schemes' input scaling; other schemes have none."""

@@ -155,7 +155,7 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
     shape = seeding.latent_shape(pipe, int(spec["height"]), int(spec["width"]))
     memory = PeakMemory(device)
     batch = int(spec["batch_size"])
-    dtype = next(pipe.unet.parameters()).dtype if hasattr(pipe, "unet") else pipe.transformer.dtype
+    dtype = pipe.unet.dtype if hasattr(pipe, "unet") else pipe.transformer.dtype  # a module property: ONNX wrappers too
     rows, final_latents = [], {}
     with io.atomic_dir(out_dir) as tmp:
         bar = tqdm(total=len(todo), desc=f"{spec['name']}", unit="img", disable=not progress,

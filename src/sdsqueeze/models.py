@@ -220,9 +220,29 @@ def is_local_pipeline(source: str) -> bool:
     return (Path(source) / "model_index.json").is_file()
 
 
+# diffusers' unconditional image pipelines: no prompt, no text encoder. The workflow's prompt set,
+# text-conditioned calibration and CLIP score do not apply to them, so they are refused by name.
+UNCONDITIONAL_PIPELINES = ("LDMPipeline", "DDPMPipeline", "DDIMPipeline", "PNDMPipeline", "ScoreSdeVePipeline",
+                           "KarrasVePipeline", "DanceDiffusionPipeline")
+
+
+def check_text_to_image(source: str, index_path: str | os.PathLike) -> None:
+    """Refuse an unconditional pipeline (read from its model_index.json) with one message."""
+    pipeline_class = json.loads(Path(index_path).read_text()).get("_class_name", "")
+    if pipeline_class in UNCONDITIONAL_PIPELINES:
+        raise ModelUnavailableError(
+            f"model.source '{source}' is an unconditional pipeline ({pipeline_class}); this workflow runs "
+            "text-to-image pipelines only (its prompt set, text-conditioned calibration and CLIP score need a "
+            "prompt). Use a text-to-image model such as stable-diffusion-v1-5/stable-diffusion-v1-5.")
+
+
 def check_model_available(source: str) -> None:
-    """Fail fast, before any job runs, when a model can be neither found nor downloaded."""
-    if source in BUILT_SOURCES or is_local_pipeline(source):
+    """Fail fast, before any job runs, when a model can be neither found nor downloaded, or is an
+    unconditional pipeline."""
+    if source in BUILT_SOURCES:
+        return
+    if is_local_pipeline(source):
+        check_text_to_image(source, Path(source) / "model_index.json")
         return
     if os.path.isdir(source) or source.startswith((".", "/", "~")):
         raise ModelUnavailableError(
@@ -232,11 +252,11 @@ def check_model_available(source: str) -> None:
     try:
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-        if isinstance(try_to_load_from_cache(source, "model_index.json"), str):
-            return
-        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
-        hf_hub_download(source, "model_index.json")
+        index = try_to_load_from_cache(source, "model_index.json")
+        if not isinstance(index, str):
+            os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+            os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+            index = hf_hub_download(source, "model_index.json")
     except Exception as err:  # offline, unknown id, gated repo: all end the same way for the user
         raise ModelUnavailableError(
             f"model '{source}' is not in the local Hugging Face cache and could not be fetched "
@@ -244,6 +264,7 @@ def check_model_available(source: str) -> None:
             f"`hf download {source}` where the hub is reachable (then share HF_HOME), "
             "or set model.source to a local folder saved with `save_pretrained`."
         ) from None
+    check_text_to_image(source, index)
 
 
 def resolve_dtype(name: str):

@@ -19,6 +19,27 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
         assert "torch==2.14.1 torchvision==0.29.1" in command
 
 
+def test_onnx_doc_table_is_generated_from_the_committed_cpu_run():
+    """docs/onnx.md's benchmark block is exactly what `python benchmarks/onnx_cpu.py --table` prints
+    from benchmarks/results/onnx_cpu/, and the run holds every runtime at both sizes."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    doc = (REPO / "docs" / "onnx.md").read_text()
+    begin = "<!-- BEGIN generated: python benchmarks/onnx_cpu.py --table -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = subprocess.run([sys.executable, "benchmarks/onnx_cpu.py", "--table"], capture_output=True,
+                              text=True, check=True, cwd=REPO).stdout
+    assert block.strip() == rendered.strip(), "rerun: python benchmarks/onnx_cpu.py --table, paste between the markers"
+    rows = pd.read_csv(REPO / "benchmarks" / "results" / "onnx_cpu" / "results.csv")
+    assert set(rows[rows.model == "embedded"].runtime) == {"pytorch-fp32", "ort-fp32", "ort-int8-dynamic",
+                                                           "ort-int8-static"}
+    assert set(rows[rows.model == "sd15-arch"].runtime) >= {"pytorch-fp32", "ort-fp32", "ort-int8-dynamic"}
+    assert (rows.repeats >= 3).all() and (rows.min_ms <= rows.median_ms).all() and (rows.median_ms <= rows.max_ms).all()
+
+
 def test_benchmarks_doc_is_short_and_its_tables_are_generated():
     """docs/benchmarks.md is reference (<= 15 KB); its current-results block is exactly what
     `python benchmarks/render_tables.py` prints from benchmarks/results/."""

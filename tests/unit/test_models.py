@@ -51,6 +51,16 @@ def test_path_without_pipeline_is_rejected(tmp_path):
         models.check_model_available(str(tmp_path))
 
 
+@pytest.mark.parametrize("pipeline_class", ["LDMPipeline", "DDPMPipeline", "DDIMPipeline"])
+def test_unconditional_pipeline_is_refused_before_any_job(tmp_path, pipeline_class):
+    import json
+
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": pipeline_class}))
+    with pytest.raises(models.ModelUnavailableError,
+                       match=rf"is an unconditional pipeline \({pipeline_class}\); this workflow runs text-to-image"):
+        models.check_model_available(str(tmp_path))
+
+
 def test_ddim_variant_of_the_embedded_model_does_not_clip_x0(tiny_dir):
     """SD 1.5's scheduler_config.json sets clip_sample: false; a DDIM made from the saved PNDM
     config must inherit it (clipping x0 to [-1, 1] would handicap the DDIM rows)."""

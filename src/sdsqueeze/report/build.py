@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import io
-from . import accel, claims, diffc, distill, quant, sections, sweep
+from . import accel, claims, diffc, distill, onnx, quant, sections, sweep
 from .page import ReportContext, Section, render_page
 
 SectionMaker = Callable[[ReportContext], Section | None]
@@ -25,6 +25,7 @@ SECTIONS: list[SectionMaker] = [
     sections.steps_section,
     quant.quant_section,
     distill.distill_section,
+    onnx.onnx_section,
     accel.kv_cache_section,
     sweep.sweep_section,
     diffc.diffc_section,
