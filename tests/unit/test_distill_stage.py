@@ -102,7 +102,8 @@ def test_bksdm_default_student_of_the_embedded_model_is_30_percent_smaller():
 
     torch.manual_seed(0)
     teacher = build_sd_components(TinySpec().architecture(), 128)[0]
-    remove = yaml.safe_load((REPO / "config.yaml").read_text())["distill"]["students"]["bksdm-small"]["remove"]
+    overlay = yaml.safe_load((REPO / "config" / "distill-embedded.yaml").read_text())
+    remove = overlay["distill"]["students"]["bksdm-small"]["remove"]
     student = bksdm.init_student(teacher, remove)
     assert 1 - bksdm.parameter_count(student) / bksdm.parameter_count(teacher) >= 0.30
 
