@@ -14,8 +14,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def default_config(monkeypatch):
+    """The embedded model with its distill overlay (config/distill-embedded.yaml)."""
+    import sys
+
     monkeypatch.chdir(REPO)
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+    sys.path.insert(0, str(REPO / "tests"))
+    from report_fixtures import embedded_distill_config
+
+    return copy.deepcopy(embedded_distill_config())
 
 
 def _student(config, name, **spec):
@@ -144,14 +150,14 @@ def test_report_section_shows_the_seed_table_from_the_run_files(tmp_path, monkey
     import pandas as pd
 
     sys.path.insert(0, str(REPO / "tests"))
-    from report_fixtures import default_config, write_report_inputs
+    from report_fixtures import embedded_distill_config, write_report_inputs
 
     from sdsqueeze.models import SD15_SCHEDULER
     from sdsqueeze.report import distill
     from sdsqueeze.report.page import ReportContext
 
     monkeypatch.chdir(REPO)
-    config = default_config()
+    config = embedded_distill_config()
     inputs = write_report_inputs(tmp_path / "m", config)
     records = []
     pndm = {**SD15_SCHEDULER, "_class_name": "PNDMScheduler", "clip_sample": False}
