@@ -13,17 +13,6 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def snakemake(snakemake_run):
-    """The workflow on a work directory holding its config.yaml."""
-
-    def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-        return snakemake_run("-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                             "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, timeout=None)
-
-    return run
-
-
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     """Job counts from a dry run's 'Job stats' table."""
     table = result.stdout.split("Job stats:")[1].split("total")[0]

@@ -3,7 +3,6 @@ reference within the equivalence margin, the int8 copies are smaller and cost so
 report shows them; the exports are cached."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -12,15 +11,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def snakemake(snakemake_run):
-    def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-        return snakemake_run("-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                             "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, timeout=None)
-
-    return run
 
 
 @pytest.fixture(scope="module")
