@@ -74,15 +74,33 @@ def read_samples(path: Path) -> pd.DataFrame:
     return frame
 
 
-def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
+def gpu_use_by_rule(jobs: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Per rule: GPU-busy seconds, each one-second sample's utilization split evenly among the jobs
+    running at that moment (an attribution, exact only where jobs do not overlap), and the whole
+    device's peak memory while any of its jobs ran (shared with whatever overlapped them)."""
+    step = samples.timestamp.diff().dt.total_seconds().median()
+    busy = dict.fromkeys(jobs.rule, 0.0)
+    peak = dict.fromkeys(jobs.rule, 0.0)
+    for stamp, utilization, memory in samples[["timestamp", "utilization", "memory_mib"]].itertuples(index=False):
+        running = jobs[(jobs.start <= stamp) & (jobs.end >= stamp)]
+        for rule in running.rule:
+            busy[rule] += utilization / 100 * step / len(running)
+            peak[rule] = max(peak[rule], memory / 1024)
+    return pd.DataFrame({"rule": list(busy), "gpu_busy_s": list(busy.values()),
+                         "device_memory_peak_gib": list(peak.values())})
+
+
+def stage_table(jobs: pd.DataFrame, samples: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per rule: jobs and their outcome, when the first started and the last ended (seconds after the
-    run's first job started), the intervals' sum and the longest."""
+    run's first job started), the intervals' sum and the longest; with GPU samples, the rule's GPU
+    use (``gpu_use_by_rule``)."""
     began = jobs.start.min()
     jobs = jobs.assign(start_s=(jobs.start - began).dt.total_seconds(), end_s=(jobs.end - began).dt.total_seconds())
-    return jobs.groupby("rule", sort=False).agg(
+    table = jobs.groupby("rule", sort=False).agg(
         jobs=("jobid", "size"), finished=("status", lambda s: int((s == "finished").sum())),
         failed=("status", lambda s: int((s == "failed").sum())), first_start_s=("start_s", "min"),
         last_end_s=("end_s", "max"), slot_seconds=("seconds", "sum"), longest_job_s=("seconds", "max")).reset_index()
+    return table if samples is None else table.merge(gpu_use_by_rule(jobs, samples), on="rule")
 
 
 def prediction_line(run_dir: Path) -> str:
@@ -103,9 +121,11 @@ def block(run_dir: Path) -> str:
         f"First job start to last job end: {wall:.0f} s. GPU busy (sum of nvidia-smi utilization x 1 s "
         f"samples): {busy:.0f} s; peak GPU memory in use (whole device): {samples.memory_mib.max() / 1024:.1f} GiB.",
         "",
-        "Per stage (slot seconds: each job's start-to-end interval, summed; jobs overlapped, up to 4 on the GPU):",
+        "Per stage (slot seconds: each job's start-to-end interval, summed; jobs overlapped, up to 4 on the GPU; "
+        "GPU-busy seconds: each one-second utilization sample split evenly among the jobs running then; "
+        "device memory peak: the whole GPU's while the stage's jobs ran, shared with overlapping jobs):",
         "",
-        stage_table(jobs).to_markdown(index=False, floatfmt=".0f"),
+        stage_table(jobs, samples).to_markdown(index=False, floatfmt=".0f"),
         "",
         "Generation jobs (16 prompts, batch 4, one job per variant; the interval includes start-up, model "
         "load, warm-up and waiting for the GPU):",
