@@ -212,3 +212,54 @@ def test_class_rates_move_pointwise_convs_to_gemm_work():
     as_gemm = class_rates(kernel_ms, flops, steps=2, pointwise_as_gemm=True)
     assert as_conv == pytest.approx({"conv": 25.0, "gemm": 18.0, "attention": 20.0})  # TFLOP/s
     assert as_gemm == pytest.approx({"conv": 21.0, "gemm": 26.0, "attention": 20.0})
+
+
+def test_gpu_benchmark_plans_the_int8_builds_beside_the_baselines():
+    """The lowbit-int8 group times the int8 builds in one run with fp16 SDPA, the best 16-bit build
+    and the all-layer fp8 build, each resolved to a static int8 scheme, and profiles two of them."""
+    from sdbench.run import GROUPS, PROFILED, parse, planned
+
+    names = [name for name, _ in planned(parse(["--groups", "lowbit-int8", "--out", "unused"]))]
+    assert names[:3] == ["fp16-sdpa", "fp16-compiled-host", "fp16-fp8static-compiled"]
+    int8_builds = {n: GROUPS["lowbit-int8"][n] for n in names if "int8static" in n}
+    assert {spec["lowbit"] for spec in int8_builds.values()} == {"int8-static", "int8-static-linear", "int8-static-gemm"}
+    for spec in int8_builds.values():
+        lowbit.check_supported(spec["lowbit"], torch.device("cpu"), torch.float16)
+    assert {("fp16-int8static-compiled", 4), ("fp16-int8static-linear-compiled", 4)} <= PROFILED
+
+
+def test_lowbit_tables_judge_int8_builds_against_their_own_peak(tmp_path):
+    """A run with an int8 build (the committed fp8 run's rows relabelled, its times halved):
+    the findings name the fastest int8 build against the 1.15x target and its matrix classes
+    are rated against the int8 peak."""
+    import json
+    import shutil
+
+    import pandas as pd
+    from sdbench import tables
+
+    source = Path("benchmarks/results/gpu_run16")
+    run = tmp_path / "gpu_run99"
+    run.mkdir()
+    meta = json.loads((source / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "int8_matmul_tops": 1500.0}))
+    shutil.copy(source / "profiles.txt", run)
+    rows = pd.read_csv(source / "results.csv")
+    int8 = rows[rows.variant == "fp16-fp8static-compiled"].copy()
+    int8["variant"], int8["lowbit"] = "fp16-int8static-compiled", "int8-static"
+    for column in ("unet_ms_step_median", "s_per_image"):
+        int8[column] = int8[column] / 2
+    pd.concat([rows, int8]).to_csv(run / "results.csv", index=False)
+
+    findings = tables.lowbit_findings(str(run / "results.csv"))
+    best = rows[(rows.variant == "fp16-compiled-host") & (rows.batch == 4)].unet_ms_step_median.iloc[0]
+    mine = int8[int8.batch == 4].unet_ms_step_median.iloc[0]
+    line = next(f for f in findings if f.startswith("Fastest int8 build"))
+    assert f"CFG UNet step {best / mine:.2f}x" in line and "(target 1.15x for the step: met)" in line
+    assert any(f.startswith("Fastest fp8 build") for f in findings)
+    assert any(f.startswith("Bound: were `fp16-int8static-compiled`'s int8 classes (conv, gemm)") for f in findings)
+    classes = tables.kernel_class_table(str(run / "results.csv"))
+    matrix = classes[(classes.variant == "fp16-int8static-compiled") & classes["TFLOP/s"].notna()]
+    assert set(matrix[matrix["class"].isin(["conv", "gemm"])].precision) == {"int8"}
+    conv = matrix[matrix["class"] == "conv"].iloc[0]
+    assert conv["share of that precision's peak"] == pytest.approx(conv["TFLOP/s"] / 1500.0)
