@@ -193,6 +193,8 @@ def test_triton_kernel_matches_reference_in_interpreter():
     ("nvjet_sm90_qqtst_128x160_128x5_2x1_v_bz_coopA_algo2_TNT", "gemm"),
     ("triton_poi_fused__scaled_mm__to_copy_add_clamp_gelu_mul_split_0", "quantize"),
     ("triton_poi_fused_gelu_mul_split_view_16", "elementwise"),
+    ("triton_poi_fused__to_copy_clamp_mul_round_3", "quantize"),  # an int8 activation quantisation
+    ("triton_tem_fused__int_mm_mul_7", "gemm"),  # Inductor's int8 GEMM template with the scale fused
     ("void at::native::elementwise_kernel<128, 4>", "elementwise"),
 ])
 def test_kernel_classes(name, label):
@@ -236,6 +238,7 @@ def test_lowbit_tables_judge_int8_builds_against_their_own_peak(tmp_path):
     import shutil
 
     import pandas as pd
+
     from sdbench import tables
 
     source = Path("benchmarks/results/gpu_run16")
