@@ -9,8 +9,10 @@ integer first): plain tensor ops, which torch.compile fuses into the kernel that
 
 - Linears (and 1x1 convolutions, as GEMMs over the channels-last pixels) run ``torch._scaled_mm``
   (fp8, per-tensor scales, bf16 out) or ``torch._int_mm`` (int8, int32 out); the per-channel weight
-  scale and the bias are applied to its output in one elementwise step that Inductor fuses into
-  the consumer (for ``_int_mm`` into the GEMM itself, ``force_fuse_int_mm_with_mul``).
+  scale (for int8 also the activation scale) and the bias are applied to its output in one
+  elementwise step that Inductor fuses into the consumer. (For CUDA, recent Inductor no longer
+  registers the pattern behind ``force_fuse_int_mm_with_mul`` that folded this multiply into
+  ``_int_mm`` (torch 2.14 checked), so the int32 output goes to memory, twice fp8's bf16 bytes.)
 - kxk convolutions run the Triton implicit-GEMM kernel of ``fp8conv`` (fp32 accumulation for fp8,
   int32 for int8).
 - SmoothQuant (alpha > 0): input channel j of a linear is divided by

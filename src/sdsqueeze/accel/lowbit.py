@@ -178,11 +178,5 @@ def quantize_static(pipe, config: LowBitConfig, spec: dict) -> dict:
     generation = {key: spec[key] for key in ("height", "width", "steps", "guidance")}
     notes = fp8static.quantize_unet(pipe, STATIC_SCOPES[config.lowbit], generation, skip=SMALL_ROW_LINEARS,
                                     smoothquant=float(config.lowbit_smoothquant), fmt=static_format(config.lowbit))
-    if static_format(config.lowbit) == "int8":
-        import torch._inductor.config as inductor_config
-
-        # fold the dequantising multiply into _int_mm's GEMM (as for torchao's int8 schemes above)
-        if hasattr(inductor_config, "force_fuse_int_mm_with_mul"):
-            inductor_config.force_fuse_int_mm_with_mul = True
     return {"scheme": config.lowbit, **notes, "unet_bytes_before": before,
             "unet_bytes_memory": module_bytes(pipe.unet), "unet_bytes_disk": serialized_bytes(pipe.unet)}
