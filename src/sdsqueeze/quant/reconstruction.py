@@ -123,13 +123,15 @@ class Captured:
 
 def capture(unet: nn.Module, modules: dict[str, nn.Module], batches: list) -> dict[str, Captured]:
     """Run the (full-precision) UNet over ``batches`` and keep each module's inputs and output."""
+    from .ptq import text_input
+
     captured = {name: Captured() for name in modules}
     hooks = [m.register_forward_hook(captured[name], with_kwargs=True) for name, m in modules.items()]
     device, dtype = unet.device, unet.dtype
     try:
         with torch.no_grad():  # not inference_mode: the captured tensors later enter autograd
             for sample, timestep, text in batches:
-                unet(sample.to(device, dtype), timestep.to(device), encoder_hidden_states=text.to(device, dtype))
+                unet(sample.to(device, dtype), timestep.to(device), **text_input(text, device, dtype))
     finally:
         for hook in hooks:
             hook.remove()

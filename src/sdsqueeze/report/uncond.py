@@ -1,0 +1,116 @@
+"""Report section: the seed's LSUN table for an unconditional model (docs/unconditional.md).
+
+Rows as the seed lays them out: the full-precision baseline, then per bit width W/O (no calibration
+set) and W (each calibration set). Columns: the seed's FID and IS (pytorch-fid's Inception; FID here
+against the baseline's images, since no training set is at hand; "unavailable" with the reason,
+stated once, where the weights are missing), FD-EffNetLite0 against the baseline (runs offline), and
+PSNR/SSIM against the baseline image of the same seed with their intervals and verdicts.
+
+``lsun_table`` takes plain frames, so the report and docs/unconditional.md
+(``python -m sdsqueeze.report.uncond render``) build the same table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .page import ReportContext, Section, source_note, table_html
+
+CALIBRATION_LABELS = {"none": "W/O", "noise_data": "W (noise)", "raw_data": "W (raw data)",
+                      "timestep_aware": "W (timestep-aware)"}
+DISTRIBUTION = (("FID", "fid_reference", 2), ("IS", "inception_score", 2), ("FD-EffNetLite0", "fd_effnetlite0", 2))
+PAIRED = (("PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 4))
+
+
+def ordered_variants(variants: dict, reference: str) -> list[tuple[str, dict | None]]:
+    """Baseline first, then by bits (high first), W/O before W, calibration kinds in a fixed order."""
+    kinds = list(CALIBRATION_LABELS)
+    ptq = [(name, spec["ptq"]) for name, spec in variants.items() if (spec or {}).get("ptq")]
+    ptq.sort(key=lambda item: (-item[1]["weight_bits"], -item[1]["act_bits"],
+                               kinds.index(item[1].get("calibration", "none")), item[0]))
+    return [(reference, None), *ptq]
+
+
+def interval(value: float, low: float, high: float, digits: int) -> str:
+    text = f"{value:.{digits}f}"
+    if np.isfinite(low) and np.isfinite(high) and low != high:
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return text
+
+
+def distribution_cell(rows: pd.DataFrame, metric: str, digits: int, reasons: set) -> str:
+    found = rows[rows.metric == metric]
+    if found.empty:
+        return "not computed"
+    row = found.iloc[0]
+    if row.status != "ok":
+        reasons.add(str(row.status).removeprefix("unavailable: "))
+        return "unavailable"
+    text = interval(row.value, row.get("ci_low", np.nan), row.get("ci_high", np.nan), digits)
+    return text + (f" ± {row['std']:.{digits}f}" if np.isfinite(row.get("std", np.nan)) else "")
+
+
+def paired_cell(summary: pd.DataFrame, differences: pd.DataFrame, metric: str, digits: int) -> str:
+    found = summary[summary.metric == metric]
+    if found.empty:
+        return "not computed"
+    row = found.iloc[0]
+    if np.isinf(row["mean"]):
+        text = "identical (∞)"
+    else:
+        text = interval(row["mean"], row.ci_low, row.ci_high, digits)
+    verdict = differences[differences.metric == metric]
+    return text + (f" — {verdict.iloc[0].verdict}" if not verdict.empty else "")
+
+
+def lsun_table(variants: dict, reference: str, summary: pd.DataFrame, differences: pd.DataFrame,
+               distribution: pd.DataFrame, dtype: str = "float32") -> tuple[pd.DataFrame, list[str]]:
+    """The seed's LSUN table, and the reasons of the cells that read "unavailable" (each once)."""
+    reasons: set = set()
+    baseline_bits = {"float32": 32, "bfloat16": 16, "float16": 16}[dtype]
+    rows = []
+    for name, ptq in ordered_variants(variants, reference):
+        row = {"Calib": "Baseline" if ptq is None else CALIBRATION_LABELS[ptq.get("calibration", "none")],
+               "Bits (W/A)": f"W{baseline_bits}A{baseline_bits}" if ptq is None
+               else f"W{ptq['weight_bits']}A{ptq['act_bits']}",
+               "Variant": name}
+        own = distribution[distribution.variant == name]
+        for label, metric, digits in DISTRIBUTION:
+            reference_only = ptq is None and metric != "inception_score"  # compared with itself
+            row[label] = "reference" if reference_only else distribution_cell(own, metric, digits, reasons)
+        for label, metric, digits in PAIRED:
+            row[label] = "reference" if ptq is None else paired_cell(
+                summary[summary.variant == name], differences[differences.variant == name], metric, digits)
+        rows.append(row)
+    return pd.DataFrame(rows), sorted(reasons)
+
+
+NOTE = (
+    "<p class='muted'>The seed's LSUN table on this model: W/O = min-max ranges over the pipeline's own "
+    "first UNet call (its seeded initial noise at the schedule's first timestep, no text); W = ranges "
+    "over the named calibration set (noise, or photographs through the model's autoencoder, noised to "
+    "sampled timesteps), with the variant's range search and AdaRound. FID is against the baseline's "
+    "images (no training set at hand), IS is the Inception Score (± its std over splits); "
+    "FD-EffNetLite0 against the baseline with a bootstrap interval over samples; PSNR/SSIM against the "
+    "baseline image of the same seed, mean [interval over samples] — verdict at the configured "
+    "equivalence margins. See docs/unconditional.md.</p>")
+
+
+def uncond_section(ctx: ReportContext) -> Section | None:
+    from ..config import UNCONDITIONAL, model_kind
+
+    if model_kind(ctx.config) != UNCONDITIONAL or not (ctx.has("summary") and ctx.has("distribution")):
+        return None
+    variants = ctx.config["variants"]
+    if not any((spec or {}).get("ptq") for spec in variants.values()):
+        return None
+    summary = pd.read_csv(ctx.inputs["summary"][0])
+    differences = pd.read_csv(ctx.inputs["differences"][0]) if ctx.has("differences") else summary.iloc[:0]
+    distribution = pd.read_csv(ctx.inputs["distribution"][0])
+    dtype = {**ctx.config["generation"], **variants[ctx.config["reference"]]}["dtype"]
+    table, reasons = lsun_table(variants, ctx.config["reference"], summary, differences, distribution, dtype)
+    body = table_html(table, "Q-Diffusion's LSUN table on this unconditional model: W/O vs W calibration")
+    body += "".join(f"<p class='muted'>unavailable: {reason}</p>" for reason in reasons)
+    body += source_note(ctx.inputs["summary"][0], ctx.inputs["distribution"][0]) + NOTE
+    return Section("Unconditional model: Q-Diffusion's LSUN table", body, "unconditional")
