@@ -153,7 +153,6 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
     from tqdm import tqdm
 
     from .accel.measure import Clock, UNetStepTimer
-
     from .uncond import check_size
 
     prepared = prepare(pipe, spec)

@@ -157,3 +157,30 @@ def test_lsun_table_has_the_seeds_layout_and_states_unavailable_once():
     assert reasons == ["no Inception weights"]
     assert table.loc[1, "PSNR (dB)"] == "30.00 [29.00, 31.00] — worse"
     assert table.loc[0, "FD-EffNetLite0"] == "reference" and table.loc[0, "IS"] == "unavailable"
+
+
+def test_prompt_only_setting_stops_the_dry_run_with_one_message(tmp_path, uncond_config, snakemake_run):
+    uncond_config["variants"]["fp32"]["kv_cache"] = True
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(uncond_config))
+    result = snakemake_run("-n", "--configfile", str(bad), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path))
+    output = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert output.count("'variants.fp32.kv_cache' needs a prompt") == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_text_to_image_run_of_an_unconditional_folder_stops_at_the_first_job(tmp_path, ldm_dir, snakemake_run):
+    """model.kind forced to text-to-image on an LDMPipeline folder: the onstart model check says so
+    before any job runs."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["model"].update(source=str(ldm_dir), kind="text-to-image", name="ldm")
+    config["prompts"]["captions"] = str(REPO / config["prompts"]["captions"])
+    config.update(sweep={"enabled": False}, diffc={"enabled": False})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake_run("--cores", "1", "--configfile", str(path), "-s", str(REPO / "Snakefile"), "-d",
+                           str(tmp_path), "models_all")
+    assert result.returncode != 0
+    assert "is a LDMPipeline (unconditional), but the config runs it as text-to-image" in result.stderr
+    assert not (tmp_path / "resources").exists()
