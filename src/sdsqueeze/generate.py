@@ -133,7 +133,7 @@ def run_batch(prepared: Prepared, prompts: list[str], latents, seeds: list[int] 
     from .uncond import is_unconditional, run_unconditional
 
     if is_unconditional(prepared.pipe):  # no prompt, no guidance: the pipeline draws its noise from the seeds
-        return run_unconditional(prepared, seeds)
+        return run_unconditional(prepared.pipe, prepared.spec, seeds)
     captured = {}
 
     def keep_latents(pipe, step, timestep, callback_kwargs):

@@ -185,11 +185,9 @@ class FinalSample:
         return False
 
 
-def run_unconditional(prepared, seeds: list[int], output_type: str = "pil"):
+def run_unconditional(pipe, spec: dict, seeds: list[int], output_type: str = "pil"):
     """One call of an unconditional pipeline at the variant's steps (and eta); returns (images,
     final latents on CPU)."""
-    spec = prepared.spec
-    pipe = prepared.pipe
     image_generators = generators(seeds)
     arguments = {"batch_size": len(seeds), "generator": image_generators,
                  "num_inference_steps": int(spec["steps"]), "output_type": output_type}

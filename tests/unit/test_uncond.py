@@ -98,9 +98,9 @@ def test_sampling_is_seeded_per_image_and_repeatable(ldm_dir):
     """eta = 1 adds noise at every step: drawn from each image's own generator, so an image does not
     depend on its batch (beyond float summation order) and a rerun is bit-identical."""
     run = prepared(ldm_dir)
-    images, finals = uncond.run_unconditional(run, [7, 8])
-    again, finals_again = uncond.run_unconditional(run, [7, 8])
-    alone, final_alone = uncond.run_unconditional(run, [8])
+    images, finals = uncond.run_unconditional(run.pipe, run.spec, [7, 8])
+    again, finals_again = uncond.run_unconditional(run.pipe, run.spec, [7, 8])
+    alone, final_alone = uncond.run_unconditional(run.pipe, run.spec, [8])
     assert np.array_equal(np.asarray(images[0]), np.asarray(again[0]))
     assert finals.shape == (2, 4, 8, 8) and finals.equal(finals_again)
     assert (finals[1] - final_alone[0]).abs().max() < 1e-3
@@ -127,7 +127,7 @@ def test_calibration_sets_hold_no_text_and_feed_ptq(ldm_dir, kind, tmp_path):
                             "recon_batch_size": 4, "calibration_file": str(path)}}
     quantized = prepared(ldm_dir, spec)
     assert quantized.notes["ptq"]["calibration_samples"] == len(tensors["sample"])
-    images, _ = uncond.run_unconditional(quantized, [7])
+    images, _ = uncond.run_unconditional(quantized.pipe, quantized.spec, [7])
     assert np.asarray(images[0]).shape == (64, 64, 3)
 
 

@@ -251,9 +251,8 @@ def timestep_aware(pipe, settings: CalibrationSettings, prompts, generation: dic
         with torch.inference_mode():
             if unconditional(pipe):
                 from ..uncond import run_unconditional
-                from ..variants import Prepared
 
-                run_unconditional(Prepared(pipe=pipe, spec=generation), seeds, output_type="np")
+                run_unconditional(pipe, generation, seeds, output_type="np")
             else:
                 pipe(prompt=prompts, latents=latents, num_inference_steps=int(generation["steps"]),
                      guidance_scale=float(generation["guidance"]), height=int(generation["height"]),

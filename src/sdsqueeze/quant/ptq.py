@@ -374,12 +374,9 @@ def naive_batch(pipe, spec: PTQSpec, height: int, width: int, steps: int):
     return torch.cat([sample, sample]), timesteps, torch.cat([uncond, cond])
 
 
-def text_input(text, device, dtype) -> dict:
-    """The UNet's text keyword: none for an unconditional UNet."""
-    return {} if text is None else {"encoder_hidden_states": text.to(device, dtype)}
-
-
 def run_unet(unet: nn.Module, batches) -> None:
+    from .reconstruction import text_input
+
     device, dtype = unet.device, unet.dtype
     with torch.inference_mode():
         for sample, timestep, text in batches:

@@ -121,10 +121,13 @@ class Captured:
                 pick(self.output))
 
 
+def text_input(text, device, dtype) -> dict:
+    """The UNet's text keyword: none for an unconditional UNet."""
+    return {} if text is None else {"encoder_hidden_states": text.to(device, dtype)}
+
+
 def capture(unet: nn.Module, modules: dict[str, nn.Module], batches: list) -> dict[str, Captured]:
     """Run the (full-precision) UNet over ``batches`` and keep each module's inputs and output."""
-    from .ptq import text_input
-
     captured = {name: Captured() for name in modules}
     hooks = [m.register_forward_hook(captured[name], with_kwargs=True) for name, m in modules.items()]
     device, dtype = unet.device, unet.dtype
