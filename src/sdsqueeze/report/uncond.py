@@ -159,7 +159,7 @@ def render_block(data_dir: str = DATA_DIR) -> str:
                                 spec.get("dtype", "float32"))
     lines = [BEGIN, "",
              f"From `{run['command']}` ({run['machine']}; {run['samples']} samples, DDIM {spec['steps']} steps, "
-             f"eta {spec.get('eta', 0.0)}); CSVs in `{data_dir}/`.", "",
+             f"eta {spec.get('eta', 0.0)}); CSVs in `{DATA_DIR}/`.", "",
              table.to_markdown(index=False), ""]
     lines += [f"Unavailable: {reason}." for reason in reasons]
     return "\n".join(lines + ([""] if reasons else []) + [END])
