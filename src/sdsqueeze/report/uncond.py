@@ -64,10 +64,32 @@ def paired_cell(summary: pd.DataFrame, differences: pd.DataFrame, metric: str, d
     return text + (f" — {verdict.iloc[0].verdict}" if not verdict.empty else "")
 
 
+def gain_over_wo(per_image: pd.DataFrame, variant: str, without: str, metric: str, settings: dict,
+                 margin: float | None = None) -> str:
+    """W minus W/O of the same bits, paired per sample id (same seeds): mean [bootstrap interval],
+    with a verdict where the metric has an equivalence margin."""
+    from ..quality.verdicts import margin_verdict
+    from .quant import bootstrap, per_prompt
+
+    scores = per_prompt(per_image, metric)
+    if variant not in scores or without not in scores:
+        return "not computed"
+    mean, low, high = bootstrap((scores[variant] - scores[without]).dropna(), settings)
+    text = f"{mean:+.{3 if metric == 'ssim' else 2}f} [{low:+.{3 if metric == 'ssim' else 2}f}, " \
+           f"{high:+.{3 if metric == 'ssim' else 2}f}]"
+    return text + (f" — {margin_verdict(low, high, margin, True)}" if margin is not None else "")
+
+
 def lsun_table(variants: dict, reference: str, summary: pd.DataFrame, differences: pd.DataFrame,
-               distribution: pd.DataFrame, dtype: str = "float32") -> tuple[pd.DataFrame, list[str]]:
-    """The seed's LSUN table, and the reasons of the cells that read "unavailable" (each once)."""
+               distribution: pd.DataFrame, dtype: str = "float32", per_image: pd.DataFrame | None = None,
+               settings: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The seed's LSUN table, and the reasons of the cells that read "unavailable" (each once).
+    With ``per_image`` (and ``settings``: confidence, resamples, seed, the SSIM margin), each W row
+    also shows its gain over the W/O row of the same bits, paired per sample."""
     reasons: set = set()
+    settings = settings or {}
+    without = {(p["weight_bits"], p["act_bits"]): name for name, p in ordered_variants(variants, reference)[1:]
+               if p.get("calibration", "none") == "none"}
     baseline_bits = {"float32": 32, "bfloat16": 16, "float16": 16}[dtype]
     rows = []
     for name, ptq in ordered_variants(variants, reference):
@@ -82,6 +104,13 @@ def lsun_table(variants: dict, reference: str, summary: pd.DataFrame, difference
         for label, metric, digits in PAIRED:
             row[label] = "reference" if ptq is None else paired_cell(
                 summary[summary.variant == name], differences[differences.variant == name], metric, digits)
+        if per_image is not None:
+            base = without.get((ptq["weight_bits"], ptq["act_bits"])) if ptq else None
+            calibrated = ptq is not None and ptq.get("calibration", "none") != "none"
+            row["ΔPSNR vs W/O (dB)"] = gain_over_wo(per_image, name, base, "psnr", settings) \
+                if calibrated and base else ""
+            row["ΔSSIM vs W/O"] = gain_over_wo(per_image, name, base, "ssim", settings, settings.get("ssim_margin")) \
+                if calibrated and base else ""
         rows.append(row)
     return pd.DataFrame(rows), sorted(reasons)
 
@@ -94,7 +123,14 @@ NOTE = (
     "images (no training set at hand), IS is the Inception Score (± its std over splits); "
     "FD-EffNetLite0 against the baseline with a bootstrap interval over samples; PSNR/SSIM against the "
     "baseline image of the same seed, mean [interval over samples] — verdict at the configured "
-    "equivalence margins. See docs/unconditional.md.</p>")
+    "equivalence margins. ΔPSNR and ΔSSIM vs W/O: what calibration gains over the W/O row of the same "
+    "bits, paired per sample (same seeds), with the SSIM margin's verdict. See docs/unconditional.md.</p>")
+
+
+def gain_settings(config: dict) -> dict:
+    metrics = config.get("metrics", {})
+    return {"confidence": metrics.get("confidence", 0.95), "resamples": metrics.get("bootstrap_resamples", 2000),
+            "seed": config.get("seed", 0), "ssim_margin": (metrics.get("equivalence") or {}).get("ssim")}
 
 
 def uncond_section(ctx: ReportContext) -> Section | None:
@@ -109,7 +145,10 @@ def uncond_section(ctx: ReportContext) -> Section | None:
     differences = pd.read_csv(ctx.inputs["differences"][0]) if ctx.has("differences") else summary.iloc[:0]
     distribution = pd.read_csv(ctx.inputs["distribution"][0])
     dtype = {**ctx.config["generation"], **variants[ctx.config["reference"]]}["dtype"]
-    table, reasons = lsun_table(variants, ctx.config["reference"], summary, differences, distribution, dtype)
+    per_image = pd.concat([pd.read_csv(p) for p in ctx.inputs["per_image"]], ignore_index=True) \
+        if ctx.has("per_image") else None
+    table, reasons = lsun_table(variants, ctx.config["reference"], summary, differences, distribution, dtype,
+                                per_image, gain_settings(ctx.config))
     body = table_html(table, "Q-Diffusion's LSUN table on this unconditional model: W/O vs W calibration")
     body += "".join(f"<p class='muted'>unavailable: {reason}</p>" for reason in reasons)
     body += source_note(ctx.inputs["summary"][0], ctx.inputs["distribution"][0]) + NOTE
@@ -125,6 +164,7 @@ DOC = "docs/unconditional.md"
 BEGIN = "<!-- BEGIN generated by `python -m sdsqueeze.report.uncond render`; do not edit -->"
 END = "<!-- END generated -->"
 CSVS = ("summary.csv", "differences.csv", "distribution.csv")
+PER_IMAGE_COLUMNS = ["prompt_id", "sample", "variant", "psnr", "ssim"]
 
 
 def collect(config_path: str, data_dir: str = DATA_DIR) -> None:
@@ -139,10 +179,14 @@ def collect(config_path: str, data_dir: str = DATA_DIR) -> None:
     config = yaml.safe_load(Path(config_path).read_text())
     out = Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
+    metrics = Path("results/metrics") / config["model"]["name"]
     for name in CSVS:
-        shutil.copyfile(Path("results/metrics") / config["model"]["name"] / name, out / name)
+        shutil.copyfile(metrics / name, out / name)
+    per_image = pd.concat([pd.read_csv(metrics / "per_image" / f"{v}.csv") for v in config["variants"]])
+    per_image[PER_IMAGE_COLUMNS].to_csv(out / "per_image.csv", index=False)
     run = {"command": f"snakemake --cores 2 --configfile {config_path}", "machine": machine(), "reference": config["reference"], "variants": config["variants"],
-           "generation": config["generation"], "samples": config["prompts"]["n"]}
+           "generation": config["generation"], "samples": config["prompts"]["n"], "seed": config["seed"],
+           "metrics": config.get("metrics", {})}
     (out / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
 
 
@@ -155,14 +199,28 @@ def render_block(data_dir: str = DATA_DIR) -> str:
     run = yaml.safe_load((data / "run.yaml").read_text())
     summary, differences, distribution = (pd.read_csv(data / name) for name in CSVS)
     spec = {**run["generation"], **(run["variants"][run["reference"]] or {})}
+    per_image = pd.read_csv(data / "per_image.csv")
     table, reasons = lsun_table(run["variants"], run["reference"], summary, differences, distribution,
-                                spec.get("dtype", "float32"))
+                                spec.get("dtype", "float32"), per_image, gain_settings(with_defaults(run)))
     lines = [BEGIN, "",
              f"From `{run['command']}` ({run['machine']}; {run['samples']} samples, DDIM {spec['steps']} steps, "
              f"eta {spec.get('eta', 0.0)}); CSVs in `{DATA_DIR}/`.", "",
              table.to_markdown(index=False), ""]
     lines += [f"Unavailable: {reason}." for reason in reasons]
     return "\n".join(lines + ([""] if reasons else []) + [END])
+
+
+def with_defaults(run: dict) -> dict:
+    """The run's seed and metrics settings with the schema's defaults filled (as the report saw them)."""
+    from ..config import load_schema
+
+    metrics = load_schema()["properties"]["metrics"]["properties"]
+    filled = {key: run["metrics"].get(key, metrics[key].get("default"))
+              for key in ("confidence", "bootstrap_resamples", "equivalence")}
+    if isinstance(filled["equivalence"], dict) or filled["equivalence"] is None:
+        defaults = {k: v.get("default") for k, v in metrics["equivalence"].get("properties", {}).items()}
+        filled["equivalence"] = {**defaults, **(run["metrics"].get("equivalence") or {})}
+    return {"seed": run["seed"], "metrics": filled}
 
 
 def render(doc: str = DOC, data_dir: str = DATA_DIR) -> None:
