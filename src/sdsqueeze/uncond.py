@@ -161,7 +161,8 @@ def generators(seeds: list[int]):
 class FinalSample:
     """Wraps a pipeline's ``scheduler.step`` (on this pipeline instance only) to keep the last
     prev_sample (the final latents the image is decoded from) and to pass the images' generators
-    to a step that takes them but is called without (LDMPipeline's eta noise)."""
+    to a step that takes them but is called without (LDMPipeline's eta noise). By hand because
+    diffusers' unconditional pipelines take no ``callback_on_step_end`` and return only images."""
 
     def __init__(self, scheduler, image_generators):
         self.scheduler, self.step = scheduler, scheduler.step

@@ -218,7 +218,9 @@ def encode_images(pipe, images):
     a pixel-space model (DDPM, DDIM)."""
     import torch
 
-    autoencoder = getattr(pipe, "vae", None) or getattr(pipe, "vqvae", None)
+    # `is None`, not `or`: a torch.compile'd module refuses truth tests.
+    autoencoder = getattr(pipe, "vae", None)
+    autoencoder = getattr(pipe, "vqvae", None) if autoencoder is None else autoencoder
     if autoencoder is None:
         return images.float()
     with torch.inference_mode():
