@@ -44,6 +44,10 @@ BAD_DISTILL = [
      r"variants.pd-4.student is 'pd-5', which is not a student"),
     (lambda c: _student(c, "bk", method="bksdm", schedule=[8, 4]),
      r"distill.students.bk.schedule is not a key of method 'bksdm'"),
+    (lambda c: _student(c, "bk", method="bksdm", guidance_mode="cfg"),
+     r"distill.students.bk.guidance_mode is not a key of method 'bksdm'"),
+    (lambda c: _student(c, "pd", method="progressive", guidance_mode="both"),
+     r"distill.students.pd.guidance_mode"),
     (lambda c: (_student(c, "a", method="progressive", teacher="b"), _student(c, "b", method="progressive", teacher="a")),
      r"distill.students form a cycle of teachers: a -> b -> a"),
 ]
@@ -195,3 +199,35 @@ def test_report_section_shows_the_seed_table_from_the_run_files(tmp_path, monkey
     checks = distill.comparisons(config, summary)  # every student against both DDIM spacings at 4 steps
     assert {(r["Student variant"], r.Baseline) for _, r in checks.iterrows()} == {
         (s, b) for s in ("pd-4", "lcm-4", "pd-4-w", "lcm-4-w") for b in ("ddim-4", "ddim-4-trailing")}
+
+
+def test_default_run_trains_all_three_students_and_compares_both_ddim_spacings():
+    """The default config (no overlay) turns the stage on with a student of every method, the
+    step-distilled ones next to undistilled DDIM at their steps in both spacings."""
+    default = sq_config.validate(yaml.safe_load((REPO / "config.yaml").read_text()))
+    students = default["distill"]["students"]
+    assert default["distill"]["enabled"]
+    assert {s["method"] for s in students.values()} == {"progressive", "consistency", "bksdm"}
+    for name, spec in default["variants"].items():
+        if spec.get("student") in ("pd-4", "lcm-4"):
+            steps = spec["steps"]
+            schedulers = {v.get("scheduler") for v in default["variants"].values()
+                          if not v.get("student") and v.get("steps") == steps}
+            assert {"ddim", "ddim-trailing"} <= schedulers, name
+
+
+def test_distillation_doc_quality_table_is_generated_from_the_committed_results():
+    """docs/distillation.md's quick-check block is exactly what the script renders from
+    docs/distillation/quick_check_*.csv."""
+    import subprocess
+    import sys
+
+    doc = (REPO / "docs" / "distillation.md").read_text()
+    command = "python benchmarks/distill_quick_check.py --table docs/distillation/quick_check_*.csv"
+    begin = f"<!-- BEGIN generated: {command} -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "docs" / "distillation").glob("quick_check_*.csv"))
+    assert files, "no committed quick-check results"
+    rendered = subprocess.run([sys.executable, "benchmarks/distill_quick_check.py", "--table", *files],
+                              capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert block.strip() == rendered.strip(), f"rerun: {command}, paste between the markers"
