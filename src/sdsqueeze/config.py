@@ -116,13 +116,13 @@ def check_semantics(config: dict) -> None:
 
 
 def check_lowbit(config: dict) -> None:
-    """SmoothQuant folds into the static fp8 schemes' input scaling; other schemes have none."""
+    """SmoothQuant folds into the static 8-bit schemes' input scaling; other schemes have none."""
     for name, overrides in config["variants"].items():
         spec = {**config["generation"], **(overrides or {})}
-        if spec.get("lowbit_smoothquant") and not str(spec.get("lowbit", "none")).startswith("fp8-static"):
+        if spec.get("lowbit_smoothquant") and "-static" not in str(spec.get("lowbit", "none")):
             raise ConfigError(
                 f"invalid config: variant '{name}' sets lowbit_smoothquant, which applies to the static "
-                f"fp8 schemes (fp8-static-linear, fp8-static-gemm, fp8-static), not lowbit '{spec.get('lowbit', 'none')}'"
+                f"8-bit schemes (fp8-static*, int8-static*), not lowbit '{spec.get('lowbit', 'none')}'"
             )
 
 
