@@ -10,6 +10,9 @@ from .technique import TechniqueConfig
 SCHEDULERS = {
     "pndm": ("PNDMScheduler", {}),
     "ddim": ("DDIMScheduler", {}),
+    # DDIM whose first step starts from pure noise (t = T - 1): what step-distilled students sample
+    # with, and at few steps a stronger undistilled baseline than the model config's spacing
+    "ddim-trailing": ("DDIMScheduler", {"timestep_spacing": "trailing"}),
     "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
     "euler": ("EulerDiscreteScheduler", {}),
     "default": (None, {}),  # keep the model's own scheduler (e.g. flow matching for SD3)

@@ -218,3 +218,51 @@ def test_expected_gpu_hours_scale_with_iterations_and_batch():
     hours = {row["student"]: row["gpu_hours"] for row in expected_gpu_hours(records, students)}
     assert hours["b"] == 7200 / 2.0 * 2 / 3600
     assert hours["p"] == (3600 / 1.0 + 2 * 360 / 0.5) / 3600
+
+
+@pytest.mark.parametrize("method", ["pd", "lcm"])
+def test_cfg_aware_students_keep_guidance_and_learn_from_the_guided_teacher(tiny_unet, tmp_path, method):
+    """guidance: cfg: no guidance phase and no guidance input; the student starts as the teacher
+    (its first-round loss is the teacher's own 2-step vs 1-step gap), trains, resumes and is seeded."""
+    torch.set_num_threads(1)
+    pipe = types.SimpleNamespace(unet=tiny_unet, scheduler=sd15_scheduler())
+    data = random_teacher_data()
+    teacher_weights = {k: v.clone() for k, v in tiny_unet.state_dict().items()}
+
+    def run(folder):
+        if method == "pd":
+            settings = progressive.ProgressiveSettings(step_schedule=(8, 4, 2), guidance="cfg", round_iters=3,
+                                                       batch_size=2, ckpt_every=2, progress=False)
+            return progressive.train_guided_pd(pipe, data, settings, folder)
+        settings = consistency.ConsistencySettings(iters=4, guidance="cfg", guidance_iters=5, batch_size=2,
+                                                   ckpt_every=2, num_ddim_timesteps=10, progress=False)
+        return consistency.train_lcm(pipe, data, settings, folder)
+
+    student, _, report = run(tmp_path / "a")
+    other, _, _ = run(tmp_path / "b")
+    assert student.config.time_cond_proj_dim is None  # sampled with the pipeline's own CFG
+    assert [phase["phase"] for phase in report["phases"]] == (["steps-4", "steps-2"] if method == "pd"
+                                                               else ["consistency"])
+    assert report["guidance"] == "cfg"
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), other.state_dict().values(), strict=True))
+    assert any(not torch.equal(student.state_dict()[k], v) for k, v in teacher_weights.items())
+    # the teacher is frozen, never trained
+    assert all(torch.equal(tiny_unet.state_dict()[k], v) for k, v in teacher_weights.items())
+
+
+def test_cfg_aware_halving_loss_is_zero_when_one_step_equals_two():
+    """The CFG-aware round's target is where two guided teacher steps land: a UNet whose guided
+    epsilon is constant in z and t makes one DDIM step land exactly there, so the loss is 0."""
+
+    class Constant(torch.nn.Module):
+        def forward(self, z, t, encoder_hidden_states, timestep_cond=None):
+            return types.SimpleNamespace(sample=torch.full_like(z, 0.3) * encoder_hidden_states.mean())
+
+    data = random_teacher_data()
+    settings = progressive.ProgressiveSettings(step_schedule=(4, 2), guidance="cfg", batch_size=3)
+    schedule = NoiseSchedule.of(sd15_scheduler().config)
+    pairs = progressive.step_pairs(sd15_scheduler().config, 2)
+    step = progressive._halving_step(Constant(), Constant(), pairs, data, schedule, settings, "cpu")
+    assert float(step(1, torch.Generator().manual_seed(0))) < 1e-8
+    with pytest.raises(ValueError, match="guidance must be"):
+        progressive.ProgressiveSettings(guidance="both")

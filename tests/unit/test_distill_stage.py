@@ -44,6 +44,10 @@ BAD_DISTILL = [
      r"variants.pd-4.student is 'pd-5', which is not a student"),
     (lambda c: _student(c, "bk", method="bksdm", schedule=[8, 4]),
      r"distill.students.bk.schedule is not a key of method 'bksdm'"),
+    (lambda c: _student(c, "bk", method="bksdm", guidance_mode="cfg"),
+     r"distill.students.bk.guidance_mode is not a key of method 'bksdm'"),
+    (lambda c: _student(c, "pd", method="progressive", guidance_mode="both"),
+     r"distill.students.pd.guidance_mode"),
     (lambda c: (_student(c, "a", method="progressive", teacher="b"), _student(c, "b", method="progressive", teacher="a")),
      r"distill.students form a cycle of teachers: a -> b -> a"),
 ]
@@ -108,8 +112,8 @@ def test_bksdm_default_student_of_the_embedded_model_is_30_percent_smaller():
 
     torch.manual_seed(0)
     teacher = build_sd_components(TinySpec().architecture(), 128)[0]
-    overlay = yaml.safe_load((REPO / "config" / "distill-embedded.yaml").read_text())
-    remove = overlay["distill"]["students"]["bksdm-small"]["remove"]
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    remove = default["distill"]["students"]["bksdm-small"]["remove"]
     student = bksdm.init_student(teacher, remove)
     assert 1 - bksdm.parameter_count(student) / bksdm.parameter_count(teacher) >= 0.30
 
@@ -161,13 +165,14 @@ def test_report_section_shows_the_seed_table_from_the_run_files(tmp_path, monkey
     inputs = write_report_inputs(tmp_path / "m", config)
     records = []
     pndm = {**SD15_SCHEDULER, "_class_name": "PNDMScheduler", "clip_sample": False}
-    for name, scheduler, w in (("tiny", pndm, None), ("pd-4", {**pndm, "_class_name": "DDIMScheduler"}, 256),
-                               ("lcm-4", {**pndm, "_class_name": "LCMScheduler"}, 256), ("bksdm-small", pndm, None)):
+    ddim, tcd = {**pndm, "_class_name": "DDIMScheduler"}, {**pndm, "_class_name": "TCDScheduler"}
+    for name, scheduler, w in (("tiny", pndm, None), ("pd-4", ddim, None), ("lcm-4", tcd, None),
+                               ("pd-4-w", ddim, 256), ("lcm-4-w", tcd, 256), ("bksdm-small", pndm, None)):
         _fake_model(tmp_path / name / "pipeline", scheduler, w)
         (tmp_path / name / "record.json").write_text(json.dumps({"name": name, "path": str(tmp_path / name / "pipeline")}))
         records.append(str(tmp_path / name / "record.json"))
     files = []
-    for name in ("pd-4", "lcm-4", "bksdm-small"):
+    for name in ("pd-4", "lcm-4", "pd-4-w", "lcm-4-w", "bksdm-small"):
         folder = tmp_path / "distill" / name
         folder.mkdir(parents=True)
         summary = {"student": name, "description": name, "teacher": "tiny", "parameters": 60, "teacher_parameters": 100,
@@ -180,11 +185,49 @@ def test_report_section_shows_the_seed_table_from_the_run_files(tmp_path, monkey
                         out_dir=tmp_path / "report")
     section = distill.distill_section(ctx)
     table = distill.seed_table(ctx, pd.read_csv(inputs["summary"][0]), None, pd.read_csv(inputs["timing"][0]))
-    assert list(table.Variant) == ["fp32-classic", "dpm-8", "dpm-20", "ddim-4", "lcm-4", "pd-4", "bksdm-small"]
+    assert list(table.Variant) == ["fp32-classic", "dpm-8", "dpm-20", "ddim-4", "ddim-4-trailing", "lcm-4", "lcm-4-w",
+                                   "pd-4", "pd-4-w", "bksdm-small"]
     evaluations = dict(zip(table.Variant, table["UNet evaluations / image"]))
-    assert evaluations == {"fp32-classic": 52, "dpm-8": 16, "dpm-20": 40, "ddim-4": 8, "pd-4": 4, "lcm-4": 4, "bksdm-small": 52}
+    # CFG-keeping students (the default's) call the UNet twice per step, w-conditioned ones once
+    assert evaluations == {"fp32-classic": 52, "dpm-8": 16, "dpm-20": 40, "ddim-4": 8, "ddim-4-trailing": 8,
+                           "pd-4": 8, "lcm-4": 8, "pd-4-w": 4, "lcm-4-w": 4, "bksdm-small": 52}
     summary = pd.read_csv(inputs["summary"][0])
     pd4 = summary[(summary.variant == "pd-4") & (summary.metric == "psnr")].iloc[0]
     assert f"{pd4['mean']:.2f} [{pd4.ci_low:.2f}, {pd4.ci_high:.2f}]" in section.body_html
     assert "HPSv2" in section.body_html and (tmp_path / "report" / "figures" / "distill_loss.png").stat().st_size > 0
     assert "Step-distilled students vs undistilled DDIM" in section.body_html
+    checks = distill.comparisons(config, summary)  # every student against both DDIM spacings at 4 steps
+    assert {(r["Student variant"], r.Baseline) for _, r in checks.iterrows()} == {
+        (s, b) for s in ("pd-4", "lcm-4", "pd-4-w", "lcm-4-w") for b in ("ddim-4", "ddim-4-trailing")}
+
+
+def test_default_run_trains_all_three_students_and_compares_both_ddim_spacings():
+    """The default config (no overlay) turns the stage on with a student of every method, the
+    step-distilled ones next to undistilled DDIM at their steps in both spacings."""
+    default = sq_config.validate(yaml.safe_load((REPO / "config.yaml").read_text()))
+    students = default["distill"]["students"]
+    assert default["distill"]["enabled"]
+    assert {s["method"] for s in students.values()} == {"progressive", "consistency", "bksdm"}
+    for name, spec in default["variants"].items():
+        if spec.get("student") in ("pd-4", "lcm-4"):
+            steps = spec["steps"]
+            schedulers = {v.get("scheduler") for v in default["variants"].values()
+                          if not v.get("student") and v.get("steps") == steps}
+            assert {"ddim", "ddim-trailing"} <= schedulers, name
+
+
+def test_distillation_doc_quality_table_is_generated_from_the_committed_results():
+    """docs/distillation.md's quick-check block is exactly what the script renders from
+    docs/distillation/quick_check_*.csv."""
+    import subprocess
+    import sys
+
+    doc = (REPO / "docs" / "distillation.md").read_text()
+    command = "python benchmarks/distill_quick_check.py --table docs/distillation/quick_check_*.csv"
+    begin = f"<!-- BEGIN generated: {command} -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "docs" / "distillation").glob("quick_check_*.csv"))
+    assert files, "no committed quick-check results"
+    rendered = subprocess.run([sys.executable, "benchmarks/distill_quick_check.py", "--table", *files],
+                              capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert block.strip() == rendered.strip(), f"rerun: {command}, paste between the markers"

@@ -8,12 +8,17 @@ boundary-conditioned x0 at t_{n+k} and the EMA target network's at t_n. The stud
 diffusers' ``LCMScheduler`` (its multistep sampler: predict x0, re-noise to the next grid point) at
 1, 2, 4 or 8 steps, through the stock StableDiffusionPipeline (guidance_scale = 1 + w).
 
+``guidance: cfg`` keeps classifier-free guidance in the student instead of the guidance input (as
+progressive distillation's "cfg" mode, docs/distillation.md): its consistency function is taken on
+its guided output, the student starts as the teacher and samples with two UNet calls per step.
+
 Note: LCMScheduler re-noises between steps, so a seeded ``generator`` must be passed to the
 pipeline call for reproducible images.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,10 +33,10 @@ from .common import (
     guided_eps,
     linear_decay,
     scheduler_config,
-    w_conditioned_unet,
     x0_from_eps,
 )
 from .loop import read_log, train
+from .progressive import guidance_step, guided_student, run_phase, student_eps
 
 SIGMA_DATA = 0.5  # LCMScheduler's boundary-condition constant
 SAMPLERS = {"lcm": "LCMScheduler", "tcd": "TCDScheduler"}
@@ -56,6 +61,7 @@ class ConsistencySettings:
     # noise), "tcd" = TCDScheduler at gamma 0 (the same x0 estimates, re-noised along the estimated
     # epsilon: deterministic, so the image stays tied to its initial noise)
     sampler: str = "lcm"
+    guidance: str = "embedded"       # or "cfg": the student keeps classifier-free guidance (no warm start)
     cond_dim: int = GUIDANCE_EMBEDDING_DIM
     seed: int = 0
     ckpt_every: int = 50
@@ -69,6 +75,8 @@ class ConsistencySettings:
             raise ValueError(f"loss must be 'huber' or 'l2', got {self.loss!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {self.sampler!r}")
+        if self.guidance not in ("embedded", "cfg"):
+            raise ValueError(f"guidance must be 'embedded' or 'cfg', got {self.guidance!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -113,11 +121,13 @@ def _consistency_step(student, target, teacher, data, schedule, settings, device
     grid = solver_grid(schedule.num_train_timesteps, settings.num_ddim_timesteps)
     skip = schedule.num_train_timesteps // settings.num_ddim_timesteps
 
+    cfg = settings.guidance == "cfg"
+
     def denoised(unet, z, t, batch, alpha, sigma):
         """The consistency function: c_skip(t) z + c_out(t) x0(z, t)."""
-        eps = unet(z, t, encoder_hidden_states=batch.cond, timestep_cond=batch.w_embedding).sample
+        eps = student_eps(unet, z, t, batch, cfg)
         c_skip, c_out = boundary_scalings(t, settings.timestep_scaling, z)
-        return c_skip * z + c_out * x0_from_eps(z, eps.float(), alpha, sigma)
+        return c_skip * z + c_out * x0_from_eps(z, eps, alpha, sigma)
 
     def step(iteration, generator):
         batch = draw_batch(data, settings.batch_size, settings.w_range, settings.cond_dim, generator, device)
@@ -150,15 +160,14 @@ def train_lcm(pipe, teacher_data, settings: ConsistencySettings, ckpt_dir) -> tu
     device = pipe.unet.device
     schedule = NoiseSchedule.of(pipe.scheduler.config)
     teacher = frozen(pipe.unet)
-    student = w_conditioned_unet(teacher, settings.cond_dim)
+    student = guided_student(teacher, settings)
     phases = []
-    if settings.guidance_iters > 0:
-        from .progressive import guidance_step, run_phase
+    if settings.guidance_iters > 0 and settings.guidance == "embedded":
 
         grid = solver_grid(schedule.num_train_timesteps, settings.num_ddim_timesteps)
         step = guidance_step(student, teacher, grid, teacher_data, schedule, settings, device)
         phases.append(run_phase("guidance", step, student, settings, ckpt_dir, settings.guidance_iters, desc="lcm"))
-    target = frozen(w_conditioned_unet(student))
+    target = frozen(copy.deepcopy(student))
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=0.0)
     step = _consistency_step(student, target, teacher, teacher_data, schedule, settings, device)
     result = train(step, {"student": student, "target": target}, optimizer, settings.iters, ckpt_dir,
@@ -170,7 +179,8 @@ def train_lcm(pipe, teacher_data, settings: ConsistencySettings, ckpt_dir) -> tu
                    progress=settings.progress, desc="lcm")
     losses = [row["loss"] for row in read_log(ckpt_dir / "loss.csv")]
     window = max(1, min(10, len(losses) // 4))
-    report = {"method": "latent consistency distillation", "settings": asdict(settings),
+    report = {"method": "latent consistency distillation" + (" (CFG-aware)" if settings.guidance == "cfg" else ""),
+              "guidance": settings.guidance, "settings": asdict(settings),
               "phases": phases + [{"phase": "consistency", "iterations": settings.iters, "log": str(ckpt_dir / "loss.csv"),
                           "loss_start": sum(losses[:window]) / window, "loss_end": sum(losses[-window:]) / window,
                           "iterations_per_second": result.iterations_per_second, "seconds": result.seconds,

@@ -9,6 +9,14 @@ DDIMScheduler, but every loss is taken in **v-space**: ||v_student - v_target||^
 ||x0_student - x0_target||^2 / sigma_t^2 ("SNR + 1" weighting in Salimans & Ho's terms), which
 weighs the high-noise steps that a 4-step sampler depends on as the x0 error they cause.
 
+Guidance (``guidance``): "embedded" is Meng et al.'s method above (a w-conditioned student, one UNet
+call per step). "cfg" keeps classifier-free guidance in the student, as SnapFusion's CFG-aware step
+distillation does: no stage 1, the student starts as the teacher, and every halving round's loss is
+taken on the student's guided output eps_c + w (eps_c - eps_u) (two UNet calls per step, like the
+undistilled sampler). A small UNet cannot absorb guidance into its weights within a short run: on
+the embedded model the w-conditioned student's images stop improving long before they reach the
+guided teacher's at the same steps (docs/distillation.md), so its default students use "cfg".
+
 Sampling: DDIM with ``timestep_spacing="trailing"``, so the first step starts at t = 999 (pure
 noise) and the N-step grid is nested in the 2N-step one; the pipeline's guidance_scale = 1 + w.
 The data x0 are the teacher's own guided samples (TeacherData.latents): no training images.
@@ -36,6 +44,8 @@ from .common import (
 )
 from .loop import read_log, train
 
+GUIDANCE_MODES = ("embedded", "cfg")
+
 
 @dataclass(frozen=True)
 class ProgressiveSettings:
@@ -51,6 +61,9 @@ class ProgressiveSettings:
     # Stage 1's noise levels: "grid" = only those the first round's teacher is evaluated at (its
     # DDIM steps at step_schedule[0]), "uniform" = all T of them (Meng et al.; costlier to cover)
     guidance_timesteps: str = "grid"
+    # "embedded": stage 1 distils guidance into a w-conditioned student (Meng et al.); "cfg": the
+    # student keeps classifier-free guidance and is distilled on its guided output (SnapFusion)
+    guidance: str = "embedded"
     cond_dim: int = GUIDANCE_EMBEDDING_DIM
     seed: int = 0
     ckpt_every: int = 50
@@ -63,6 +76,8 @@ class ProgressiveSettings:
         steps = self.step_schedule
         if len(steps) < 2 or any(b * 2 != a for a, b in zip(steps, steps[1:], strict=False)):
             raise ValueError(f"step_schedule must halve at every round (e.g. 16, 8, 4), got {list(steps)}")
+        if self.guidance not in GUIDANCE_MODES:
+            raise ValueError(f"guidance must be one of {list(GUIDANCE_MODES)}, got {self.guidance!r}")
         if self.guidance_timesteps not in ("grid", "uniform"):
             raise ValueError(f"guidance_timesteps must be 'grid' or 'uniform', got {self.guidance_timesteps!r}")
 
@@ -101,6 +116,22 @@ def v_space_loss(z, eps_student, x0_target, alpha, sigma) -> torch.Tensor:
     return (((x0_student - x0_target) / sigma) ** 2).mean()
 
 
+def student_eps(unet, z, t, batch, cfg: bool) -> torch.Tensor:
+    """The epsilon a step-distilled UNet samples with: its classifier-free-guided output at the
+    batch's w (``cfg``), or its w-conditioned output (the guidance weight as input)."""
+    if cfg:
+        return guided_eps(unet, z, t, batch.cond, batch.uncond, batch.w)
+    return unet(z, t, encoder_hidden_states=batch.cond, timestep_cond=batch.w_embedding).sample.float()
+
+
+def guided_student(teacher, settings):
+    """The student the first round trains: w-conditioned (``embedded``) or a plain trainable copy of
+    the teacher that keeps classifier-free guidance (``cfg``)."""
+    if settings.guidance == "cfg":
+        return copy.deepcopy(teacher).requires_grad_(True).float()
+    return w_conditioned_unet(teacher, settings.cond_dim)
+
+
 def guidance_step(student, teacher, timesteps, data, schedule, settings, device):
     """Stage 1: the w-conditioned student matches the teacher's guided epsilon at one of ``timesteps``."""
 
@@ -122,6 +153,8 @@ def _halving_step(student, teacher, pairs, data, schedule, settings, device):
     """Stage 2 round: one student DDIM step lands where two teacher DDIM steps land (Salimans & Ho's
     target, ``one_step_target``)."""
 
+    cfg = settings.guidance == "cfg"
+
     def step(iteration, generator):
         batch = draw_batch(data, settings.batch_size, settings.w_range, settings.cond_dim, generator, device)
         chosen = pairs[torch.randint(len(pairs), (settings.batch_size,), generator=generator)].to(device)
@@ -134,11 +167,10 @@ def _halving_step(student, teacher, pairs, data, schedule, settings, device):
             z_mid = z
             for (a, s), (a2, s2), tt in (((alpha, sigma), (alpha_mid, sigma_mid), t),
                                          ((alpha_mid, sigma_mid), (alpha_next, sigma_next), mid)):
-                eps = teacher(z_mid, tt, encoder_hidden_states=batch.cond, timestep_cond=batch.w_embedding).sample
-                z_mid = ddim_step(x0_from_eps(z_mid, eps.float(), a, s), eps.float(), a2, s2)
+                eps = student_eps(teacher, z_mid, tt, batch, cfg)
+                z_mid = ddim_step(x0_from_eps(z_mid, eps, a, s), eps, a2, s2)
             x0_target = one_step_target(z, z_mid, alpha, sigma, alpha_next, sigma_next)
-        eps = student(z, t, encoder_hidden_states=batch.cond, timestep_cond=batch.w_embedding).sample
-        return v_space_loss(z, eps, x0_target, alpha, sigma)
+        return v_space_loss(z, student_eps(student, z, t, batch, cfg), x0_target, alpha, sigma)
 
     return step
 
@@ -168,20 +200,25 @@ def train_guided_pd(pipe, teacher_data, settings: ProgressiveSettings, ckpt_dir)
     device = pipe.unet.device
     schedule = NoiseSchedule.of(pipe.scheduler.config)
     teacher = frozen(pipe.unet)
-    student = w_conditioned_unet(teacher, settings.cond_dim)
-    if settings.guidance_timesteps == "grid":
-        timesteps = step_pairs(pipe.scheduler.config, settings.step_schedule[0])[:, 0]
-    else:
-        timesteps = torch.arange(schedule.num_train_timesteps)
-    step = guidance_step(student, teacher, timesteps, teacher_data, schedule, settings, device)
-    phases = [run_phase("guidance", step, student, settings, ckpt_dir, settings.guidance_iters)]
+    student = guided_student(teacher, settings)
+    phases = []
+    if settings.guidance == "embedded":
+        if settings.guidance_timesteps == "grid":
+            timesteps = step_pairs(pipe.scheduler.config, settings.step_schedule[0])[:, 0]
+        else:
+            timesteps = torch.arange(schedule.num_train_timesteps)
+        step = guidance_step(student, teacher, timesteps, teacher_data, schedule, settings, device)
+        phases.append(run_phase("guidance", step, student, settings, ckpt_dir, settings.guidance_iters))
     for teacher_steps, student_steps in zip(settings.step_schedule, settings.step_schedule[1:], strict=False):
-        teacher = frozen(copy.deepcopy(student))
+        if phases:  # cfg's first round learns from the model itself, under classifier-free guidance
+            teacher = frozen(copy.deepcopy(student))
         pairs = step_pairs(pipe.scheduler.config, student_steps)
         step = _halving_step(student, teacher, pairs, teacher_data, schedule, settings, device)
         phases.append(run_phase(f"steps-{student_steps}", step, student, settings, ckpt_dir, settings.round_iters))
         phases[-1]["teacher_steps"] = teacher_steps
         del teacher
-    report = {"method": "guided progressive distillation", "parametrisation": "v (epsilon head, v-space loss)",
+    method = ("guided progressive distillation" if settings.guidance == "embedded"
+              else "CFG-aware progressive distillation")
+    report = {"method": method, "parametrisation": "v (epsilon head, v-space loss)", "guidance": settings.guidance,
               "steps": settings.step_schedule[-1], "settings": asdict(settings), "phases": phases}
     return frozen(student), sampler_config(pipe.scheduler.config), report

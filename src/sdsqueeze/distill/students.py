@@ -38,6 +38,8 @@ def trainer_settings(method: str, student: dict, seed: int, progress: bool = Tru
             keys["step_schedule"] = tuple(student["schedule"])
         if "guidance_range" in student:
             keys["w_range"] = tuple(student["guidance_range"])
+        if "guidance_mode" in student:
+            keys["guidance"] = student["guidance_mode"]
         iterations = student.get("iterations", 100)
         return ProgressiveSettings(guidance_iters=student.get("guidance_iterations", iterations), round_iters=iterations,
                                    lr=student.get("learning_rate", 1e-4), ckpt_every=every, bf16=bf16,
@@ -56,6 +58,8 @@ def trainer_settings(method: str, student: dict, seed: int, progress: bool = Tru
             keys["guidance_iters"] = student["guidance_iterations"]
         if "sampler" in student:
             keys["sampler"] = student["sampler"]
+        if "guidance_mode" in student:
+            keys["guidance"] = student["guidance_mode"]
         return ConsistencySettings(iters=student.get("iterations", 100), lr=student.get("learning_rate", 1e-4),
                                    ckpt_every=every, bf16=bf16, progress=progress, **common, **keys)
     raise ValueError(f"unknown distillation method {method!r}")

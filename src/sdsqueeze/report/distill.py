@@ -22,6 +22,7 @@ from .page import ReportContext, Section, interval, number, source_note, table_h
 
 HPSV2_UNAVAILABLE = ("unavailable: HPSv2 is not computed by this pipeline; it needs the HPSv2 reward "
                      "model (HPS_v2_compressed.pt, a fine-tuned open_clip ViT-H-14), which is not on this machine")
+DDIM_SCHEDULERS = ("ddim", "ddim-trailing")  # the model config's timestep spacing, and trailing
 GROUPS = ("teacher (reference)", "DPM-Solver++ (undistilled)", "DDIM (undistilled)", "student")
 
 
@@ -64,7 +65,7 @@ def table_rows(config: dict) -> list[tuple[str, str, dict]]:
     rows = [(GROUPS[0], config["reference"], reference)]
     rows += [(GROUPS[1], n, s) for n, s in specs.items() if plain(s) and s["scheduler"] == "dpm++"]
     rows += [(GROUPS[2], n, s) for n, s in specs.items()
-             if plain(s) and s["scheduler"] == "ddim" and int(s["steps"]) in student_steps]
+             if plain(s) and s["scheduler"] in DDIM_SCHEDULERS and int(s["steps"]) in student_steps]
     rows += [(f"{GROUPS[3]}: {s['student']}", n, s) for n, s in specs.items() if s.get("student")]
     order = {g: i for i, g in enumerate(GROUPS)}
     return sorted(rows, key=lambda r: (order.get(r[0], 3), int(r[2]["steps"]), r[1]))
@@ -127,21 +128,24 @@ def separated(summary, better: str, worse: str, metric: str) -> bool | None:
 
 
 def comparisons(config: dict, summary) -> pd.DataFrame:
-    """Each step-distilled student against undistilled DDIM at its steps: intervals apart or not."""
+    """Each step-distilled student against every undistilled DDIM variant at its steps: intervals
+    apart or not."""
     rows = table_rows(config)
-    ddim = {int(s["steps"]): n for g, n, s in rows if g == GROUPS[2]}
     out = []
     for _group, variant, spec in rows:
-        baseline = ddim.get(int(spec["steps"]))
-        if not spec.get("student") or baseline is None:
+        if not spec.get("student"):
             continue
-        verdict = {}
-        for metric in ("psnr", "ssim"):
-            apart = separated(summary, variant, baseline, metric)
-            verdict[metric] = ("—" if apart is None else "higher, intervals apart" if apart
-                               else "intervals overlap or lower")
-        out.append({"Student variant": variant, "Baseline": baseline, "PSNR": verdict["psnr"], "SSIM": verdict["ssim"]})
+        baselines = [n for g, n, s in rows if g == GROUPS[2] and int(s["steps"]) == int(spec["steps"])]
+        out += [_comparison(summary, variant, baseline) for baseline in baselines]
     return pd.DataFrame(out)
+
+
+def _comparison(summary, variant: str, baseline: str) -> dict:
+    verdict = {}
+    for metric in ("psnr", "ssim"):
+        apart = separated(summary, variant, baseline, metric)
+        verdict[metric] = "—" if apart is None else "higher, intervals apart" if apart else "intervals overlap or lower"
+    return {"Student variant": variant, "Baseline": baseline, "PSNR": verdict["psnr"], "SSIM": verdict["ssim"]}
 
 
 def student_table(summaries: list[dict]) -> pd.DataFrame:
