@@ -1,9 +1,24 @@
-# Stage: models. `tiny` is built from a seed; any other source is resolved (and fetched when the
-# network allows) so jobs load it by the same from_pretrained path.
+# Stage: models. `tiny` is the embedded model: its committed trained weights (data/models/tiny/),
+# seeded random weights, or weights retrained here (model.tiny_weights: fit); any other source is
+# resolved (and fetched when the network allows) so jobs load it by the same from_pretrained path.
+
+TINY_WEIGHT_FILES = ["unet.safetensors", "vae.safetensors", "text_encoder.safetensors", "training.json"]
+
+
+def tiny_weights_input(wildcards):
+    """The weights folder materialize_model loads: committed, or the fit rule's output."""
+    model = config["model"]
+    if model["source"] != "tiny" or model["tiny_weights"] == "seeded":
+        return {}
+    if model["tiny_weights"] == "fit":
+        return {"weights": f"resources/models/{wildcards.model}/trained"}
+    committed = os.path.join(workflow.basedir, "data", "models", "tiny")
+    return {"weights": committed, "weight_files": [os.path.join(committed, f) for f in TINY_WEIGHT_FILES]}
 
 
 rule materialize_model:
     input:
+        unpack(tiny_weights_input),
         refuse_unconfigured,  # only the configured model is built
     output:
         model_json("{model}"),
@@ -11,7 +26,7 @@ rule materialize_model:
         source=config["model"]["source"],
         tiny_seed=config["model"]["tiny_seed"],
         tiny_image_size=config["model"]["tiny_image_size"],
-        tiny_fit=[config["model"]["tiny_vae_fit_steps"], config["model"]["tiny_unet_fit_steps"]],
+        tiny_weights=config["model"]["tiny_weights"],
     log:
         "logs/models/{model}.log",
     benchmark:
@@ -23,3 +38,27 @@ rule materialize_model:
         "../envs/cpu.yaml"
     script:
         "../scripts/materialize_model.py"
+
+
+rule fit_tiny_model:
+    """Retrain the embedded model (sdsqueeze.tinytrain) with model.tiny_fit's settings, on the
+    config's device: a GPU at full size, a CPU at reduced size."""
+    input:
+        refuse_unconfigured,
+    output:
+        directory("resources/models/{model}/trained"),
+    params:
+        fit=config["model"]["tiny_fit"],
+        tiny_seed=config["model"]["tiny_seed"],
+        tiny_image_size=config["model"]["tiny_image_size"],
+        device=config["device"],
+    log:
+        "logs/models/{model}-fit.log",
+    benchmark:
+        "results/benchmarks/models/{model}-fit.tsv"
+    resources:
+        **gpu_job(mem_mb=(32000, 8000), runtime=(60, 600)),
+    conda:
+        torch_env()
+    script:
+        "../scripts/fit_tiny_model.py"

@@ -1,0 +1,422 @@
+"""Training of the embedded text-to-image model on the synthetic captioned shapes domain.
+
+The embedded model is SD 1.x's architecture at a small size (models.TinySpec). Trained here it is a
+real, if small, text-to-image model: its VAE reconstructs the shapes renders and scikit-image
+photographs (DiffC and raw-data calibration code photographs), and its UNet, read through a CLIP
+text encoder trained with it, draws the shape, colour, position and count a prompt asks for. The
+trained weights are committed (data/models/tiny/), so the default run loads them instead of training.
+
+Three phases, as SD was trained:
+1. the VAE on renders mixed with photograph crops (MSE with SD's tiny KL weight, plus noise on the
+   sampled latent so the decoder tolerates the small latent errors that quantization and DiffC leave);
+2. the latents of the renders, scaled by 1 / their standard deviation (how SD set 0.18215);
+3. the UNet and the text encoder together on SD's epsilon objective, the caption replaced by the
+   empty prompt with probability ``uncond_prob`` so classifier-free guidance has an unconditional
+   model to push away from. The text encoder is trained rather than frozen: a frozen *random*
+   encoder mixes the tokens through random attention, so "red" would reach the UNet as a different
+   vector in every sentence; trained, it learns the attribute words. The sampled weights are an
+   exponential moving average of the trained ones (torch's AveragedModel), as diffusion models' are.
+
+The loops are written here because no installed library trains a diffusers VAE/UNet from in-memory
+tensors: diffusers' training scripts are command-line examples that need accelerate and datasets.
+Every random draw comes from seeded generators; on a CPU with one thread a training is bit-identical
+on a machine, on a GPU it is not (cuDNN's kernels), which is why the weights are committed.
+
+    python -m sdsqueeze.tinytrain --out data/models/tiny --device cuda --unet-seconds 110 --vae-seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Disjoint from DiffC's default test images (astronaut, coffee, chelsea, rocket): the rate-distortion
+# curves measure photographs the model never saw. Grey images get colour from the random mix below.
+FIT_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "coins", "clock", "page", "text", "cell",
+              "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
+POOL_SIDE = 400  # large photographs are shrunk to this short side, so crops hold structure, not pixels
+COMPONENTS = ("unet", "vae", "text_encoder")
+TRAINING_RECORD = "training.json"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    seed: int = 0          # weights' initialisation and every draw of the training
+    data_seed: int = 1     # the rendered training split (the evaluation captions use another seed)
+    images: int = 20000
+    image_size: int = 128
+    vae_steps: int = 3000
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    vae_photo_fraction: float = 0.25  # of each VAE batch: photograph crops, the rest shapes renders
+    # Extra N(0, 0.5^2) on the sampled latent: the decoder learns to tolerate small latent errors (the
+    # earlier photograph-only fitting measured DiffC's PSNR rising at high rates with it, falling without).
+    vae_latent_noise: float = 0.5
+    unet_steps: int = 12000
+    unet_batch: int = 256
+    unet_lr: float = 1e-3
+    text_lr: float = 3e-4
+    uncond_prob: float = 0.1
+    ema_decay: float = 0.999
+    warmup_steps: int = 200
+    device: str = "cpu"
+    # When set (seconds), the phase's step count is taken from the speed of its first warm-up steps
+    # on this device (the GPU training's way of filling a time budget); the report records the count.
+    vae_seconds: float | None = None
+    unet_seconds: float | None = None
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+def photo_pool() -> list[torch.Tensor]:
+    """The training photographs as 3xHxW tensors in [0, 1]."""
+    from skimage import data as skdata
+    from skimage.color import gray2rgb
+    from skimage.transform import resize
+
+    pool = []
+    for name in FIT_PHOTOS:
+        image = np.asarray(getattr(skdata, name)())
+        image = gray2rgb(image) if image.ndim == 2 else image[..., :3]
+        image = image.astype(np.float32) / 255.0
+        short = min(image.shape[:2])
+        if short > POOL_SIDE:
+            shape = (image.shape[0] * POOL_SIDE // short, image.shape[1] * POOL_SIDE // short)
+            image = resize(image, shape, anti_aliasing=True).astype(np.float32)
+        pool.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+    return pool
+
+
+def random_crops(pool, n: int, side: int, generator: torch.Generator) -> torch.Tensor:
+    """n crops in the VAE's [-1, 1] range, each with a random colour mix (hue variety from grey
+    photographs), stretched to the full range."""
+    crops = []
+    for _ in range(n):
+        image = pool[int(torch.randint(len(pool), (1,), generator=generator))]
+        top = int(torch.randint(image.shape[1] - side + 1, (1,), generator=generator))
+        left = int(torch.randint(image.shape[2] - side + 1, (1,), generator=generator))
+        crop = image[:, top : top + side, left : left + side]
+        mix = torch.eye(3) + 0.6 * torch.randn(3, 3, generator=generator)
+        crop = torch.einsum("ij,jhw->ihw", mix, crop)
+        crop = (crop - crop.amin()) / (crop.amax() - crop.amin() + 1e-6)
+        crops.append(crop * 2 - 1)
+    return torch.stack(crops)
+
+
+def _render_range(seed: int, start: int, stop: int, size: int):
+    """Images start..stop-1 (and their captions) of make_dataset's split ``seed``, so that slices
+    render in parallel (make_dataset itself renders from 0, on one core)."""
+    from .shapes.dataset import image_rng
+    from .shapes.domain import phrasings, render, sample_scene
+
+    images, captions = [], []
+    for index in range(start, stop):
+        rng = image_rng(seed, index)  # make_dataset's per-image generator, so the slice is the same
+        scene = sample_scene(rng)
+        images.append(render(scene, size=size, rng=rng))
+        captions.append(phrasings(scene))
+    return np.stack(images), captions
+
+
+def shapes_training_set(settings: TrainSettings, workers: int = 1):
+    """(images as N x 3 x H x W uint8, captions as one list of phrasings per image), the split
+    ``make_dataset(images, data_seed, image_size)`` rendered in ``workers`` processes."""
+    n, seed, size = settings.images, settings.data_seed, settings.image_size
+    bounds = np.linspace(0, n, max(1, min(workers, n)) + 1).astype(int)
+    ranges = [(seed, int(a), int(b), size) for a, b in zip(bounds[:-1], bounds[1:])]
+    if len(ranges) == 1:
+        parts = [_render_range(*ranges[0])]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(len(ranges), mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_render_range, *zip(*ranges)))
+    images = np.concatenate([p[0] for p in parts])
+    captions = [list(c) for p in parts for c in p[1]]
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), captions
+
+
+def tokenize_captions(tokenizer, captions: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every phrasing's token ids (P x 77) and, per image, the index range of its phrasings, as the
+    pipeline tokenizes a prompt (padded to 77). Identical phrasings are tokenized once."""
+    cache: dict[str, list[int]] = {}
+    rows, starts = [], []
+    for phrasings in captions:
+        starts.append(len(rows))
+        for text in phrasings:
+            if text not in cache:
+                cache[text] = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length,
+                                        truncation=True).input_ids
+            rows.append(cache[text])
+    starts.append(len(rows))
+    return torch.tensor(rows), torch.tensor(starts)
+
+
+# -- optimisation ----------------------------------------------------------------------------------
+
+def zero_residual_branches(vae) -> None:
+    """Each ResNet block and attention starts as the identity, so the untrained VAE is a shallow
+    conv stack that learns in hundreds of steps instead of thousands (SkipInit / Fixup)."""
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.resnet import ResnetBlock2D
+
+    for module in vae.modules():
+        if isinstance(module, ResnetBlock2D):
+            torch.nn.init.zeros_(module.conv2.weight)
+            torch.nn.init.zeros_(module.conv2.bias)
+        elif isinstance(module, Attention):
+            torch.nn.init.zeros_(module.to_out[0].weight)
+            torch.nn.init.zeros_(module.to_out[0].bias)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _train(param_groups, steps: int, seconds: float | None, settings: TrainSettings, batch_loss,
+           after_step=None) -> dict:
+    """Adam, linear warm-up then cosine decay to a tenth, for ``steps`` steps of ``batch_loss()``, or
+    for as many as fit in ``seconds`` at the speed of the warm-up. Returns the loss curve (means
+    over 50-step windows) and the step count."""
+    fused = settings.device.startswith("cuda")
+    optimizer = torch.optim.Adam(param_groups, fused=fused) if fused else torch.optim.Adam(param_groups)
+    base = [group["lr"] for group in optimizer.param_groups]
+    warmup = min(settings.warmup_steps, max(1, steps // 10)) if seconds is None else settings.warmup_steps
+    total, curve, window = steps, [], []
+    began = time.perf_counter()
+    step = 0
+    while step < total:
+        progress = (step - warmup) / max(1, total - warmup)
+        scale = (step + 1) / warmup if step < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+        for group, lr in zip(optimizer.param_groups, base):
+            group["lr"] = lr * scale
+        loss = batch_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        window.append(loss.detach())
+        step += 1
+        if len(window) == 50:
+            curve.append(float(torch.stack(window).mean()))
+            window = []
+        if seconds is not None and step == warmup:
+            _sync(settings.device)
+            per_step = (time.perf_counter() - began) / warmup
+            total = max(warmup + 1, int(seconds / per_step))
+    _sync(settings.device)
+    return {"steps": total, "seconds": round(time.perf_counter() - began, 1), "loss_curve_per_50_steps": curve}
+
+
+def train_vae(vae, shapes: torch.Tensor, photos: torch.Tensor, settings: TrainSettings,
+              generator: torch.Generator) -> dict:
+    """Reconstruction MSE plus SD's tiny KL weight, on sampled (and further noised) latents."""
+    zero_residual_branches(vae)
+    device = settings.device
+    n_photos = round(settings.vae_batch * settings.vae_photo_fraction)
+
+    def draw(fn, *shape):
+        return fn(*shape, generator=generator, device=device)
+
+    def batch_loss():
+        pick = draw(torch.randint, len(shapes), (settings.vae_batch - n_photos,))
+        pixels = shapes[pick].float() / 127.5 - 1
+        if n_photos:
+            pixels = torch.cat([pixels, photos[draw(torch.randint, len(photos), (n_photos,))]])
+        posterior = vae.encode(pixels).latent_dist
+        latent = posterior.mean + posterior.std * draw(torch.randn, posterior.mean.shape)
+        if settings.vae_latent_noise:
+            latent = latent + settings.vae_latent_noise * draw(torch.randn, latent.shape)
+        return (vae.decode(latent).sample - pixels).pow(2).mean() + 1e-6 * posterior.kl().mean()
+
+    vae.train()
+    report = _train([{"params": vae.parameters(), "lr": settings.vae_lr}], settings.vae_steps,
+                    settings.vae_seconds, settings, batch_loss)
+    vae.eval()
+    return report
+
+
+@torch.no_grad()
+def encode_latents(vae, shapes: torch.Tensor, device: str) -> torch.Tensor:
+    return torch.cat([vae.encode(batch.to(device).float() / 127.5 - 1).latent_dist.mean
+                      for batch in shapes.split(256)])
+
+
+def train_unet(pipe, latents: torch.Tensor, token_ids: torch.Tensor, starts: torch.Tensor,
+               settings: TrainSettings, generator: torch.Generator) -> dict:
+    """SD's epsilon objective for the UNet and the text encoder together, with caption dropout for
+    classifier-free guidance; the pipeline ends up holding the moving averages."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    device = settings.device
+    unet, text_encoder, scheduler = pipe.unet, pipe.text_encoder, pipe.scheduler
+    trained = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
+    ema = AveragedModel(trained, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True)
+    empty = pipe.tokenizer("", padding="max_length", max_length=token_ids.shape[1], return_tensors="pt").input_ids
+    token_ids, starts, empty = token_ids.to(device), starts.to(device), empty.to(device)
+    alphas = scheduler.alphas_cumprod.to(device)
+    counts = starts[1:] - starts[:-1]
+
+    def draw(fn, *shape):
+        return fn(*shape, generator=generator, device=device)
+
+    def batch_loss():
+        batch = settings.unet_batch
+        pick = draw(torch.randint, len(latents), (batch,))
+        which = (draw(torch.rand, batch) * counts[pick]).long()
+        ids = token_ids[starts[pick] + which]
+        drop = draw(torch.rand, batch) < settings.uncond_prob
+        ids = torch.where(drop[:, None], empty, ids)
+        clean = latents[pick]
+        timesteps = draw(torch.randint, scheduler.config.num_train_timesteps, (batch,))
+        noise = draw(torch.randn, clean.shape)
+        alpha = alphas[timesteps].view(-1, 1, 1, 1)
+        noisy = alpha.sqrt() * clean + (1 - alpha).sqrt() * noise  # = scheduler.add_noise, on the device
+        context = text_encoder(ids)[0]
+        return (unet(noisy, timesteps, context).sample - noise).pow(2).mean()
+
+    trained.train()
+    report = _train([{"params": unet.parameters(), "lr": settings.unet_lr},
+                     {"params": text_encoder.parameters(), "lr": settings.text_lr}],
+                    settings.unet_steps, settings.unet_seconds, settings, batch_loss,
+                    after_step=lambda: ema.update_parameters(trained))
+    trained.load_state_dict(ema.module.state_dict())
+    trained.eval()
+    return report
+
+
+# -- the whole training ----------------------------------------------------------------------------
+
+def train_tiny_pipeline(pipe, settings: TrainSettings) -> dict:
+    """Train ``pipe`` (a seeded tiny pipeline) in place. Returns what was done, for provenance."""
+    threads = torch.get_num_threads()
+    if settings.device == "cpu":
+        torch.set_num_threads(1)  # the weights then never depend on the caller's thread count
+    try:
+        return _train_all(pipe, settings)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_all(pipe, settings: TrainSettings) -> dict:
+    began = time.perf_counter()
+    device = settings.device
+    torch.manual_seed(settings.seed)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    # Rendered before the pipeline reaches the GPU: the renderer's worker processes are forked.
+    workers = 1 if device == "cpu" else min(16, os.cpu_count() or 1)
+    shapes, captions = shapes_training_set(settings, workers)
+    pipe.to(device)
+    photos = random_crops(photo_pool(), max(64, settings.images // 8), settings.image_size,
+                          torch.Generator().manual_seed(settings.seed))
+    generator = torch.Generator(device).manual_seed(settings.seed)  # every draw of the loops, on their device
+    report: dict = {"settings": asdict(settings), "photos": list(FIT_PHOTOS), "device": device_name(device),
+                    "torch": torch.__version__, "data_seconds": round(time.perf_counter() - began, 1)}
+    if device.startswith("cuda"):
+        shapes, photos = shapes.to(device), photos.to(device)
+    report["vae"] = train_vae(pipe.vae, shapes, photos, settings, generator)
+    latents = encode_latents(pipe.vae, shapes, device)
+    scaling = float(1.0 / latents.std())
+    pipe.vae.register_to_config(scaling_factor=scaling)
+    report["vae_scaling_factor"] = scaling
+    token_ids, starts = tokenize_captions(pipe.tokenizer, captions)
+    report["unet"] = train_unet(pipe, latents * scaling, token_ids, starts, settings, generator)
+    for module in (pipe.vae, pipe.unet, pipe.text_encoder):
+        module.requires_grad_(False)
+    pipe.to("cpu")
+    report["seconds"] = round(time.perf_counter() - began, 1)
+    return report
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    import platform
+
+    return f"cpu ({platform.machine()})"
+
+
+# -- the committed weights -------------------------------------------------------------------------
+
+def save_weights(pipe, out_dir: str | Path, record: dict) -> dict:
+    """Write the three trained components as float16 safetensors (half the bytes; the pipeline loads
+    them back as float32, so float16 weights *are* the model) and the training record beside them."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in COMPONENTS:
+        state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in getattr(pipe, name).state_dict().items()}
+        save_file(state, out_dir / f"{name}.safetensors")
+    record = {**record, "vae_scaling_factor": float(pipe.vae.config.scaling_factor), "weights_sha256": weights_hash(out_dir)}
+    (out_dir / TRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def weights_hash(weights_dir: str | Path) -> str:
+    """One SHA-256 over the component files, in a fixed order: the weights' identity in provenance."""
+    digest = hashlib.sha256()
+    for name in COMPONENTS:
+        digest.update((Path(weights_dir) / f"{name}.safetensors").read_bytes())
+    return digest.hexdigest()
+
+
+def load_weights(pipe, weights_dir: str | Path) -> dict:
+    """Load committed (or freshly trained) weights into a pipeline of the same TinySpec, as float32.
+    Returns the training record, with the hash of the files actually read."""
+    from safetensors.torch import load_file
+
+    weights_dir = Path(weights_dir)
+    record = json.loads((weights_dir / TRAINING_RECORD).read_text())
+    for name in COMPONENTS:
+        module = getattr(pipe, name)
+        state = load_file(weights_dir / f"{name}.safetensors")
+        module.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        module.requires_grad_(False)
+    pipe.vae.register_to_config(scaling_factor=record["vae_scaling_factor"])
+    return {**record, "weights_sha256": weights_hash(weights_dir)}
+
+
+def main(argv=None) -> None:
+    from . import models
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="folder for the safetensors and training.json")
+    parser.add_argument("--device", default="cpu")
+    for key, value in asdict(TrainSettings()).items():
+        if key in ("device", "vae_seconds", "unet_seconds"):
+            continue
+        parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--vae-seconds", type=float)
+    parser.add_argument("--unet-seconds", type=float)
+    args = vars(parser.parse_args(argv))
+    out = args.pop("out")
+    settings = TrainSettings(**args)
+    spec = models.TinySpec(image_size=settings.image_size, seed=settings.seed)
+    pipe = models.build_tiny_pipeline(spec)
+    report = train_tiny_pipeline(pipe, settings)
+    report["command"] = "python -m sdsqueeze.tinytrain " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    report["tiny_spec"] = asdict(spec)
+    record = save_weights(pipe, out, report)
+    print(json.dumps({k: v for k, v in record.items() if k not in ("vae", "unet")}, indent=1))
+    for phase in ("vae", "unet"):
+        print(phase, record[phase]["steps"], "steps", record[phase]["seconds"], "s, loss",
+              [round(x, 4) for x in record[phase]["loss_curve_per_50_steps"][::20]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The embedded model's training (sdsqueeze.tinytrain) and its committed weights: the data it renders
+is the domain's, a CPU training is deterministic whatever the caller's threads, weights round-trip
+through the committed format, and the committed weights are small, hashed and really trained."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sdsqueeze import models, tinytrain
+from sdsqueeze.diffc.images import load_image
+from sdsqueeze.shapes.dataset import make_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+SMALL = dict(images=16, image_size=64, vae_steps=3, vae_batch=4, unet_steps=3, unet_batch=4, warmup_steps=1)
+
+
+def trained(threads=None, **overrides):
+    previous = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        settings = tinytrain.TrainSettings(**{**SMALL, **overrides})
+        pipe = models.build_tiny_pipeline(models.TinySpec(image_size=settings.image_size))
+        return pipe, tinytrain.train_tiny_pipeline(pipe, settings)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_parallel_rendering_is_make_datasets_split():
+    settings = tinytrain.TrainSettings(images=7, image_size=32, data_seed=5)
+    images, captions = tinytrain.shapes_training_set(settings, workers=3)
+    expected, _, expected_captions = make_dataset(7, 5, 32)
+    assert np.array_equal(images.permute(0, 2, 3, 1).numpy(), expected)
+    assert captions == expected_captions
+
+
+def test_cpu_training_is_bit_identical_whatever_the_callers_threads():
+    (a, report), (b, _) = trained(threads=2), trained(threads=1)
+    for name in tinytrain.COMPONENTS:
+        for (key, wa), wb in zip(getattr(a, name).state_dict().items(), getattr(b, name).state_dict().values()):
+            assert torch.equal(wa, wb), f"{name}.{key}"
+    assert report["vae"]["steps"] == 3 and report["unet"]["steps"] == 3
+    assert a.vae.config.scaling_factor == b.vae.config.scaling_factor != 0.18215
+    seeded = models.build_tiny_pipeline(models.TinySpec(image_size=64))
+    for name in tinytrain.COMPONENTS:  # every component was trained
+        assert not all(torch.equal(x, y) for x, y in zip(getattr(a, name).state_dict().values(),
+                                                         getattr(seeded, name).state_dict().values())), name
+
+
+def test_weights_round_trip_as_float16_and_their_hash_names_the_files(tmp_path):
+    pipe, report = trained()
+    record = tinytrain.save_weights(pipe, tmp_path, report)
+    assert json.loads((tmp_path / tinytrain.TRAINING_RECORD).read_text())["weights_sha256"] == record["weights_sha256"]
+    loaded_record: dict = {}
+    loaded = models.build_tiny_pipeline(models.TinySpec(image_size=64, seed=9), tmp_path, loaded_record)
+    assert loaded_record["weights_sha256"] == record["weights_sha256"]
+    assert loaded.vae.config.scaling_factor == pipe.vae.config.scaling_factor
+    for name in tinytrain.COMPONENTS:
+        for key, value in getattr(pipe, name).state_dict().items():
+            got = getattr(loaded, name).state_dict()[key]
+            assert got.dtype == torch.float32 and torch.equal(got, value.half().float()), f"{name}.{key}"
+    (tmp_path / "vae.safetensors").write_bytes((tmp_path / "vae.safetensors").read_bytes()[:-1] + b" ")
+    assert tinytrain.weights_hash(tmp_path) != record["weights_sha256"]
+
+
+def test_committed_weights_are_small_hashed_and_loaded_without_network(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    files = [models.COMMITTED_WEIGHTS / f"{name}.safetensors" for name in tinytrain.COMPONENTS]
+    assert sum(f.stat().st_size for f in files) <= 20 * 2**20
+    record = json.loads((models.COMMITTED_WEIGHTS / tinytrain.TRAINING_RECORD).read_text())
+    assert tinytrain.weights_hash(models.COMMITTED_WEIGHTS) == record["weights_sha256"]
+    loaded: dict = {}
+    models.build_tiny_pipeline(models.TinySpec(), models.COMMITTED_WEIGHTS, loaded)
+    assert loaded["weights_sha256"] == record["weights_sha256"]
+    assert record["tiny_spec"]["unet_channels"] == list(models.TinySpec().unet_channels)
+
+
+@torch.no_grad()
+def psnr_of_reconstruction(pipe, name: str) -> float:
+    pixels = torch.from_numpy(load_image(name, 128).astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    out = pipe.vae.decode(pipe.vae.encode(pixels).latent_dist.mean).sample.clamp(-1, 1)
+    mse = ((out - pixels) / 2).pow(2).mean().item()
+    return 10 * np.log10(1 / mse)
+
+
+def test_committed_vae_reconstructs_renders_and_unseen_photographs():
+    pipe, seeded = models.trained_tiny_pipeline(), models.build_tiny_pipeline()
+    assert "astronaut" not in tinytrain.FIT_PHOTOS
+    for photo in ("astronaut", "coffee"):  # DiffC's test photographs, never trained on
+        assert psnr_of_reconstruction(pipe, photo) > psnr_of_reconstruction(seeded, photo) + 5
+    images, _, _ = make_dataset(4, 99, 128)  # a split the training never drew
+    pixels = torch.from_numpy(images.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        out = pipe.vae.decode(pipe.vae.encode(pixels).latent_dist.mean).sample.clamp(-1, 1)
+    assert ((out - pixels) / 2).pow(2).mean() < 0.1 * ((pixels - pixels.mean()) / 2).pow(2).mean()  # > 10 dB above the mean
+
+
+def test_schema_defaults_are_the_training_settings():
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    fit = schema["properties"]["model"]["properties"]["tiny_fit"]["properties"]
+    defaults = asdict(tinytrain.TrainSettings())
+    assert {key: spec["default"] for key, spec in fit.items()} == {key: defaults[key] for key in fit}
+
+
+@pytest.mark.parametrize("photo", tinytrain.FIT_PHOTOS)
+def test_training_photographs_ship_with_scikit_image(photo):
+    from skimage import data
+
+    assert np.asarray(getattr(data, photo)()).size > 0
