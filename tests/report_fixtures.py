@@ -31,8 +31,29 @@ def write_latents(shard: Path, files) -> None:
     save_file({f: torch.ones(4, 8, 8) * i for i, f in enumerate(files)}, str(shard / "latents.safetensors"))
 
 
-def write_report_inputs(root: Path, config: dict, n: int = 6) -> dict[str, list[str]]:
-    """Shards, prompts, per-image CSVs, summary/differences/timing/distribution for every variant."""
+def adherence_columns(table: pd.DataFrame, variant: str, config: dict, measured: bool, rng) -> pd.DataFrame:
+    """Per-image adherence: unstated (prompts outside the shapes domain) or measured, where the
+    reference and fp32-sdpa get every attribute right, w4a8-nocal no colour, others miss a few."""
+    from sdsqueeze.quality.adherence import NOTHING_STATED
+    from sdsqueeze.quality.verdicts import ADHERENCE_METRICS, ADHERENCE_STATUS
+
+    if not measured:
+        table[list(ADHERENCE_METRICS)] = np.nan
+        table[ADHERENCE_STATUS] = NOTHING_STATED
+        return table
+    perfect = variant in (config["reference"], "fp32-sdpa")
+    for metric in ADHERENCE_METRICS[1:]:
+        right = np.ones(len(table)) if perfect else (rng.random(len(table)) > 0.1).astype(float)
+        table[metric] = 0.0 if variant == "w4a8-nocal" and metric == "adherence_colour" else right
+    table["adherence_position"] = np.where(table.prompt_id % 3 == 0, np.nan, table.adherence_position)  # unstated
+    table["adherence_overall"] = table[list(ADHERENCE_METRICS[1:])].fillna(1).min(axis=1)
+    table[ADHERENCE_STATUS] = "ok"
+    return table
+
+
+def write_report_inputs(root: Path, config: dict, n: int = 6, adherence: bool = False) -> dict[str, list[str]]:
+    """Shards, prompts, per-image CSVs, summary/differences/timing/distribution for every variant;
+    prompt adherence measured (shapes prompts) or unavailable (prompts outside the domain)."""
     reference = config["reference"]
     variants = sorted(config["variants"])
     prompt_ids = list(range(1, n + 1))
@@ -66,10 +87,11 @@ def write_report_inputs(root: Path, config: dict, n: int = 6) -> dict[str, list[
         same = variant in (reference, "fp32-sdpa")
         table["clip_score"] = 25 + np.sin(table.prompt_id) + (0 if same else rng.normal(0, 1, len(table)))
         table["clip_score_status"] = "ok"
+        table = adherence_columns(table, variant, config, adherence, rng)
         per_image.append(table)
         io.write_csv(root / "per_image" / f"{variant}.csv", table)
     frame = pd.concat(per_image, ignore_index=True)
-    names = ["psnr", "ssim", "lpips", "clip_score"]
+    names = stats.PER_IMAGE_METRICS
     io.write_csv(root / "summary.csv", stats.summarize(frame, names, 0.95, 300, 0))
     io.write_csv(root / "differences.csv", stats.paired_differences(frame, reference, names, 0.95, 300, 0))
     io.write_csv(root / "timing.csv", metrics.timing_table(metrics.read_manifests(shards)))

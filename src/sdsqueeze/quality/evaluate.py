@@ -55,7 +55,9 @@ def unavailable(err: Exception) -> str:
 
 def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame,
                       settings: Settings) -> pd.DataFrame:
-    """PSNR, SSIM, LPIPS against the reference image of the same seed; CLIP score vs the prompt."""
+    """PSNR, SSIM, LPIPS against the reference image of the same seed; CLIP score and prompt
+    adherence vs the prompt."""
+    from .adherence import adherence_table
     from .clip import clip_scores, load_clip
     from .perceptual import load_lpips, lpips_distances
 
@@ -83,6 +85,7 @@ def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame,
         log.warning("CLIP score %s", unavailable(err))
         table["clip_score"], table["clip_score_status"] = np.nan, unavailable(err)
         table["clip_model"] = f"{settings.clip_model}/{settings.clip_pretrained}"
+    table = table.join(adherence_table(table.path, texts, index=table.index))
     return table.drop(columns=["path", "path_ref"])
 
 

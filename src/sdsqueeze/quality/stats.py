@@ -11,6 +11,7 @@ import pandas as pd
 
 from .images import KEYS
 from .verdicts import (  # noqa: F401 - the verdict vocabulary, re-exported for callers
+    ADHERENCE_METRICS,
     BETTER,
     DEFAULT_EQUIVALENCE,
     EQUIVALENT,
@@ -21,11 +22,14 @@ from .verdicts import (  # noqa: F401 - the verdict vocabulary, re-exported for 
     PSNR_CAP_DB,
     VERDICTS,
     WORSE,
+    margin_key,
     margin_verdict,
+    status_column,
     threshold_verdict,
 )
 
-PER_IMAGE_METRICS = ["psnr", "ssim", "lpips", "clip_score"]
+PER_IMAGE_METRICS = ["psnr", "ssim", "lpips", "clip_score", *ADHERENCE_METRICS]
+
 
 def bootstrap_mean(values, confidence: float = 0.95, resamples: int = 2000,
                    seed: int = 0) -> tuple[float, float, float]:
@@ -46,15 +50,19 @@ def bootstrap_mean(values, confidence: float = 0.95, resamples: int = 2000,
 
 
 def status_of(group: pd.DataFrame, metric: str) -> str:
-    column = f"{metric}_status"
+    """``ok`` when some image has the metric (adherence: the images whose prompt states
+    attributes), else the first reason it is unavailable."""
+    column = status_column(metric)
     if column not in group:
         return OK
-    bad = [s for s in group[column].dropna().unique() if s != OK]
-    return bad[0] if bad else OK
+    statuses = group[column].dropna().unique()
+    bad = [s for s in statuses if s != OK]
+    return OK if OK in statuses or not bad else bad[0]
 
 
 def per_prompt(group: pd.DataFrame, metric: str) -> pd.Series:
-    return group.groupby("prompt_id")[metric].mean()
+    """Mean per prompt over the images that have a value (a prompt without any drops out)."""
+    return group.groupby("prompt_id")[metric].mean().dropna()
 
 
 def summarize(per_image: pd.DataFrame, metric_names: list[str], confidence: float,
@@ -66,8 +74,9 @@ def summarize(per_image: pd.DataFrame, metric_names: list[str], confidence: floa
             if metric not in group:
                 continue
             status = status_of(group, metric)
+            valued = group[group[metric].notna()] if group[metric].notna().any() else group
             row = {"variant": variant, "metric": metric, "mean": np.nan, "ci_low": np.nan,
-                   "ci_high": np.nan, "n_prompts": group.prompt_id.nunique(), "n": len(group),
+                   "ci_high": np.nan, "n_prompts": valued.prompt_id.nunique(), "n": len(valued),
                    "confidence": confidence, "status": status}
             if status == OK and group[metric].notna().any():
                 row["mean"], row["ci_low"], row["ci_high"] = bootstrap_mean(
@@ -88,6 +97,8 @@ def paired_differences(per_image: pd.DataFrame, reference: str, metric_names: li
     CLIP score is paired image by image (same prompt, same seed); SSIM and LPIPS already compare
     with the reference image, so their difference is the value minus the identity (1, 0). PSNR's
     identity is infinite, so its row holds the PSNR itself, judged by the ``psnr_db`` threshold.
+    Adherence is paired image by image too, over the images whose prompt states the attribute,
+    judged by the ``adherence`` margin.
     """
     bounds = {**DEFAULT_EQUIVALENCE, **(equivalence or {})}
     ref = per_image[per_image.variant == reference]
@@ -101,13 +112,15 @@ def paired_differences(per_image: pd.DataFrame, reference: str, metric_names: li
             row = {"variant": variant, "metric": metric, "difference": np.nan, "ci_low": np.nan,
                    "ci_high": np.nan, "n_prompts": group.prompt_id.nunique(),
                    "higher_is_better": HIGHER_IS_BETTER[metric], "verdict": status,
-                   "test": _test_of(metric), "bound": bounds["psnr_db" if metric == "psnr" else metric]}
-            if status == OK:
-                by_prompt = _paired_by_prompt(group, ref, metric)
+                   "test": _test_of(metric), "bound": bounds[margin_key(metric)]}
+            by_prompt = _paired_by_prompt(group, ref, metric) if status == OK else None
+            if by_prompt is not None and not len(by_prompt):
+                row["verdict"] = "unavailable: no paired values"
+            elif by_prompt is not None:
                 mean, low, high = bootstrap_mean(by_prompt, confidence, resamples, seed)
                 verdict = threshold_verdict(low, high, row["bound"]) if metric == "psnr" else \
                     margin_verdict(low, high, row["bound"], HIGHER_IS_BETTER[metric])
-                row.update(difference=mean, ci_low=low, ci_high=high, verdict=verdict)
+                row.update(difference=mean, ci_low=low, ci_high=high, verdict=verdict, n_prompts=len(by_prompt))
             rows.append(row)
     return pd.DataFrame(rows, columns=["variant", "metric", "difference", "ci_low", "ci_high",
                                        "n_prompts", "higher_is_better", "verdict", "test", "bound"])
@@ -115,7 +128,8 @@ def paired_differences(per_image: pd.DataFrame, reference: str, metric_names: li
 
 def _paired_by_prompt(group: pd.DataFrame, ref: pd.DataFrame, metric: str) -> np.ndarray:
     """Per prompt, the mean of what is judged: PSNR itself, the value minus the identity (SSIM,
-    LPIPS), or the image-by-image difference to the reference (CLIP score)."""
+    LPIPS), or the image-by-image difference to the reference (CLIP score, adherence); images
+    without a value (an attribute their prompt does not state) drop out."""
     if metric == "psnr":
         # Identical images have infinite PSNR; capped so one identical image does not make the
         # whole mean (and interval) infinite.
@@ -125,7 +139,7 @@ def _paired_by_prompt(group: pd.DataFrame, ref: pd.DataFrame, metric: str) -> np
     else:
         paired = group.merge(ref, on=KEYS, suffixes=("", "_ref"), validate="one_to_one")
         values, prompts = paired[metric] - paired[f"{metric}_ref"], paired.prompt_id
-    return values.groupby(prompts.to_numpy()).mean().to_numpy()
+    return values.groupby(prompts.to_numpy()).mean().dropna().to_numpy()
 
 
 def _test_of(metric: str) -> str:

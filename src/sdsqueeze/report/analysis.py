@@ -18,11 +18,15 @@ METRICS = {
     "fid_reference": ("FID vs reference", 2, False),
     "fid_coco": ("FID vs COCO", 2, False),
     "inception_score": ("IS", 2, True),
+    "adherence_overall": ("Prompt adherence", 2, True),  # share of images with every stated attribute right
     "clip_score": ("CLIP score", 2, True),
     "lpips": ("LPIPS", 4, False),
     "ssim": ("SSIM", 4, True),
     "psnr": ("PSNR (dB)", 2, True),
 }
+# Per-attribute adherence: shown in its own section, not as columns or verdict words of every table.
+ADHERENCE_ATTRIBUTES = {"adherence_shape": "shape", "adherence_colour": "colour",
+                        "adherence_position": "position", "adherence_count": "count"}
 # Paired metrics in the order the glance box prefers them to state a trade-off's quality cost.
 PRIMARY_PAIRED = ("lpips", "ssim", "clip_score", "psnr")
 DEFAULT_SPREAD_BOUND = 0.10
@@ -31,6 +35,8 @@ MIN_SAVING = 0.05
 
 
 def label(metric: str) -> str:
+    if metric in ADHERENCE_ATTRIBUTES:
+        return f"Prompt adherence, {ADHERENCE_ATTRIBUTES[metric]}"
     return METRICS.get(metric, (metric,))[0]
 
 
@@ -77,7 +83,8 @@ def judged(differences: pd.DataFrame | None) -> pd.DataFrame:
 def variant_verdicts(differences: pd.DataFrame | None) -> dict[str, str]:
     """One phrase per variant: 'equivalent', or the metrics it is worse / better / inconclusive in."""
     out = {}
-    for variant, group in judged(differences).groupby("variant"):
+    rows = judged(differences)
+    for variant, group in rows[~rows.metric.isin(ADHERENCE_ATTRIBUTES)].groupby("variant"):
         by_word = {w: [short_label(m) for m in group[group.verdict == w].metric] for w in verdicts.VERDICTS}
         if len(by_word[verdicts.EQUIVALENT]) == len(group):
             out[variant] = verdicts.EQUIVALENT
@@ -103,6 +110,8 @@ def unavailable_everywhere(*frames: pd.DataFrame | None) -> dict[str, str]:
         for metric, group in frame.groupby("metric", sort=False):
             if (group.status != OK).all():
                 out[metric] = str(group.status.iloc[0])
+    if "adherence_overall" in out:  # one name for the adherence metrics in the line
+        out = {m: reason for m, reason in out.items() if m not in ADHERENCE_ATTRIBUTES}
     return out
 
 

@@ -19,6 +19,7 @@ SectionMaker = Callable[[ReportContext], Section | None]
 SECTIONS: list[SectionMaker] = [
     sections.variants_section,
     sections.quality_section,
+    sections.adherence_section,
     sections.distribution_section,
     sections.pareto_section,
     sections.steps_section,

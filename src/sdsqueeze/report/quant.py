@@ -177,7 +177,8 @@ def ablation_table(axes: pd.DataFrame, per_image: pd.DataFrame, metric: str = "p
 
 def quant_table(variants: dict, reference: str, summary: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
     """Every variant: baseline first, then ptq variants by bits (high first), axes and quality."""
-    metrics = list(dict.fromkeys(summary.metric)) if not summary.empty else []
+    metrics = [m for m in dict.fromkeys(summary.metric) if m not in analysis.ADHERENCE_ATTRIBUTES] \
+        if not summary.empty else []  # adherence per attribute: its own section
     sizes = sizes.set_index("variant")
     entries = [(reference, None)] + [(name, spec["ptq"]) for name, spec in variants.items()
                                      if (spec or {}).get("ptq")]

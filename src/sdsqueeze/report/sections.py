@@ -101,7 +101,7 @@ def technique_table(costs, summary, distribution, differences, reference, on_cpu
                cost_name: number(r.cost_seconds, 3), "Cost vs reference": f"{r.relative_cost:.2f}×",
                speed_name: "1.00×" if r.variant == reference else speedup_cell(r),
                "Memory saved": percent(r.memory_reduction)}
-        for metric in ("fid_reference", "clip_score", "lpips", "ssim"):
+        for metric in ("fid_reference", "adherence_overall", "clip_score", "lpips", "ssim"):
             if metric in missing:
                 continue
             name = f"{METRICS[metric][0]}{'' if metric.startswith('fid') else ' [95% CI]'}"
@@ -181,7 +181,7 @@ def paired_table(differences: pd.DataFrame | None, missing: dict, notes: Notes) 
     """One row per variant, one column per paired metric: difference [95% CI] — verdict."""
     if differences is None or differences.empty:
         return ""
-    shown = differences[~differences.metric.isin(missing)]
+    shown = differences[~differences.metric.isin(missing) & ~differences.metric.isin(analysis.ADHERENCE_ATTRIBUTES)]
     if shown.empty:
         return ""
     rows = {}
@@ -196,8 +196,80 @@ def paired_table(differences: pd.DataFrame | None, missing: dict, notes: Notes) 
             + f"<p class='muted'>Margins: {html.escape(bounds)}. <b>equivalent</b>: the whole interval within "
               "the margin (PSNR: at or above the threshold); <b>worse</b>/<b>better</b>: wholly beyond it; "
               "<b>inconclusive</b>: it straddles the margin. SSIM and LPIPS compare each image with its "
-              "reference image (Δ = value − identity); CLIP score is paired image by image; PSNR is the "
-              "value itself (identical images capped at 100 dB).</p>")
+              "reference image (Δ = value − identity); CLIP score and prompt adherence are paired image by "
+              "image; PSNR is the value itself (identical images capped at 100 dB).</p>")
+
+
+def percent_interval(mean: float, low: float, high: float) -> str:
+    return f"{percent(mean)} [{percent(low)}, {percent(high)}]"
+
+
+def points(difference: float) -> str:
+    """A difference of shares in percentage points, never "-0"."""
+    return f"{round(100 * difference) + 0:+d}"
+
+
+def adherence_cell(summary: pd.DataFrame, variant: str, metric: str, notes: Notes) -> str:
+    row = summary[(summary.variant == variant) & (summary.metric == metric)]
+    if row.empty:
+        return "—"
+    r = row.iloc[0]
+    if r.status != OK:
+        return notes.cell(r.status)
+    return percent_interval(r["mean"], r.ci_low, r.ci_high)
+
+
+def adherence_verdict_cell(differences: pd.DataFrame | None, variant: str, notes: Notes) -> str:
+    """Δ overall in points [95% CI] — verdict, then the attributes judged worse."""
+    if differences is None:
+        return "—"
+    rows = differences[differences.variant == variant].set_index("metric")
+    if "adherence_overall" not in rows.index:
+        return "—"
+    r = rows.loc["adherence_overall"]
+    if r.verdict not in verdicts.VERDICTS:
+        return notes.cell(r.verdict)
+    text = f"{points(r.difference)} [{points(r.ci_low)}, {points(r.ci_high)}] — {r.verdict}"
+    worse = [name for metric, name in analysis.ADHERENCE_ATTRIBUTES.items()
+             if metric in rows.index and rows.loc[metric, "verdict"] == verdicts.WORSE]
+    return text + (f"; worse in {', '.join(worse)}" if worse else "")
+
+
+def adherence_section(ctx: ReportContext) -> Section | None:
+    """Per variant: the share of images that show what their prompt states (shapes domain), overall
+    and per attribute, and the paired difference to the reference with its verdict."""
+    summary = _read(ctx, "summary")
+    if summary is None or "adherence_overall" not in set(summary.metric) or "adherence_overall" in _missing(ctx):
+        return None
+    reference, differences, notes = ctx.config["reference"], _read(ctx, "differences"), Notes()
+    metrics = ["adherence_overall", *analysis.ADHERENCE_ATTRIBUTES]
+    order = [reference] + sorted(v for v in summary.variant.unique() if v != reference)
+    rows = []
+    for variant in order:
+        row = {"Variant": variant + (" (reference)" if variant == reference else "")}
+        for metric in metrics:
+            name = "Overall" if metric == "adherence_overall" else analysis.ADHERENCE_ATTRIBUTES[metric].capitalize()
+            row[f"{name} [95% CI]"] = adherence_cell(summary, variant, metric, notes)
+        row["Δ overall, points [95% CI] — verdict"] = "—" if variant == reference else \
+            adherence_verdict_cell(differences, variant, notes)
+        rows.append(row)
+    overall = summary[summary.metric == "adherence_overall"]
+    margin = differences[differences.metric == "adherence_overall"].bound.iloc[0] \
+        if differences is not None and (differences.metric == "adherence_overall").any() else np.nan
+    body = (
+        table_html(pd.DataFrame(rows), "Prompt adherence: share of images showing what the prompt states")
+        + notes.html()
+        + "<p class='muted'>A deterministic detector without learned weights (colour segmentation, shape by "
+          "template overlap, colour by hue, position by the group's centre; docs/shapes.md, which also gives its "
+          "accuracy on clean and blurred renders) checks each image against the attributes its prompt states: "
+          "the shape and colour of every object found, their count, and where the group sits. Overall = every "
+          f"stated attribute right. Images per variant: {int(overall.n.max())} from "
+          f"{int(overall.n_prompts.max())} prompts; intervals: 95% bootstrap over prompts. Δ = variant − "
+          "reference, paired image by image (same prompt and seed); verdict against the margin of ±"
+          f"{number(100 * margin, 0)} points (<code>metrics.equivalence.adherence</code>).</p>"
+        + source_note(ctx.inputs["summary"][0], *([ctx.inputs["differences"][0]] if ctx.has("differences") else []))
+    )
+    return Section("Prompt adherence", body, "adherence")
 
 
 def distribution_section(ctx: ReportContext) -> Section | None:
