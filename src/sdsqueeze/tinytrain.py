@@ -69,6 +69,13 @@ class TrainSettings:
     ema_decay: float = 0.999
     warmup_steps: int = 200
     device: str = "cpu"
+    threads: int = 1  # torch threads on a CPU (1: bit-identical on a machine whatever the caller's)
+    # Fine-tuning: start from a weights folder this module wrote instead of the seeded weights, and
+    # (optionally) keep the VAE encoder, hence the latent space the UNet reads, fixed while the decoder
+    # trains on latent crops of ``decoder_crop`` latent pixels.
+    init_from: str | None = None
+    freeze_vae_encoder: bool = False
+    decoder_crop: int = 8
     # When set (seconds), the phase's step count is taken from the speed of its first warm-up steps
     # on this device (the GPU training's way of filling a time budget); the report records the count.
     vae_seconds: float | None = None
@@ -223,7 +230,10 @@ def _train(param_groups, steps: int, seconds: float | None, settings: TrainSetti
 def train_vae(vae, shapes: torch.Tensor, photos: torch.Tensor, settings: TrainSettings,
               generator: torch.Generator) -> dict:
     """Reconstruction MSE plus SD's tiny KL weight, on sampled (and further noised) latents."""
-    zero_residual_branches(vae)
+    if settings.freeze_vae_encoder:
+        return train_decoder(vae, shapes, photos, settings, generator)
+    if settings.init_from is None:
+        zero_residual_branches(vae)
     device = settings.device
     n_photos = round(settings.vae_batch * settings.vae_photo_fraction)
 
@@ -248,6 +258,43 @@ def train_vae(vae, shapes: torch.Tensor, photos: torch.Tensor, settings: TrainSe
     return report
 
 
+def train_decoder(vae, shapes: torch.Tensor, photos: torch.Tensor, settings: TrainSettings,
+                  generator: torch.Generator) -> dict:
+    """The decoder alone, the encoder fixed: its posteriors are computed once, and each step decodes
+    random latent crops (sampled, plus the latent noise) back to their pixel crops. Cheaper per step
+    than whole images through both halves, and the latent space the UNet reads does not move."""
+    device, crop = settings.device, settings.decoder_crop
+    with torch.no_grad():
+        pixels_all = torch.cat([shapes.float() / 127.5 - 1, photos])
+        posteriors = [vae.encode(batch).latent_dist for batch in pixels_all.split(64)]
+        means = torch.cat([p.mean for p in posteriors])
+        stds = torch.cat([p.std for p in posteriors])
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    n_photos = round(settings.vae_batch * settings.vae_photo_fraction)
+    side, factor = means.shape[-1], pixels_all.shape[-1] // means.shape[-1]
+
+    def draw(fn, *shape):
+        return fn(*shape, generator=generator, device=device)
+
+    def batch_loss():
+        pick = torch.cat([draw(torch.randint, len(shapes), (settings.vae_batch - n_photos,)),
+                          len(shapes) + draw(torch.randint, len(photos), (n_photos,))])
+        top, left = (int(v) for v in draw(torch.randint, side - crop + 1, (2,)))
+        mean = means[pick, :, top : top + crop, left : left + crop]
+        std = stds[pick, :, top : top + crop, left : left + crop]
+        target = pixels_all[pick, :, top * factor : (top + crop) * factor, left * factor : (left + crop) * factor]
+        latent = mean + std * draw(torch.randn, mean.shape) + settings.vae_latent_noise * draw(torch.randn, mean.shape)
+        return (vae.decode(latent).sample - target).pow(2).mean()
+
+    vae.train()
+    report = _train([{"params": [p for p in vae.parameters() if p.requires_grad], "lr": settings.vae_lr}],
+                    settings.vae_steps, settings.vae_seconds, settings, batch_loss)
+    vae.eval()
+    vae.requires_grad_(True)
+    return {**report, "decoder_only": True}
+
+
 @torch.no_grad()
 def encode_latents(vae, shapes: torch.Tensor, device: str) -> torch.Tensor:
     return torch.cat([vae.encode(batch.to(device).float() / 127.5 - 1).latent_dist.mean
@@ -258,12 +305,14 @@ def train_unet(pipe, latents: torch.Tensor, token_ids: torch.Tensor, starts: tor
                settings: TrainSettings, generator: torch.Generator) -> dict:
     """SD's epsilon objective for the UNet and the text encoder together, with caption dropout for
     classifier-free guidance; the pipeline ends up holding the moving averages."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from diffusers.training_utils import EMAModel
 
     device = settings.device
     unet, text_encoder, scheduler = pipe.unet, pipe.text_encoder, pipe.scheduler
     trained = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
-    ema = AveragedModel(trained, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True)
+    # Its decay warms up as (1 + k) / (10 + k) before reaching ema_decay, so the seeded (or starting)
+    # weights do not linger in the average of a short training.
+    ema = EMAModel(trained.parameters(), decay=settings.ema_decay, foreach=True)
     empty = pipe.tokenizer("", padding="max_length", max_length=token_ids.shape[1], return_tensors="pt").input_ids
     token_ids, starts, empty = token_ids.to(device), starts.to(device), empty.to(device)
     alphas = scheduler.alphas_cumprod.to(device)
@@ -291,8 +340,8 @@ def train_unet(pipe, latents: torch.Tensor, token_ids: torch.Tensor, starts: tor
     report = _train([{"params": unet.parameters(), "lr": settings.unet_lr},
                      {"params": text_encoder.parameters(), "lr": settings.text_lr}],
                     settings.unet_steps, settings.unet_seconds, settings, batch_loss,
-                    after_step=lambda: ema.update_parameters(trained))
-    trained.load_state_dict(ema.module.state_dict())
+                    after_step=lambda: ema.step(trained.parameters()))
+    ema.copy_to(trained.parameters())
     trained.eval()
     return report
 
@@ -303,7 +352,7 @@ def train_tiny_pipeline(pipe, settings: TrainSettings) -> dict:
     """Train ``pipe`` (a seeded tiny pipeline) in place. Returns what was done, for provenance."""
     threads = torch.get_num_threads()
     if settings.device == "cpu":
-        torch.set_num_threads(1)  # the weights then never depend on the caller's thread count
+        torch.set_num_threads(settings.threads)  # one: the weights never depend on the caller's threads
     try:
         return _train_all(pipe, settings)
     finally:
@@ -326,11 +375,16 @@ def _train_all(pipe, settings: TrainSettings) -> dict:
     generator = torch.Generator(device).manual_seed(settings.seed)  # every draw of the loops, on their device
     report: dict = {"settings": asdict(settings), "photos": list(FIT_PHOTOS), "device": device_name(device),
                     "torch": torch.__version__, "data_seconds": round(time.perf_counter() - began, 1)}
+    if settings.init_from:
+        report["init_from"] = load_weights(pipe, settings.init_from)
+        for module in (pipe.vae, pipe.unet, pipe.text_encoder):
+            module.requires_grad_(True)
     if device.startswith("cuda"):
         shapes, photos = shapes.to(device), photos.to(device)
     report["vae"] = train_vae(pipe.vae, shapes, photos, settings, generator)
     latents = encode_latents(pipe.vae, shapes, device)
-    scaling = float(1.0 / latents.std())
+    # SD's way of setting the scaling factor; a fixed encoder keeps the factor the UNet was trained with.
+    scaling = pipe.vae.config.scaling_factor if settings.freeze_vae_encoder else float(1.0 / latents.std())
     pipe.vae.register_to_config(scaling_factor=scaling)
     report["vae_scaling_factor"] = scaling
     token_ids, starts = tokenize_captions(pipe.tokenizer, captions)
@@ -391,6 +445,31 @@ def load_weights(pipe, weights_dir: str | Path) -> dict:
     return {**record, "weights_sha256": weights_hash(weights_dir)}
 
 
+def debias_ema(averaged: dict, first: dict, decay: float, updates: int) -> dict:
+    """The trajectory's own average from a plain EMA (torch's AveragedModel: the first update copies
+    the weights, each later one keeps ``decay`` of the average), whose first weights still weigh
+    decay**(updates - 1) after a short run: Adam's bias correction, applied to the weights.
+    ``first`` is the weights at the first update (within one warm-up step of the seeded ones)."""
+    left = decay ** (updates - 1)
+    return {k: (averaged[k].float() - left * first[k].float()) / (1 - left) for k in averaged}
+
+
+def write_debiased(weights_dir: str, out: str, command: str) -> None:
+    """``weights_dir``'s UNet and text encoder debiased, its VAE as it is, the record kept inside."""
+    from . import models
+
+    pipe = models.build_tiny_pipeline(models.TinySpec())  # the seeded weights: the EMA's first update
+    first = {name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()} for name in ("unet", "text_encoder")}
+    record = load_weights(pipe, weights_dir)
+    decay, updates = record["settings"]["ema_decay"], record["unet"]["steps"]
+    for name in ("unet", "text_encoder"):
+        averaged = getattr(pipe, name).state_dict()
+        getattr(pipe, name).load_state_dict(debias_ema(averaged, first[name], decay, updates))
+    save_weights(pipe, out, {"command": command, "debiased": {"decay": decay, "updates": updates},
+                             "previous": record, "settings": record["settings"], "tiny_spec": record["tiny_spec"],
+                             "device": device_name("cpu"), "torch": torch.__version__})
+
+
 def main(argv=None) -> None:
     from . import models
 
@@ -398,18 +477,28 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="folder for the safetensors and training.json")
     parser.add_argument("--device", default="cpu")
     for key, value in asdict(TrainSettings()).items():
-        if key in ("device", "vae_seconds", "unet_seconds"):
+        if key in ("device", "vae_seconds", "unet_seconds", "init_from", "freeze_vae_encoder"):
             continue
         parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
     parser.add_argument("--vae-seconds", type=float)
     parser.add_argument("--unet-seconds", type=float)
+    parser.add_argument("--init-from")
+    parser.add_argument("--freeze-vae-encoder", action="store_true")
+    parser.add_argument("--debias-ema", metavar="WEIGHTS",
+                        help="instead of training: write WEIGHTS (saved by an EMA without warm-up) with "
+                             "the UNet and text encoder debiased (debias_ema), for fine-tuning")
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
+    command = "python -m sdsqueeze.tinytrain " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    if args["debias_ema"]:
+        write_debiased(args["debias_ema"], out, command)
+        return
+    args.pop("debias_ema")
     settings = TrainSettings(**args)
     spec = models.TinySpec(image_size=settings.image_size, seed=settings.seed)
     pipe = models.build_tiny_pipeline(spec)
     report = train_tiny_pipeline(pipe, settings)
-    report["command"] = "python -m sdsqueeze.tinytrain " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    report["command"] = command
     report["tiny_spec"] = asdict(spec)
     record = save_weights(pipe, out, report)
     print(json.dumps({k: v for k, v in record.items() if k not in ("vae", "unet")}, indent=1))

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -115,3 +116,52 @@ def test_training_photographs_ship_with_scikit_image(photo):
     from skimage import data
 
     assert np.asarray(getattr(data, photo)()).size > 0
+
+
+@pytest.mark.parametrize("command", ["training data/models/tiny", "table data/models/tiny/grid.csv"])
+def test_embedded_model_docs_blocks_are_generated_from_the_committed_records(command):
+    from sdsqueeze import tinyeval
+
+    doc = (REPO / "docs" / "embedded-model.md").read_text()
+    begin = f"<!-- BEGIN generated: python -m sdsqueeze.tinyeval {command} -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    what, path = command.split()
+    if what == "training":
+        rendered = tinyeval.training_markdown(REPO / path)
+    else:
+        rendered = tinyeval.markdown(pd.read_csv(REPO / path))
+    assert block.strip() == rendered.strip(), f"rerun: python -m sdsqueeze.tinyeval {command}, paste between the markers"
+
+
+@pytest.fixture(scope="module")
+def default_generation():
+    """The committed model with the default run's guidance and steps (config.yaml)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())["generation"]
+    torch.set_num_threads(1)
+    pipe = models.trained_tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, config["guidance"], config["steps"]
+
+
+def test_the_same_prompt_with_two_seeds_gives_two_different_images_that_both_follow_it(default_generation):
+    from sdsqueeze import tinyeval
+    from sdsqueeze.shapes.detect import adherence
+
+    pipe, guidance, steps = default_generation
+    prompt = "a large red circle in the centre, white background"
+    images = tinyeval.generate(pipe, [prompt, prompt], [42, 43], guidance, steps)
+    assert not np.array_equal(images[0], images[1])
+    assert np.abs(images[0].astype(int) - images[1]).mean() > 1  # more than rounding apart
+    for image in images:
+        assert adherence(image, prompt)["overall"], adherence(image, prompt)
+
+
+def test_two_prompts_differing_only_in_colour_give_different_detected_colours(default_generation):
+    from sdsqueeze import tinyeval
+    from sdsqueeze.shapes.detect import detect
+
+    pipe, guidance, steps = default_generation
+    prompts = [f"two {colour} squares on the left" for colour in ("blue", "yellow")]
+    images = tinyeval.generate(pipe, prompts, [7, 7], guidance, steps)
+    colours = [{obj.colour for obj in detect(image)} for image in images]
+    assert colours == [{"blue"}, {"yellow"}]
