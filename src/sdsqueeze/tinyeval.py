@@ -20,8 +20,8 @@ import pandas as pd
 
 CAPTIONS = Path(__file__).resolve().parents[2] / "data" / "shapes_captions.json"
 GRID_GUIDANCE = (1.0, 3.0, 5.0, 7.5, 10.0)
-GRID_STEPS = (10, 25, 50)
-GRID_PROMPTS = 32
+GRID_STEPS = (10, 25)
+GRID_PROMPTS = 16
 GRID_SEED = 42  # config.yaml's seed: the grid's prompts are the default run's selection procedure
 
 

@@ -118,7 +118,7 @@ def test_training_photographs_ship_with_scikit_image(photo):
     assert np.asarray(getattr(data, photo)()).size > 0
 
 
-@pytest.mark.parametrize("command", ["training data/models/tiny", "table data/models/tiny/grid.csv"])
+@pytest.mark.parametrize("command", ["training data/models/tiny"])
 def test_embedded_model_docs_blocks_are_generated_from_the_committed_records(command):
     from sdsqueeze import tinyeval
 
@@ -165,3 +165,26 @@ def test_two_prompts_differing_only_in_colour_give_different_detected_colours(de
     images = tinyeval.generate(pipe, prompts, [7, 7], guidance, steps)
     colours = [{obj.colour for obj in detect(image)} for image in images]
     assert colours == [{"blue"}, {"yellow"}]
+
+
+def test_debiasing_removes_the_first_weights_share_from_a_plain_ema():
+    """torch's AveragedModel (what the committed weights' first stage used) against debias_ema: the
+    debiased average is the trajectory's own exponentially weighted mean, without the first weights."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    decay, first = 0.9, torch.tensor([5.0, -3.0])
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(first[None])
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    ema.update_parameters(model)  # the first update copies the weights
+    trajectory = [torch.tensor([float(k), 2.0 * k]) for k in range(1, 8)]
+    for weights in trajectory:
+        with torch.no_grad():
+            model.weight.copy_(weights[None])
+        ema.update_parameters(model)
+    updates = len(trajectory) + 1
+    debiased = tinytrain.debias_ema({"w": ema.module.weight[0]}, {"w": first}, decay, updates)["w"]
+    shares = torch.tensor([(1 - decay) * decay ** (len(trajectory) - 1 - k) for k in range(len(trajectory))])
+    expected = (shares[:, None] * torch.stack(trajectory)).sum(0) / shares.sum()
+    assert torch.allclose(debiased, expected, atol=1e-5)
