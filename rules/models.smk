@@ -2,20 +2,6 @@
 # seeded random weights, or weights retrained here (model.tiny_weights: fit); any other source is
 # resolved (and fetched when the network allows) so jobs load it by the same from_pretrained path.
 
-TINY_WEIGHT_FILES = ["unet.safetensors", "vae.safetensors", "text_encoder.safetensors", "training.json"]
-
-
-def tiny_weights_input(wildcards):
-    """The weights folder materialize_model loads: committed, or the fit rule's output."""
-    model = config["model"]
-    if model["source"] != "tiny" or model["tiny_weights"] == "seeded":
-        return {}
-    if model["tiny_weights"] == "fit":
-        return {"weights": f"resources/models/{wildcards.model}/trained"}
-    committed = os.path.join(workflow.basedir, "data", "models", "tiny")
-    return {"weights": committed, "weight_files": [os.path.join(committed, f) for f in TINY_WEIGHT_FILES]}
-
-
 rule materialize_model:
     input:
         unpack(tiny_weights_input),
