@@ -16,12 +16,14 @@ if not workflow.overwrite_configfiles:
 
 
 # Stages in data-flow order: model and prompts, calibration sets (read by quantized variants'
-# generation), images, their metrics, the quantized UNets' sizes, the latent sweep, DiffC, the GPU
+# generation), students (read by their variants' generation), images, their metrics, the quantized UNets' sizes, the latent sweep, DiffC, the GPU
 # benchmark, and last the report, which reads them all.
 include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/prompts.smk"
 include: "rules/calibration.smk"
+include: "rules/distill.smk"
+include: "rules/onnx.smk"
 include: "rules/generate.smk"
 include: "rules/metrics.smk"
 include: "rules/quant.smk"
@@ -73,6 +75,11 @@ rule quant_all:
         quant_workflow.sizes_inputs(config, MODEL),
 
 
+rule distill_all:
+    input:
+        DISTILL_OUTPUTS,
+
+
 rule sweep_all:
     input:
         sweep_outputs(),
@@ -97,6 +104,7 @@ localrules:
     models_all,
     prompts_all,
     calibration_all,
+    distill_all,
     generate_all,
     metrics_all,
     quant_all,

@@ -2,6 +2,7 @@
 
     python benchmarks/render_tables.py                  # the current table of each GPU type
     python benchmarks/render_tables.py --targets        # the study's targets, per committed run
+    python benchmarks/render_tables.py --lowbit         # the static fp8 study (docs/lowbit.md)
 
 The current runs per GPU type are listed in benchmarks/results/current.yaml; tests/unit/test_docs.py
 re-renders the block between the markers in docs/benchmarks.md and compares.
@@ -81,8 +82,75 @@ def compact_table(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _cells(table, digits: dict) -> str:
+    """Markdown with per-column rounding (``digits``: column -> format); NaN shows as "—"."""
+    shown = table.copy()
+    for column, fmt in digits.items():
+        if column in shown:
+            shown[column] = shown[column].map(lambda v, fmt=fmt: fmt.format(v) if v == v and v is not None else "—")
+    shown = shown.astype(object).where(shown.notna(), "—").astype(str)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in shown.itertuples(index=False)])
+
+
+def _quality_label(column: str, reference: str) -> str:
+    """``vs_fp16-sdpa_image_psnr_db`` -> ``image PSNR dB vs fp16-sdpa``."""
+    prefix = f"vs_{reference}_"
+    if not column.startswith(prefix):
+        return column
+    what = column[len(prefix):].replace("psnr_db", "PSNR dB").replace("ssim", "SSIM").replace("_", " ")
+    return f"{what} vs {reference}"
+
+
+def lowbit_markdown(results: Path = RESULTS) -> str:
+    """docs/lowbit.md's tables: each current run that timed the static fp8 builds beside the best
+    16-bit build: its variants, the kernel classes of its profiles, its 3x3 conv shapes."""
+    root = results.parents[1]
+    paths = [str(root / p) for gpu_paths in current_runs(results).values() for p in gpu_paths]
+    parts = []
+    for path in tables.lowbit_runs(paths):
+        meta = measure.meta_for(path)
+        versions = meta.get("versions", {})
+        run = Path(path).parent.name
+        head = (f"### `{run}`: {meta.get('machine')}\n\n{versions.get('gpu')}; torch {versions.get('torch')}, "
+                f"triton as shipped with it; {meta.get('note')}; {meta.get('size')} px, {meta.get('steps')} steps, "
+                f"batch 4 (UNet batch 8 with CFG). Measured peaks: bf16 {meta.get('bf16_matmul_tflops'):.0f}, "
+                f"fp8 {meta.get('fp8_matmul_tflops'):.0f} TFLOP/s (8192³ products). Command: "
+                f"`{meta.get('command')}`.")
+        variants = tables.lowbit_table(path).drop(columns=["compiled"])
+        reference = meta.get("quality_reference", "fp16-sdpa")
+        variants.columns = [_quality_label(c, reference) for c in variants.columns]
+        digits = {c: "{:.2f}" for c in variants.columns if c.startswith("UNet ms") or "PSNR" in c}
+        digits.update({c: "{:.4f}" for c in variants.columns if "SSIM" in c})
+        digits.update({"s/image": "{:.3f}", "step speedup vs best 16-bit": "{:.2f}x",
+                       "e2e speedup vs best 16-bit": "{:.2f}x", "UNet MB": "{:.0f}", "peak MB": "{:.0f}"})
+        classes = tables.kernel_class_table(path)
+        class_digits = {"GPU ms per generation": "{:.1f}", "TFLOP/s": "{:.0f}",
+                        "share of that precision's peak": "{:.0%}"}
+        findings = "\n".join(f"- {line}" for line in tables.lowbit_findings(path))
+        parts.append(head + "\n\n" + findings + "\n\n" + _cells(variants, digits) + "\n\nKernel classes (one profiled generation: "
+                     "51 CFG UNet calls, VAE decode, text encoder):\n\n" + _cells(classes, class_digits))
+        conv_csv = Path(path).with_name("conv_rates.csv")
+        if conv_csv.is_file():
+            import pandas as pd
+
+            conv = pd.read_csv(conv_csv)
+            keep = ["hw", "cin", "cout", "stride", "cudnn_fp16_tflops", "triton_fp8_tflops", "triton_fp16_tflops",
+                    "fp8_gemm_same_flops_tflops", "fp8_kernel_vs_simulation_rel_err", "fp8_vs_fp16_conv_rel_err"]
+            conv = conv[[c for c in keep if c in conv]]
+            conv_digits = {c: "{:.0f}" for c in conv.columns if c.endswith("tflops")}
+            conv_digits.update({c: "{:.4f}" for c in conv.columns if c.endswith("rel_err")})
+            conv.columns = [c.replace("_tflops", " TFLOP/s").replace("_", " ") for c in conv.columns]
+            conv_digits = {c.replace("_tflops", " TFLOP/s").replace("_", " "): f for c, f in conv_digits.items()}
+            parts.append("3x3 convolutions alone (batch 8, channels last; `conv_rates.csv`):\n\n"
+                         + _cells(conv, conv_digits))
+    return "\n\n".join(parts) + "\n"
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--targets"]:
+    if sys.argv[1:] == ["--lowbit"]:
+        print(lowbit_markdown(), end="")
+    elif sys.argv[1:] == ["--targets"]:
         print(targets_markdown(sorted(str(p) for p in RESULTS.glob("*/results.csv"))))
     else:
         print(current_markdown(), end="")

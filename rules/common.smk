@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from sdsqueeze import config as sq_config  # noqa: E402
 from sdsqueeze.prompts import CaptionsError, check_prompt_set, n_shards  # noqa: E402
+from sdsqueeze.accel import onnx_plan  # noqa: E402
 from sdsqueeze.quant import workflow as quant_workflow  # noqa: E402
 from sdsqueeze.variants import resolve_variant  # noqa: E402
 
@@ -67,9 +68,36 @@ def refuse_unconfigured(wildcards):
 
 
 def configured_model_json(wildcards):
-    """model.json of the target's model, once refuse_unconfigured has passed the target."""
+    """model.json of the target's model, once refuse_unconfigured has passed the target; for a
+    variant that names a student (`student: pd-4`), the student's record (rules/distill.smk)."""
     refuse_unconfigured(wildcards)
-    return model_json(wildcards.model)
+    variant = wildcards.variant if "variant" in wildcards.keys() else None
+    student = (config["variants"].get(variant) or {}).get("student")
+    return student_json(student) if student else model_json(wildcards.model)
+
+
+def student_json(student):
+    """The record of a trained student (its pipeline folder beside it), read like a model.json."""
+    return f"resources/models/{student}/student.json"
+
+
+# The distill stage's helpers (DISTILL, STUDENTS: rules/distill.smk).
+def distill_summary(student):
+    return f"results/distill/{MODEL}/{student}/summary.json"
+
+
+def teacher_model_json(wildcards):
+    teacher = teacher_of(config, wildcards.student)
+    return model_json() if teacher == MODEL else student_json(teacher)
+
+
+def teacher_sampling():
+    """The teacher samples as the reference variant draws its images, unless the section overrides."""
+    spec = resolve_variant(config, REFERENCE)
+    for key, value in (("steps", DISTILL["teacher_steps"]), ("guidance", DISTILL["teacher_guidance"])):
+        if value is not None:
+            spec[key] = value
+    return spec
 
 
 TINY_WEIGHT_FILES = ["unet.safetensors", "vae.safetensors", "text_encoder.safetensors", "training.json"]
@@ -115,9 +143,10 @@ def torch_env():
     return "../envs/gpu.yaml" if ON_GPU else "../envs/cpu.yaml"
 
 
-def metrics_settings():
-    """The config slice the metrics networks depend on (not the statistics' settings)."""
-    statistics = ("confidence", "bootstrap_resamples", "equivalence")
+def metrics_settings(per_image=False):
+    """The config slice the metrics networks depend on (not the statistics' settings; for the
+    per-image jobs, not the choice of distribution metrics either)."""
+    statistics = ("confidence", "bootstrap_resamples", "equivalence") + (("distribution",) if per_image else ())
     metrics = {k: v for k, v in config["metrics"].items() if k not in statistics}
     return {"metrics": metrics, "device": config["device"]}
 
@@ -134,7 +163,10 @@ def report_inputs(wildcards=None):
         "distribution": f"results/metrics/{MODEL}/distribution.csv",
         "differences": f"results/metrics/{MODEL}/differences.csv",
         "diffc": DIFFC_OUTPUTS,
+        "distill": DISTILL_OUTPUTS,
+        "distill_models": [model_json(), *map(student_json, STUDENTS)] if STUDENTS else [],
         "quant_sizes": quant_workflow.sizes_inputs(config, MODEL),
+        "onnx_exports": onnx_plan.all_exports(config, MODEL),
         "accel_benchmark": committed_benchmarks(),  # committed GPU runs, current per GPU type
         "gpu_results": committed_benchmarks(),
         "claims": workflow_file("data/claims.yaml"),

@@ -6,10 +6,13 @@ rule generate:
         model=configured_model_json,  # refuses a model, variant or shard the config lacks
         prompts=prompts_csv(PROMPTSET),
         calibration=lambda wc: quant_workflow.calibration_inputs(config, wc.variant, wc.model),
+        onnx=lambda wc: onnx_plan.generate_inputs(config, resolve_variant(config, wc.variant), wc.model),
     output:
         directory("results/images/{model}/{variant}/shard-{shard}"),
     params:
-        spec=lambda wc: quant_workflow.with_calibration(config, resolve_variant(config, wc.variant), wc.model),
+        spec=lambda wc: onnx_plan.with_onnx_model(
+            config, quant_workflow.with_calibration(config, resolve_variant(config, wc.variant), wc.model), wc.model
+        ),
         shard_size=config["prompts"]["shard_size"],
         samples_per_prompt=config["prompts"]["samples_per_prompt"],
         device=config["device"],

@@ -1,6 +1,7 @@
 # Stage: metrics. Every variant against the reference on the same prompts and seeds.
 # Per variant (one job): PSNR, SSIM, LPIPS against the reference image, CLIP score against the prompt.
-# Per model (one job): FID against the reference variant and COCO, Inception Score. See docs/metrics.md.
+# Per model (one job): FD-EffNetLite0 against the reference variant; FID against the reference and COCO,
+# Inception Score (metrics.distribution picks the families). See docs/metrics.md.
 
 
 rule metrics_variant:
@@ -12,7 +13,7 @@ rule metrics_variant:
         "results/metrics/{model}/per_image/{variant}.csv",
     params:
         reference=REFERENCE,
-        config=metrics_settings(),
+        config=metrics_settings(per_image=True),
     threads: config["threads"]
     log:
         "logs/metrics/{model}/{variant}.log",
@@ -63,6 +64,9 @@ rule metrics_distribution:
         variants=VARIANTS,
         reference=REFERENCE,
         config=metrics_settings(),
+        confidence=config["metrics"]["confidence"],
+        resamples=config["metrics"]["bootstrap_resamples"],
+        seed=config["seed"],
     threads: config["threads"]
     log:
         "logs/metrics/{model}/distribution.log",

@@ -1,6 +1,10 @@
 # Stage: models. `tiny` is the embedded model: its committed trained weights (data/models/tiny/),
-# seeded random weights, or weights retrained here (model.tiny_weights: fit); any other source is
-# resolved (and fetched when the network allows) so jobs load it by the same from_pretrained path.
+# seeded random weights, or weights retrained here (model.tiny_weights: fit). `sd15-seeded` is SD
+# 1.5's architecture built from a seed. Any other source is resolved (and fetched when the network
+# allows) so jobs load it by the same from_pretrained path.
+
+SEEDED_ON_GPU = ON_GPU and config["model"]["source"] == "sd15-seeded"  # drawn on the GPU: seconds, not a minute
+
 
 rule materialize_model:
     input:
@@ -13,15 +17,17 @@ rule materialize_model:
         tiny_seed=config["model"]["tiny_seed"],
         tiny_image_size=config["model"]["tiny_image_size"],
         tiny_weights=config["model"]["tiny_weights"],
+        device=config["device"] if SEEDED_ON_GPU else "cpu",
     log:
         "logs/models/{model}.log",
     benchmark:
         "results/benchmarks/models/{model}.tsv"
     resources:
-        mem_mb=8000,
+        mem_mb=16000 if SEEDED_ON_GPU else 8000,
         runtime=60,
+        gpu=1 if SEEDED_ON_GPU else 0,
     conda:
-        "../envs/cpu.yaml"
+        torch_env() if SEEDED_ON_GPU else "../envs/cpu.yaml"
     script:
         "../scripts/materialize_model.py"
 

@@ -17,4 +17,4 @@ def main(snakemake):
                             samples_per_prompt=p.samples_per_prompt)
 
 
-smk.run(snakemake, main)  # noqa: F821
+smk.run(snakemake, main, exclusive_gpu=False)  # noqa: F821 - the timed batches take the GPU alone

@@ -1,11 +1,11 @@
-"""Entry point of rule materialize_model: the tiny model with its trained (or seeded) weights, or a
-hub id / local path resolved."""
+"""Entry point of rule materialize_model: the tiny model with its trained (or seeded) weights, the
+seeded SD 1.5, or a hub id / local path resolved."""
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
 from pathlib import Path
 
-from sdsqueeze import io, models, smk
+from sdsqueeze import config, io, models, smk
 
 
 def main(snakemake):
@@ -26,6 +26,13 @@ def main(snakemake):
                           training={k: v for k, v in training.items() if k not in ("vae", "unet")})
         else:
             record.update(weights="seeded")
+    elif source == models.SD15_SEEDED_SOURCE:
+        pipeline_dir = out_json.parent / "pipeline"
+        device = config.resolve_device(snakemake.params.device)
+        with io.atomic_dir(pipeline_dir) as tmp:
+            models.save_sd15_seeded(tmp, seed=snakemake.params.tiny_seed, device=device)
+        record.update(path=str(pipeline_dir), weights=models.SEEDED_WEIGHTS_NOTE, seed=snakemake.params.tiny_seed,
+                      built_on=device)
     else:
         record.update(path=models.fetch_pipeline(source), weights="pretrained")
     io.write_json(out_json, record)

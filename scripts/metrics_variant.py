@@ -15,4 +15,6 @@ def main(snakemake):
     io.write_csv(snakemake.output[0], table)
 
 
-smk.run(snakemake, main)  # noqa: F821
+# Not alone on a shared GPU: mostly CPU work (image decoding, PSNR/SSIM) and light network passes, which
+# would otherwise queue behind every generation job for the device.
+smk.run(snakemake, main, exclusive_gpu=False)  # noqa: F821

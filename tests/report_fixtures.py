@@ -23,6 +23,16 @@ def default_config() -> dict:
     return sq_config.validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
 
 
+def embedded_distill_config() -> dict:
+    """config.yaml with the overlay config/distill-embedded.yaml, merged as Snakemake merges
+    ``--configfile`` overlays."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((ROOT / "config" / "distill-embedded.yaml").read_text()))
+    return sq_config.validate(config)
+
+
 def write_latents(shard: Path, files) -> None:
     """Final latents as the generate rule stores them (same for every variant here)."""
     import torch

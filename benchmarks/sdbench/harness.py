@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from sdsqueeze.accel.measure import Clock, UNetStepTimer
-from sdsqueeze.models import SD15_ARCHITECTURE, TinySpec, build_sd_components, sd15_scheduler
+from sdsqueeze.accel.measure import Clock, UNetStepTimer, kernel_class, output_agreement
+from sdsqueeze.models import SD15_ARCHITECTURE, TinySpec, build_seeded_pipeline
 from sdsqueeze.variants import prepare
 
 PROMPTS = ("a photograph of an astronaut riding a horse on the moon",
@@ -37,21 +37,10 @@ SHAPES = {"sd15": (SD15_ARCHITECTURE, 512), "tiny": (TinySpec().architecture(), 
 
 
 def build_pipeline(shape: str, tokenizer_dir: str | Path, device: str, dtype: torch.dtype, seed: int = 0):
-    """StableDiffusionPipeline with SD 1.5's architecture (or the tiny one), seeded weights."""
-    from diffusers import StableDiffusionPipeline
-    from transformers import CLIPTokenizer
-
+    """StableDiffusionPipeline with SD 1.5's architecture (or the tiny one), seeded weights: the
+    builder of the workflow's ``model.source: sd15-seeded``, weights initialised on ``device``."""
     architecture, image_size = SHAPES[shape]
-    torch.manual_seed(seed)
-    with torch.device(device):  # initialise on the GPU: seconds instead of a minute for 1.1 B weights
-        unet, vae, text_encoder = build_sd_components(architecture, image_size)
-    pipe = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder,
-        tokenizer=CLIPTokenizer.from_pretrained(str(tokenizer_dir)),
-        scheduler=sd15_scheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = build_seeded_pipeline(architecture, image_size, seed=seed, device=device, tokenizer_dir=tokenizer_dir)
     return pipe.to(device=device, dtype=dtype)
 
 
@@ -73,6 +62,10 @@ def time_generation(prepared, batch: int, steps: int, size: int, warmup: int, re
                     device: str) -> dict:
     run = generation_call(prepared, batch, steps, size)
     clock = Clock(device)
+    latents = {}  # the final latents, as the VAE receives them (post_quant_conv's input)
+    capture = getattr(prepared.pipe.vae, "post_quant_conv", None)
+    hook = capture.register_forward_pre_hook(lambda m, a: latents.__setitem__("last", a[0].detach())) \
+        if capture is not None else None
     began = time.perf_counter()
     with torch.inference_mode():
         for _ in range(warmup):
@@ -92,19 +85,17 @@ def time_generation(prepared, batch: int, steps: int, size: int, warmup: int, re
             steps_ms.extend(timer.durations_ms())
             timer.remove()
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    if hook is not None:
+        hook.remove()
     e2e = statistics.median(totals)
     return {
         "e2e_s_median": e2e, "s_per_image": e2e / batch, "e2e_s_all": json.dumps([round(t, 4) for t in totals]),
         "unet_ms_step_median": statistics.median(steps_ms), "unet_ms_step_mean": statistics.fmean(steps_ms),
         "unet_calls_per_image_call": len(steps_ms) / repeats, "peak_memory_mb": peak,
         "warmup_s": warmup_s, "output_finite": bool(torch.isfinite(images.float()).all()),
+        "_outputs": {"images": images.detach().float().cpu(),
+                     "latents": latents["last"].float().cpu() if "last" in latents else None},
     }
-
-
-KERNEL_CLASSES = (("attention", ("flash", "fmha", "attention", "cudnn_sdpa", "sdpa")),
-                  ("conv", ("conv", "implicit", "dgrad", "fprop", "xmma_fprop", "sm90_xmma")),
-                  ("gemm", ("gemm", "cutlass", "mm_", "matmul", "_int_mm", "f8f8", "wgmma", "tinygemm")),
-                  ("norm", ("norm",)), ("triton (fused elementwise)", ("triton",)))
 
 
 def profile_generation(prepared, batch: int, steps: int, size: int, device: str) -> tuple[str, dict]:
@@ -126,8 +117,7 @@ def profile_generation(prepared, batch: int, steps: int, size: int, device: str)
         if device.startswith("cuda") and event.device_type == torch.autograd.DeviceType.CUDA:
             us = event.self_device_time_total
             busy += us
-            name = event.name.lower()
-            label = next((c for c, keys in KERNEL_CLASSES if any(k in name for k in keys)), "other")
+            label = kernel_class(event.name)
             classes[label] = classes.get(label, 0.0) + us / 1e3
         if event.name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx"):
             launches += 1
@@ -179,7 +169,7 @@ def _spec(name: str, overrides: dict, args) -> dict:
 def _row_base(spec: dict) -> dict:
     return {"variant": spec["name"], **{k: spec.get(k) for k in (
         "dtype", "attention", "scheduler", "steps", "compile", "channels_last", "fuse_qkv",
-        "kv_cache", "deepcache", "lowbit", "cudnn_benchmark", "inductor_tuning", "freeze_weights",
+        "kv_cache", "deepcache", "lowbit", "lowbit_smoothquant", "cudnn_benchmark", "inductor_tuning", "freeze_weights",
         "host_timesteps")}}
 
 
@@ -209,6 +199,9 @@ def _time_batches(prepared, extra: dict, args, log, on_row) -> list[dict]:
         except Exception as err:  # noqa: BLE001
             log(f"[{name} b{batch}] FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
             timing, status = {}, f"error: {type(err).__name__}: {str(err)[:300]}"
+        outputs = timing.pop("_outputs", None)
+        if outputs is not None and args.quality_reference:
+            timing.update(_agreement(name, batch, outputs, args, log))
         row = {**base, "batch": batch, "status": status, **extra, **timing, "notes": notes}
         if status == "ok" and (name, batch) in args.profile:
             try:
@@ -223,6 +216,21 @@ def _time_batches(prepared, extra: dict, args, log, on_row) -> list[dict]:
             f"{timing['unet_ms_step_median']:.2f} ms/step, {timing['peak_memory_mb']:.0f} MB, "
             f"warm-up {timing['warmup_s']:.1f} s" if timing else ""))
     return rows
+
+
+def _agreement(name: str, batch: int, outputs: dict, args, log) -> dict:
+    """The reference variant's outputs are kept; every later variant's are compared with them."""
+    if name == args.quality_reference:
+        args.reference_outputs[batch] = outputs
+        return {}
+    reference = args.reference_outputs.get(batch)
+    if reference is None:
+        return {}
+    try:
+        return {f"vs_{args.quality_reference}_{k}": v for k, v in output_agreement(reference, outputs).items()}
+    except Exception as err:  # noqa: BLE001 -- the timing stands without the comparison
+        log(f"[{name} b{batch}] quality comparison FAILED: {type(err).__name__}: {err}")
+        return {}
 
 
 def _release(args, cudnn_benchmark: bool) -> None:

@@ -59,6 +59,10 @@ def parse(argv=None):
     parser.add_argument("--no-flops", action="store_true")
     parser.add_argument("--machine", default=None,
                         help="label of the lent machine, kept in meta.json (default: the GPU's name)")
+    parser.add_argument("--quality-reference", default=None,
+                        help="variant whose images and latents the later variants are compared with (PSNR, SSIM)")
+    parser.add_argument("--conv-rates", action="store_true",
+                        help="first time SD 1.5's 3x3 conv shapes: cuDNN fp16 vs the fp8/fp16 Triton kernel")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -84,8 +88,11 @@ class BenchRun:
     deadline: float = 0  # epoch seconds after which later variants are skipped; 0: no budget
     no_flops: bool = False
     machine: str | None = None
+    quality_reference: str | None = None
+    conv_rates: bool = False
     profile: frozenset = frozenset()
     profiles: list[str] = field(default_factory=list)
+    reference_outputs: dict = field(default_factory=dict)  # batch -> the reference variant's outputs
 
     @classmethod
     def from_argv(cls, argv=None, started: float | None = None) -> BenchRun:
@@ -157,8 +164,17 @@ def main(argv=None) -> int:
             "warmup": args.warmup, "repeats": args.repeats, "versions": harness.versions(),
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}
     meta["machine"] = args.machine or meta["versions"].get("gpu", args.device)
+    if args.quality_reference:
+        meta["quality_reference"] = args.quality_reference
     meta["bf16_matmul_tflops"] = matmul_tflops(args.device)
     log(f"device {meta['versions'].get('gpu', args.device)}; bf16 matmul {meta['bf16_matmul_tflops']:.0f} TFLOP/s")
+    if args.conv_rates or any(group.startswith("lowbit") for group in args.groups):
+        meta["fp8_matmul_tflops"] = matmul_tflops(args.device, precision="fp8")
+        log(f"fp8 matmul {meta['fp8_matmul_tflops']:.0f} TFLOP/s")
+    if args.conv_rates:
+        from .convbench import conv_rates
+
+        conv_rates(args.device, log).to_csv(out / "conv_rates.csv", index=False)
     if not args.no_flops:
         pipe = harness.build_pipeline(args.shape, args.tokenizer, args.device,
                                     resolve_dtype("float16" if args.device != "cpu" else "float32"))

@@ -42,3 +42,121 @@ def targets_by_run(results_csvs: list[str]) -> pd.DataFrame:
                 record[f"b{batch} best vs classic"] = rows_b["speedup vs fp16 classic"].max()
         out.append(record)
     return pd.DataFrame(out)
+
+
+# ---- the static fp8 study: one run, every ratio inside it -------------------------------------
+
+BEST_16BIT = "fp16-compiled-host"  # the best 16-bit build (compiled, CUDA graphs, host timesteps)
+KERNEL_CLASSES = ("conv", "gemm", "attention", "norm", "quantize", "elementwise", "other")
+# The precision each matrix class runs in, per low-bit scheme (the rest run fp16: bf16 peak).
+FP8_CLASSES = {"fp8-static-linear": ("gemm",), "fp8-static-gemm": ("gemm",), "fp8-static": ("gemm", "conv")}
+
+
+def lowbit_runs(results_csvs: list[str]) -> list[str]:
+    """The runs that timed a static fp8 build beside the best 16-bit build."""
+    def has_study(path):
+        rows = pd.read_csv(path)
+        return BEST_16BIT in set(rows.variant) and rows.get("lowbit", pd.Series(dtype=str)).astype(str) \
+            .str.startswith("fp8-static").any()
+
+    return [p for p in in_run_order(results_csvs) if has_study(p)]
+
+
+def lowbit_table(results_csv: str) -> pd.DataFrame:
+    """Per variant at batch 4: CFG UNet step and end-to-end time, both against the best 16-bit
+    build, quality against the reference variant's outputs, UNet weight bytes."""
+    rows, _ = load([results_csv])
+    ok = rows[rows.ok & (rows.batch == 4)].set_index("variant")
+    best = ok.loc[BEST_16BIT]
+    quality = sorted(c for c in ok.columns if c.startswith("vs_"))
+    out = []
+    for variant, r in ok.iterrows():
+        alpha = r.get("lowbit_smoothquant")
+        record = {"variant": variant, "lowbit": r.get("lowbit") if isinstance(r.get("lowbit"), str) else "none",
+                  "SmoothQuant alpha": alpha if alpha == alpha and alpha is not None else 0.0,
+                  "compiled": r.get("compile") not in (None, "none") and r.get("compile") == r.get("compile"),
+                  "UNet ms/step": r.unet_ms_step_median, "s/image": r.s_per_image,
+                  "step speedup vs best 16-bit": best.unet_ms_step_median / r.unet_ms_step_median,
+                  "e2e speedup vs best 16-bit": best.s_per_image / r.s_per_image,
+                  "UNet MB": r.unet_bytes_memory / 2**20, "peak MB": r.peak_memory_mb}
+        for column in quality:
+            record[column] = r[column]
+        out.append(record)
+    skipped = rows[~rows.ok & (rows.batch == 4)]
+    out += [{"variant": v, "lowbit": "", "UNet ms/step": float("nan"), "status": s}
+            for v, s in zip(skipped.variant, skipped.status)]
+    return pd.DataFrame(out)
+
+
+def kernel_class_table(results_csv: str) -> pd.DataFrame:
+    """Per profiled variant: GPU ms per kernel class over one generation and, for the matrix
+    classes, the achieved TFLOP/s against the measured peak of the precision that class runs in."""
+    from sdsqueeze.accel.measure import class_rates
+
+    rows, flops = load([results_csv])
+    meta = meta_for(results_csv)
+    peaks = {"fp8": meta.get("fp8_matmul_tflops"), "bf16": meta.get("bf16_matmul_tflops")}
+    profiled = rows[rows.ok & rows.kernel_ms_by_class.notna()] if "kernel_ms_by_class" in rows else rows.iloc[:0]
+    out = []
+    for r in profiled.itertuples():
+        import json
+
+        kernel_ms = json.loads(r.kernel_ms_by_class)
+        scheme = r.lowbit if isinstance(r.lowbit, str) else "none"
+        rates = class_rates(kernel_ms, flops.get(int(r.batch), {}), int(r.unet_calls_per_image_call),
+                            pointwise_as_gemm=scheme in ("fp8-static-gemm", "fp8-static"))
+        for kernel in KERNEL_CLASSES:
+            if kernel not in kernel_ms and kernel not in rates:
+                continue
+            precision = "fp8" if kernel in FP8_CLASSES.get(scheme, ()) else "bf16"
+            rate = rates.get(kernel)
+            out.append({"variant": r.variant, "batch": int(r.batch), "class": kernel,
+                        "GPU ms per generation": kernel_ms.get(kernel, 0.0),
+                        "TFLOP/s": rate, "precision": precision if rate else "",
+                        "share of that precision's peak": rate / peaks[precision] if rate and peaks[precision] else None})
+    return pd.DataFrame(out)
+
+
+def lowbit_findings(results_csv: str) -> list[str]:
+    """The study's acceptance figures, judged inside the run: the fastest fp8 build against the best
+    16-bit build (CFG UNet step >= 1.3x, end to end >= 1.2x), the best 16-bit build's share of the
+    bf16 matmul rate (>= 50%), and where the fp8 build's GPU time goes per kernel class."""
+    variants = lowbit_table(results_csv)
+    timed = variants[variants["UNet ms/step"].notna()]
+    fp8 = timed[timed.lowbit.astype(str).str.startswith("fp8-static") & timed.compiled.eq(True)]
+    rows, flops = load([results_csv])
+    meta = meta_for(results_csv)
+    out = []
+    if not fp8.empty:
+        best = fp8.loc[fp8["UNet ms/step"].idxmin()]
+        step, e2e = best["step speedup vs best 16-bit"], best["e2e speedup vs best 16-bit"]
+        out.append(f"Fastest fp8 build, `{best.variant}`: CFG UNet step {step:.2f}x and end to end {e2e:.2f}x "
+                   f"the best 16-bit build `{BEST_16BIT}` (targets 1.3x and 1.2x: "
+                   f"{'met' if step >= 1.3 else 'missed'}, {'met' if e2e >= 1.2 else 'missed'}).")
+    base = rows[(rows.variant == BEST_16BIT) & rows.ok & (rows.batch == 4)]
+    step_flops = flops.get(4, {}).get("unet_step_flops")
+    if not base.empty and step_flops:
+        rate = step_flops / (base.unet_ms_step_median.iloc[0] / 1e3) / 1e12
+        share = rate / meta["bf16_matmul_tflops"]
+        out.append(f"`{BEST_16BIT}` at batch 4: {rate:.0f} TFLOP/s per UNet step, {share:.0%} of the measured "
+                   f"bf16 matmul rate (target 50%: {'met' if share >= 0.5 else 'missed'}).")
+    classes = kernel_class_table(results_csv)
+    full = classes[classes.variant.isin(fp8.variant)] if not fp8.empty else classes.iloc[:0]
+    if not full.empty and BEST_16BIT in set(classes.variant):
+        variant = full.groupby("variant")["GPU ms per generation"].sum().idxmin() \
+            if "fp16-fp8static-compiled" not in set(full.variant) else "fp16-fp8static-compiled"
+        mine = classes[classes.variant == variant].set_index("class")["GPU ms per generation"]
+        theirs = classes[classes.variant == BEST_16BIT].set_index("class")["GPU ms per generation"]
+        deltas = ", ".join(f"{k} {mine.get(k, 0) - theirs.get(k, 0):+.0f} ms" for k in KERNEL_CLASSES
+                           if k in mine or k in theirs)
+        out.append(f"GPU time per generation, `{variant}` minus `{BEST_16BIT}`, by kernel class: {deltas}.")
+        matrix = classes[(classes.variant == variant) & classes["TFLOP/s"].notna()].set_index("class")
+        ideal = sum(matrix.loc[k, "GPU ms per generation"] * matrix.loc[k, "share of that precision's peak"]
+                    for k in matrix.index if matrix.loc[k, "precision"] == "fp8")
+        fp8_ms = sum(matrix.loc[k, "GPU ms per generation"] for k in matrix.index if matrix.loc[k, "precision"] == "fp8")
+        total, reference = mine.sum(), theirs.sum()
+        out.append(f"Bound: were `{variant}`'s fp8 classes ({', '.join(matrix.index[matrix.precision == 'fp8'])}) "
+                   f"at 100% of the fp8 peak, its GPU time would fall from {total:.0f} to {total - fp8_ms + ideal:.0f} ms "
+                   f"per generation, {reference / (total - fp8_ms + ideal):.2f}x the best 16-bit build's {reference:.0f} ms: "
+                   "the 16-bit classes (norm, attention, elementwise) and the quantize kernels hold the rest.")
+    return out

@@ -102,8 +102,44 @@ def check_semantics(config: dict) -> None:
             f"invalid config: 'prompts.captions' file {captions} does not exist and "
             "'prompts.download_url' is not set; give the path to a COCO captions JSON"
         )
+    check_model_source(config["model"]["source"])
     check_diffc(config)
     check_sweep(config)
+    check_lowbit(config)
+    check_distill(config)
+
+    from .accel.onnx_plan import config_problem
+
+    problem = config_problem(config)
+    if problem:
+        raise ConfigError(problem)
+
+
+def check_lowbit(config: dict) -> None:
+    """SmoothQuant folds into the static fp8 schemes' input scaling; other schemes have none."""
+    for name, overrides in config["variants"].items():
+        spec = {**config["generation"], **(overrides or {})}
+        if spec.get("lowbit_smoothquant") and not str(spec.get("lowbit", "none")).startswith("fp8-static"):
+            raise ConfigError(
+                f"invalid config: variant '{name}' sets lowbit_smoothquant, which applies to the static "
+                f"fp8 schemes (fp8-static-linear, fp8-static-gemm, fp8-static), not lowbit '{spec.get('lowbit', 'none')}'"
+            )
+
+
+# = sdsqueeze.models.BUILT_SOURCES (tested): not imported, so that an edit of the model builder does
+# not rerun every rule that validates a config.
+BUILT_SOURCES = ("tiny", "sd15-seeded")
+
+
+def check_model_source(source: str) -> None:
+    """A source is a model built here (tiny, sd15-seeded), a hub id (owner/name) or a folder: a bare
+    word that is none of these is a misspelt built model, refused before any job runs."""
+    if source in BUILT_SOURCES or "/" in source or Path(source).expanduser().is_dir():
+        return
+    raise ConfigError(
+        f"invalid config: model.source {source!r} is not a model built here ({', '.join(BUILT_SOURCES)}), "
+        "a hub id (owner/name) or an existing folder"
+    )
 
 
 def check_diffc(config: dict) -> None:
@@ -132,6 +168,17 @@ def check_sweep(config: dict) -> None:
     try:
         grid_from_config(config)
     except ValueError as err:
+        raise ConfigError(f"invalid config: {err}") from None
+
+
+def check_distill(config: dict) -> None:
+    """Students, their teachers and the variants that use them (sdsqueeze.distill.plan)."""
+    from .distill.plan import DistillConfigError
+    from .distill.plan import check_distill as check
+
+    try:
+        check(config)
+    except DistillConfigError as err:
         raise ConfigError(f"invalid config: {err}") from None
 
 

@@ -12,10 +12,16 @@ is respected: slots are taken among the devices it lists.
 
 Snakemake has no per-device assignment of its own for local runs, and CUDA's device selection is
 per process, hence this small module.
+
+One GPU may also hold several jobs at once (SDSQ_JOBS_PER_GPU=k, with `--resources gpu=k x GPUs`):
+their imports, model loading and compilation, mostly CPU and disk, overlap. The work that is timed
+or GPU-heavy runs inside `exclusive_use()`, one job per device at a time, so a job's measured
+seconds are not shared with another's kernels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_DIR_ENV = "SDSQ_GPU_LOCK_DIR"
+JOBS_PER_GPU_ENV = "SDSQ_JOBS_PER_GPU"
 log = logging.getLogger(__name__)
 
 
@@ -37,9 +44,14 @@ class GpuClaim:
     device: str
     lock_path: Path
     handle: object
+    slot: int = 0
+    jobs_per_gpu: int = 1
 
     def release(self) -> None:
         self.handle.close()
+
+    def describe(self) -> dict:
+        return {"cuda_visible_devices": self.device, "slot": self.slot, "jobs_per_gpu": self.jobs_per_gpu}
 
 
 # Claims live as long as the process: the job keeps its device until it exits.
@@ -74,11 +86,23 @@ def managed_by_scheduler(env: Mapping[str, str]) -> bool:
     return bool(env.get("SLURM_JOB_ID"))
 
 
-def try_claim(devices: list[str], lock_dir: Path) -> GpuClaim | None:
-    """Take the first free device slot, or None when all are held."""
+def jobs_per_gpu(env: Mapping[str, str]) -> int:
+    value = env.get(JOBS_PER_GPU_ENV, "1")
+    if not value.isdigit() or int(value) < 1:
+        raise RuntimeError(f"{JOBS_PER_GPU_ENV}={value!r}: give a whole number of jobs per GPU, 1 or more")
+    return int(value)
+
+
+def slot_lock_name(device: str, slot: int) -> str:
+    return f"gpu-{device}.lock" if slot == 0 else f"gpu-{device}.slot{slot}.lock"
+
+
+def try_claim(devices: list[str], lock_dir: Path, per_gpu: int = 1) -> GpuClaim | None:
+    """Take the first free device slot, or None when all are held. Every device's first slot is
+    tried before any second one, so jobs spread over the GPUs before they share one."""
     lock_dir.mkdir(parents=True, exist_ok=True)
-    for device in devices:
-        path = lock_dir / f"gpu-{device}.lock"
+    for slot, device in ((k, d) for k in range(per_gpu) for d in devices):
+        path = lock_dir / slot_lock_name(device, slot)
         handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -89,7 +113,7 @@ def try_claim(devices: list[str], lock_dir: Path) -> GpuClaim | None:
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
-        return GpuClaim(device, path, handle)
+        return GpuClaim(device, path, handle, slot, per_gpu)
     return None
 
 
@@ -115,12 +139,32 @@ def claim_gpu(env: MutableMapping[str, str] | None = None, lock_dir: Path | None
                            "CUDA_VISIBLE_DEVICES lists none); use a CPU config (device: cpu)")
     lock_dir = lock_dir or default_lock_dir()
     deadline = time.monotonic() + wait_s
-    while (claim := try_claim(devices, lock_dir)) is None:
+    per_gpu = jobs_per_gpu(env)
+    while (claim := try_claim(devices, lock_dir, per_gpu)) is None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"all GPUs {devices} stayed busy for {wait_s:.0f} s (locks in {lock_dir}); "
-                               "is --resources gpu=N larger than the number of GPUs?")
+                               f"is --resources gpu=N larger than the number of GPUs times {JOBS_PER_GPU_ENV} ({per_gpu})?")
         time.sleep(poll_s)
     env["CUDA_VISIBLE_DEVICES"] = claim.device
     _HELD.append(claim)
     log.info("GPU slot %s claimed (CUDA_VISIBLE_DEVICES=%s, lock %s)", claim.device, claim.device, claim.lock_path)
     return claim
+
+
+def held_claim() -> GpuClaim | None:
+    return _HELD[-1] if _HELD else None
+
+
+@contextlib.contextmanager
+def exclusive_use(lock_dir: Path | None = None):
+    """Run the block as the only job on this process's claimed device (a no-op when one job per GPU
+    is the rule, or the job holds no claim: CPU jobs, SLURM's placement). Yields the seconds
+    waited for the device, which the caller may record."""
+    claim = held_claim()
+    if claim is None or claim.jobs_per_gpu == 1:
+        yield 0.0
+        return
+    began = time.monotonic()
+    with open((lock_dir or claim.lock_path.parent) / f"gpu-{claim.device}.exclusive.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # blocks until the job using the device alone is done
+        yield time.monotonic() - began

@@ -160,9 +160,18 @@ def device_description(device: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
+        from . import gpu_slots
+
         index = torch.device(device).index or 0
         info["gpu"] = torch.cuda.get_device_name(index)
+        info["gpu_uuid"] = str(torch.cuda.get_device_properties(index).uuid)
         info["cuda"] = torch.version.cuda
+        info["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+        # The allocator's peak since the job started (or since its last reset_peak_memory_stats).
+        info["max_memory_allocated_mb"] = round(torch.cuda.max_memory_allocated(index) / 2**20, 1)
+        claim = gpu_slots.held_claim()
+        if claim is not None:
+            info["gpu_slot"] = claim.describe()
     return info
 
 

@@ -16,6 +16,11 @@ from typing import Any
 from .tokenizer import write_clip_tokenizer  # noqa: F401 - models' callers use it from here
 
 TINY_SOURCE = "tiny"
+# SD 1.5's exact architecture with seeded weights: runs the SD 1.5 configs where no weights can be
+# downloaded (a GPU node without network). Speed and memory hold; its images are meaningless.
+SD15_SEEDED_SOURCE = "sd15-seeded"
+BUILT_SOURCES = (TINY_SOURCE, SD15_SEEDED_SOURCE)
+SEEDED_WEIGHTS_NOTE = "seeded (SD 1.5 architecture, untrained): images are meaningless; speed and memory hold"
 
 SD15_SCHEDULER = dict(  # Stable Diffusion 1.x's own scheduler settings
     beta_start=0.00085,
@@ -178,13 +183,69 @@ def save_tiny_pipeline(out_dir: str | os.PathLike, spec: TinySpec = TinySpec(),
     return out_dir
 
 
+def build_seeded_pipeline(arch: SDArchitecture, image_size: int, seed: int = 0, device: str = "cpu",
+                          tokenizer_dir: str | os.PathLike | None = None):
+    """A StableDiffusionPipeline of ``arch`` with weights drawn from ``seed`` (on ``device``: a GPU
+    draws SD 1.5's 1.1 B weights in seconds, a CPU in about a minute, and the two draw different
+    values), the real CLIP tokenizer and SD 1.x's scheduler. The one builder of ``sd15-seeded`` and
+    of the GPU benchmark's pipeline."""
+    import tempfile
+
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        unet, vae, text_encoder = build_sd_components(arch, image_size)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer_dir = Path(tokenizer_dir or scratch)
+        if not (tokenizer_dir / "vocab.json").is_file():
+            write_clip_tokenizer(tokenizer_dir)
+        tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   scheduler=sd15_scheduler(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_sd15_seeded(out_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
+                     arch: SDArchitecture = SD15_ARCHITECTURE, image_size: int = 512) -> Path:
+    """Write ``sd15-seeded`` with ``save_pretrained`` (fp32 safetensors), for from_pretrained to
+    read back like any model. ``arch``/``image_size`` are SD 1.5's; tests pass a small one."""
+    out_dir = Path(out_dir)
+    build_seeded_pipeline(arch, image_size, seed, device).save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
 def is_local_pipeline(source: str) -> bool:
     return (Path(source) / "model_index.json").is_file()
 
 
+# diffusers' unconditional image pipelines: no prompt, no text encoder. The workflow's prompt set,
+# text-conditioned calibration and CLIP score do not apply to them, so they are refused by name.
+UNCONDITIONAL_PIPELINES = ("LDMPipeline", "DDPMPipeline", "DDIMPipeline", "PNDMPipeline", "ScoreSdeVePipeline",
+                           "KarrasVePipeline", "DanceDiffusionPipeline")
+
+
+def check_text_to_image(source: str, index_path: str | os.PathLike) -> None:
+    """Refuse an unconditional pipeline (read from its model_index.json) with one message."""
+    pipeline_class = json.loads(Path(index_path).read_text()).get("_class_name", "")
+    if pipeline_class in UNCONDITIONAL_PIPELINES:
+        raise ModelUnavailableError(
+            f"model.source '{source}' is an unconditional pipeline ({pipeline_class}); this workflow runs "
+            "text-to-image pipelines only (its prompt set, text-conditioned calibration and CLIP score need a "
+            "prompt). Use a text-to-image model such as stable-diffusion-v1-5/stable-diffusion-v1-5.")
+
+
 def check_model_available(source: str) -> None:
-    """Fail fast, before any job runs, when a model can be neither found nor downloaded."""
-    if source == TINY_SOURCE or is_local_pipeline(source):
+    """Fail fast, before any job runs, when a model can be neither found nor downloaded, or is an
+    unconditional pipeline."""
+    if source in BUILT_SOURCES:
+        return
+    if is_local_pipeline(source):
+        check_text_to_image(source, Path(source) / "model_index.json")
         return
     if os.path.isdir(source) or source.startswith((".", "/", "~")):
         raise ModelUnavailableError(
@@ -194,11 +255,11 @@ def check_model_available(source: str) -> None:
     try:
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-        if isinstance(try_to_load_from_cache(source, "model_index.json"), str):
-            return
-        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
-        hf_hub_download(source, "model_index.json")
+        index = try_to_load_from_cache(source, "model_index.json")
+        if not isinstance(index, str):
+            os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+            os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+            index = hf_hub_download(source, "model_index.json")
     except Exception as err:  # offline, unknown id, gated repo: all end the same way for the user
         raise ModelUnavailableError(
             f"model '{source}' is not in the local Hugging Face cache and could not be fetched "
@@ -206,6 +267,7 @@ def check_model_available(source: str) -> None:
             f"`hf download {source}` where the hub is reachable (then share HF_HOME), "
             "or set model.source to a local folder saved with `save_pretrained`."
         ) from None
+    check_text_to_image(source, index)
 
 
 def resolve_dtype(name: str):

@@ -22,6 +22,19 @@ def sample_seed(base_seed: int, sample: int) -> int:
     return (base_seed + sample) % SEED_SPACE
 
 
+def sampler_seed(image_seed: int) -> int:
+    """Seed of the noise a stochastic sampler adds during sampling (LCM's re-noising): derived from
+    the image's seed but not equal to it, so it never repeats the initial latent's draw."""
+    return prompt_seed(image_seed, -1)
+
+
+def sampler_generators(image_seeds: list[int]):
+    """One CPU generator per image for the sampler's own noise (deterministic samplers draw none)."""
+    import torch
+
+    return [torch.Generator("cpu").manual_seed(sampler_seed(int(s))) for s in image_seeds]
+
+
 def initial_latents(seeds: list[int], shape: tuple[int, ...]):
     """Standard-normal latents, one independent draw per seed, stacked on dim 0 (float32, CPU)."""
     import torch
@@ -35,7 +48,8 @@ def initial_latents(seeds: list[int], shape: tuple[int, ...]):
 
 def latent_shape(pipe, height: int, width: int) -> tuple[int, int, int]:
     """(channels, h, w) of one latent for any diffusers text-to-image pipeline."""
-    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    # `is None`, not `or`: a torch.compile'd module refuses truth tests (OptimizedModule has no len()).
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
     channels = denoiser.config.in_channels
     factor = pipe.vae_scale_factor
     return (channels, height // factor, width // factor)

@@ -50,8 +50,12 @@ def native_output_to(log):
         console.close()
 
 
-def run(snakemake, main: Callable[[object], None]) -> None:
+def run(snakemake, main: Callable[[object], None], exclusive_gpu: bool = True) -> None:
     """Call ``main(snakemake)`` with stdout/stderr sent to the rule's log file.
+
+    A GPU job runs ``main`` as the only job on its device (gpu_slots.exclusive_use; it matters only
+    when several jobs share one GPU); ``exclusive_gpu=False`` leaves that to ``main`` (generation
+    takes the device alone for its timed batches only).
 
     Errors a user can fix (bad input, missing model or GPU) end the job with their message, also
     repeated on the console; anything else keeps its traceback in the log for debugging.
@@ -72,7 +76,13 @@ def run(snakemake, main: Callable[[object], None]) -> None:
             # Numerics depend on the thread count (parallel reductions split differently), so
             # torch gets the config's count even when Snakemake scales the job's threads down.
             torch.set_num_threads(int(getattr(snakemake, "config", {}).get("threads", snakemake.threads)))
-            main(snakemake)
+            if exclusive_gpu:
+                from sdsqueeze import gpu_slots
+
+                with gpu_slots.exclusive_use():
+                    main(snakemake)
+            else:
+                main(snakemake)
         except BaseException as err:
             if not is_user_error(err):
                 logging.exception("job failed (unexpected error; traceback above)")

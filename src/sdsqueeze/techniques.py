@@ -2,8 +2,9 @@
 
 Scheduler first; attention processors before PTQ, which measures activation ranges through them;
 then the attention specialisations that replace or wrap the calibrated layers (backend pin, fused
-QKV, K/V cache); DeepCache's feature cache; low-bit kernels on the final weights; compilation of
-the result; timesteps on the host last, so its hook sits outside the compiled UNet. Adding a
+QKV, K/V cache); DeepCache's feature cache; low-bit kernels on the final weights; the UNet swapped
+for its ONNX Runtime session (exclusive with the PyTorch-only ones, checked with the config);
+compilation of the result; timesteps on the host last, so its hook sits outside the compiled UNet. Adding a
 technique: one module with a frozen config (sdsqueeze.technique.TechniqueConfig) and an ``apply``,
 one line here, its keys in schemas/config.schema.yaml (docs/architecture.md shows an example).
 """
@@ -11,7 +12,7 @@ one line here, its keys in schemas/config.schema.yaml (docs/architecture.md show
 from __future__ import annotations
 
 from . import schedulers
-from .accel import attention, compilation, deepcache, hoststeps, lowbit
+from .accel import attention, compilation, deepcache, hoststeps, lowbit, onnxrt
 from .quant import ptq
 from .technique import Technique
 
@@ -27,6 +28,7 @@ TECHNIQUES: tuple[Technique, ...] = (
     Technique.of(attention.AttentionConfig, attention.apply),
     Technique.of(deepcache.DeepCacheConfig, deepcache.apply),
     Technique.of(lowbit.LowBitConfig, lowbit.apply),
+    Technique.of(onnxrt.OnnxRuntimeConfig, onnxrt.apply),
     Technique.of(compilation.CompileConfig, compilation.apply),
     Technique.of(hoststeps.HostTimestepsConfig, hoststeps.apply),
 )

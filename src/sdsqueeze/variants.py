@@ -19,6 +19,9 @@ GENERATION_KEYS = (
     "dtype", "attention", "scheduler", "steps", "guidance", "height", "width", "batch_size",
 )
 
+# Variant keys that choose the model rather than change the pipeline (the generate rule reads them).
+MODEL_KEYS = ("student",)
+
 
 @dataclass(slots=True)  # slots: a technique cannot hang undeclared state on it
 class Prepared:

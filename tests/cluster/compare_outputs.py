@@ -15,7 +15,7 @@ from pathlib import Path
 EXACT = ["results/images/**/*.png", "results/images/**/latents.safetensors", "results/prompts/*.csv",
          "results/metrics/*/per_image/*.csv", "results/metrics/*/summary.csv", "results/report/summary.csv"]
 MANIFESTS = "results/images/**/manifest.csv"
-TIMING_COLUMNS = {"seconds", "cpu_seconds", "warmup_seconds", "peak_memory_mb", "memory_kind"}
+TIMING_COLUMNS = {"seconds", "cpu_seconds", "warmup_seconds", "unet_ms_step", "peak_memory_mb", "memory_kind"}
 
 
 def digest(path: Path) -> str:

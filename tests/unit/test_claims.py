@@ -18,8 +18,10 @@ def test_claims_file_covers_every_seed_with_ten_or_more_claims():
     assert len(claims) >= 10
     assert {x["seed"][:3] for x in claims} == {"000", "001", "002", "003", "004"}
     assert all(x["measure"]["kind"] in c.MEASURES for x in claims)
-    optsd = {x["number"] for x in claims if x["seed"].startswith("004") and x["unit"] == "x"}
+    optsd = {x["number"] for x in claims if x["seed"] == "004 OptSD" and x["unit"] == "x"}
     assert optsd == {1.39, 1.79, 1.19, 1.65}
+    peers = {x["number"] for x in claims if "peer: NVIDIA TensorRT" in x["seed"]}
+    assert peers == {1.72, 1.95}  # TensorRT's INT8 and FP8 over torch.compile fp16
 
 
 def test_a_bad_claims_file_names_the_claim_and_key(tmp_path):
@@ -140,3 +142,15 @@ def test_section_renders_every_claim_with_a_verdict_and_reason(tmp_path):
     # the committed GPU runs measured torchao int8 slower than fp16: the section says so
     assert table.set_index("claim").filter(like="INT8 quantization speeds", axis=0).verdict.iloc[0] \
         == c.CONTRADICTED
+
+
+def test_eight_bit_against_compiled_fp16_takes_the_newest_run_that_has_both(tmp_path):
+    """TensorRT's FP8 figure is judged against the compiled fp16 build of the same run."""
+    rows = [{"variant": v, "batch": 4, "status": "ok", "s_per_image": s, "peak_memory_mb": 2000}
+            for v, s in (("fp16-compiled-host", 0.26), ("fp16-fp8static-compiled", 0.27),
+                         ("fp16-fp8static-linear-compiled", 0.25))]
+    evidence = c.Evidence(gpu_results=[gpu_csv(tmp_path, rows)])
+    fp8 = c.check_claim(claim("tensorrt-fp8-speed"), evidence)
+    assert fp8["verdict"] == c.CONTRADICTED and "1.04" in fp8["why"]  # best: 0.26 / 0.25
+    int8 = c.check_claim(claim("tensorrt-int8-speed"), evidence)
+    assert int8["verdict"] == c.NOT_MEASURED  # no int8 build in that run

@@ -22,11 +22,13 @@ def test_default_config_is_valid_and_defaults_are_filled(default_config):
 
 @pytest.mark.parametrize("config_file", sorted((REPO / "config").glob("*.yaml")))
 def test_shipped_configs_are_valid(config_file, default_config):
-    layered = yaml.safe_load(config_file.read_text())
-    if "model" not in layered:  # an overlay: check it on top of the default
+    text = config_file.read_text()
+    layered = yaml.safe_load(text)
+    if "model" not in layered or "variants" not in layered:  # an overlay: on the config its header names
         from snakemake.utils import update_config
 
-        base = copy.deepcopy(default_config)
+        sd15 = "overlay on config/sd15.yaml" in text
+        base = yaml.safe_load((REPO / "config" / "sd15.yaml").read_text()) if sd15 else copy.deepcopy(default_config)
         update_config(base, layered)
         layered = base
     layered.setdefault("prompts", {})
@@ -109,3 +111,12 @@ def test_cuda_requested_without_gpu_is_a_clear_error(monkeypatch):
     with pytest.raises(sq_config.ConfigError, match="set device: cpu"):
         sq_config.resolve_device("cuda")
     assert sq_config.resolve_device("auto") == "cpu"
+
+
+def test_smoothquant_without_a_static_fp8_scheme_is_refused(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["variants"]["sq-alone"] = {"lowbit_smoothquant": 0.8}
+    with pytest.raises(sq_config.ConfigError, match="variant 'sq-alone' sets lowbit_smoothquant"):
+        sq_config.validate(cfg)
+    cfg["variants"]["sq-alone"] = {"lowbit": "fp8-static", "lowbit_smoothquant": 0.8}
+    assert sq_config.validate(cfg)["variants"]["sq-alone"]["lowbit_smoothquant"] == 0.8

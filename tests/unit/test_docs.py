@@ -19,6 +19,27 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
         assert "torch==2.14.1 torchvision==0.29.1" in command
 
 
+def test_onnx_doc_table_is_generated_from_the_committed_cpu_run():
+    """docs/onnx.md's benchmark block is exactly what `python benchmarks/onnx_cpu.py --table` prints
+    from benchmarks/results/onnx_cpu/, and the run holds every runtime at both sizes."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    doc = (REPO / "docs" / "onnx.md").read_text()
+    begin = "<!-- BEGIN generated: python benchmarks/onnx_cpu.py --table -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = subprocess.run([sys.executable, "benchmarks/onnx_cpu.py", "--table"], capture_output=True,
+                              text=True, check=True, cwd=REPO).stdout
+    assert block.strip() == rendered.strip(), "rerun: python benchmarks/onnx_cpu.py --table, paste between the markers"
+    rows = pd.read_csv(REPO / "benchmarks" / "results" / "onnx_cpu" / "results.csv")
+    assert set(rows[rows.model == "embedded"].runtime) == {"pytorch-fp32", "ort-fp32", "ort-int8-dynamic",
+                                                           "ort-int8-static"}
+    assert set(rows[rows.model == "sd15-arch"].runtime) >= {"pytorch-fp32", "ort-fp32", "ort-int8-dynamic"}
+    assert (rows.repeats >= 3).all() and (rows.min_ms <= rows.median_ms).all() and (rows.median_ms <= rows.max_ms).all()
+
+
 def test_benchmarks_doc_is_short_and_its_tables_are_generated():
     """docs/benchmarks.md is reference (<= 15 KB); its current-results block is exactly what
     `python benchmarks/render_tables.py` prints from benchmarks/results/."""
@@ -33,3 +54,33 @@ def test_benchmarks_doc_is_short_and_its_tables_are_generated():
                               check=True).stdout
     assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py, paste between the markers"
     assert "| `fp16-sdpa` |" in block  # the baseline of every speedup is in the table
+
+
+def test_metrics_doc_fd_cost_table_is_generated():
+    """docs/metrics.md's FD-EffNetLite0 cost block is what `python -m sdsqueeze.quality.fdcost render`
+    prints from the committed CSV."""
+    import pandas as pd
+
+    from sdsqueeze.quality import fdcost
+
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    begin = "<!-- BEGIN generated: python -m sdsqueeze.quality.fdcost render docs/metrics/fd_effnetlite0_cost.csv -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = fdcost.render(pd.read_csv(REPO / "docs" / "metrics" / "fd_effnetlite0_cost.csv"))
+    assert block.strip() == rendered.strip(), "rerun the command named in the marker and paste its output"
+    assert "| 8 |" in block and "| 64 |" in block
+
+
+def test_lowbit_doc_is_short_and_its_tables_are_generated():
+    """docs/lowbit.md's results block is exactly `python benchmarks/render_tables.py --lowbit`."""
+    import subprocess
+    import sys
+
+    doc = Path("docs/lowbit.md").read_text()
+    assert len(doc.encode()) <= 15 * 1024
+    begin = "<!-- BEGIN generated: python benchmarks/render_tables.py --lowbit -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py", "--lowbit"], capture_output=True,
+                              text=True, check=True).stdout
+    assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py --lowbit, paste between the markers"
+    assert "| fp16-compiled-host |" in block and "share of that precision's peak" in block

@@ -53,7 +53,10 @@ def imports_of(path: Path) -> frozenset[str]:
     root = next((r for r in FIRST_PARTY.values() if path.is_relative_to(r)), None)
     package = ".".join(path.relative_to(root).with_suffix("").parts[:-1]) if root else ""
     found = set()
+    optional = _optional_imports(tree)
     for node in ast.walk(tree):
+        if node in optional:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -66,6 +69,18 @@ def imports_of(path: Path) -> frozenset[str]:
             # `from sdsqueeze import config` imports the submodule sdsqueeze.config
             found.update(f"{base}.{alias.name}" for alias in node.names)
     return frozenset(found)
+
+
+def _optional_imports(tree: ast.AST) -> set[ast.AST]:
+    """Imports inside ``try: ... except ImportError`` (or ModuleNotFoundError): optional extras a job
+    runs without (e.g. Triton, which only CUDA builds of torch bring), so no env must list them."""
+    optional = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError") for h in node.handlers
+        ):
+            optional.update(n for stmt in node.body for n in ast.walk(stmt) if isinstance(n, ast.Import | ast.ImportFrom))
+    return optional
 
 
 def third_party_imports(script: Path) -> set[str]:

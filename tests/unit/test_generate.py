@@ -93,11 +93,11 @@ def test_warm_up_is_timed_apart_and_excluded(tiny_dir, tmp_path, base_spec, monk
     calls = []
     real_run_batch = generate.run_batch
 
-    def slow_first_call(prepared, prompts, latents):
+    def slow_first_call(prepared, prompts, latents, seeds=None):
         calls.append(len(prompts))
         if len(calls) == 1:
             time.sleep(0.6)  # stands in for lazy initialisation / compilation
-        return real_run_batch(prepared, prompts, latents)
+        return real_run_batch(prepared, prompts, latents, seeds)
 
     monkeypatch.setattr(generate, "run_batch", slow_first_call)
     spec = {**base_spec, "batch_size": 2}
@@ -108,3 +108,38 @@ def test_warm_up_is_timed_apart_and_excluded(tiny_dir, tmp_path, base_spec, monk
     assert (manifest.seconds < manifest.warmup_seconds - 0.3).all()
     assert manifest.batch_index.tolist() == [0, 0, 1]
     assert (manifest.cpu_seconds > 0).all()
+
+
+def test_warm_up_covers_every_timed_batch_shape_where_shapes_cost():
+    """Compiled graphs, CUDA graphs and cuDNN's choices are per shape: on CUDA or compiled, the
+    warm-up runs each timed batch size (the shorter last one too); an eager CPU run needs one image."""
+    eager, compiled = {"compile": "none"}, {"compile": "reduce-overhead"}
+    assert generate.warmup_sizes(16, 4, "cpu", eager) == [1]
+    assert generate.warmup_sizes(16, 4, "cuda", eager) == [4]
+    assert generate.warmup_sizes(10, 4, "cpu", compiled) == [4, 2]
+    assert generate.warmup_sizes(3, 4, "cuda", eager) == [3]
+
+
+def test_manifest_holds_the_unets_ms_per_call(tiny_dir, tmp_path, base_spec):
+    manifest = generate.generate_shard(load_pipeline(str(tiny_dir)), {**base_spec, "batch_size": 2}, PROMPTS,
+                                       tmp_path / "s", device="cpu", progress=False)
+    # 4 PNDM steps with guidance: one UNet call per step (cond and uncond batched), plus PNDM's warm-up call
+    assert manifest.unet_calls.tolist() == [manifest.unet_calls.iloc[0]] * 3 and manifest.unet_calls.iloc[0] >= 4
+    assert (manifest.unet_ms_step > 0).all()
+    per_batch = manifest.groupby("batch_index").first()
+    assert (per_batch.unet_ms_step * per_batch.unet_calls / 1e3 <= per_batch.seconds * [2, 1] + 1e-9).all()
+
+
+def test_latent_shape_of_a_compiled_unet(tiny_dir):
+    """torch.compile wraps the UNet in a module that refuses truth tests; the shape must not ask
+    one (torch.compile is lazy: nothing is compiled here)."""
+    import torch
+
+    from sdsqueeze import seeding
+    from sdsqueeze.sweep.runner import denoiser_of
+
+    pipe = load_pipeline(str(tiny_dir))
+    plain = seeding.latent_shape(pipe, 64, 64)
+    pipe.unet = torch.compile(pipe.unet)
+    assert seeding.latent_shape(pipe, 64, 64) == plain
+    assert denoiser_of(pipe) is pipe.unet

@@ -1,9 +1,11 @@
 """GPU placement for local multi-GPU runs, exercised with fake device lists on the CPU."""
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 import types
 from pathlib import Path
 
@@ -113,3 +115,88 @@ def test_package_imports_start_no_cuda():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "[] False"
+
+
+def test_shared_gpus_fill_every_device_before_doubling_up(tmp_path):
+    env_of = lambda: {gpu_slots.JOBS_PER_GPU_ENV: "2"}
+    claims = [gpu_slots.claim_gpu(env_of(), tmp_path, probe=fake_gpus(2), wait_s=0) for _ in range(4)]
+    assert [(c.device, c.slot) for c in claims] == [("0", 0), ("1", 0), ("0", 1), ("1", 1)]
+    assert claims[2].describe() == {"cuda_visible_devices": "0", "slot": 1, "jobs_per_gpu": 2}
+    with pytest.raises(RuntimeError, match="SDSQ_JOBS_PER_GPU"):
+        gpu_slots.claim_gpu(env_of(), tmp_path, probe=fake_gpus(2), wait_s=0)
+
+
+def test_bad_jobs_per_gpu_is_one_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="whole number"):
+        gpu_slots.claim_gpu({gpu_slots.JOBS_PER_GPU_ENV: "two"}, tmp_path, probe=fake_gpus(1), wait_s=0)
+
+
+def test_exclusive_use_waits_for_the_job_using_a_shared_gpu(tmp_path):
+    """Two jobs on one GPU: the second's exclusive block starts only after the first's ends (flock
+    on two open files conflicts within one process too, so a thread stands in for the other job)."""
+    import threading
+
+    gpu_slots.claim_gpu({gpu_slots.JOBS_PER_GPU_ENV: "2"}, tmp_path, probe=fake_gpus(1), wait_s=0)
+    inside, spans = threading.Event(), {}
+
+    def other_job():
+        with gpu_slots.exclusive_use():
+            spans["other"] = time.monotonic()
+            inside.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=other_job)
+    thread.start()
+    inside.wait(10)
+    with gpu_slots.exclusive_use() as waited:
+        spans["ours"] = time.monotonic()
+    thread.join()
+    assert waited >= 0.4 and spans["ours"] - spans["other"] >= 0.45
+
+
+def test_exclusive_use_is_free_with_one_job_per_gpu(tmp_path):
+    gpu_slots.claim_gpu({}, tmp_path, probe=fake_gpus(1), wait_s=0)
+    with gpu_slots.exclusive_use() as first, gpu_slots.exclusive_use() as nested:
+        assert (first, nested) == (0.0, 0.0)
+
+
+def test_resources_gpu_2_runs_two_jobs_at_once_on_different_devices(tmp_path):
+    """`snakemake --resources gpu=2` on a machine whose (fake) nvidia-smi lists two GPUs: the two
+    GPU jobs overlap in time, each with its own CUDA_VISIBLE_DEVICES."""
+    src = Path(gpu_slots.__file__).parents[1]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nprintf '0\\n1\\n'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    (tmp_path / "job.py").write_text(textwrap.dedent(f"""
+        import json, os, sys, time
+        sys.path.insert(0, {str(src)!r})
+        from sdsqueeze import smk
+
+        def main(snakemake):
+            began = time.time()
+            time.sleep(2)
+            record = {{"device": os.environ["CUDA_VISIBLE_DEVICES"], "began": began, "ended": time.time()}}
+            open(snakemake.output[0], "w").write(json.dumps(record))
+
+        smk.run(snakemake, main)
+    """))
+    (tmp_path / "Snakefile").write_text(textwrap.dedent("""
+        rule all:
+            input: expand("out/{k}.json", k=[1, 2])
+        rule gpu_job:
+            output: "out/{k}.json"
+            log: "logs/{k}.log"
+            resources: gpu=1
+            script: "job.py"
+    """))
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+               SDSQ_GPU_LOCK_DIR=str(tmp_path / "locks"))
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.pop("SLURM_JOB_ID", None)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=2"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = [json.loads((tmp_path / "out" / f"{k}.json").read_text()) for k in (1, 2)]
+    assert sorted(j["device"] for j in jobs) == ["0", "1"]
+    assert max(j["began"] for j in jobs) < min(j["ended"] for j in jobs)  # they overlapped

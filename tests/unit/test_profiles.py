@@ -91,6 +91,9 @@ def submissions(dry_run_output: str) -> int:
 
 
 OWN_TARGETS = {"accel_benchmark"}  # GPU rules outside `all`, run by their own target (`benchmark_all`)
+# GPU rules config/sd15.yaml does not plan (its distill stage is off): config/sd15-distill.yaml's
+# dry run (.ci/run) plans them.
+OTHER_CONFIGS = {"distill_student", "distill_teacher_data"}
 
 
 def test_sd15_plans_gpu_jobs_in_few_submissions(no_site_vars, tmp_path):
@@ -103,7 +106,7 @@ def test_sd15_plans_gpu_jobs_in_few_submissions(no_site_vars, tmp_path):
     jobs = re.findall(r"^ *rule (\w+):\n(?:.*\n)*?^ *resources: (.*)$", text, re.M)
     assert jobs
     for rule in gpu_rules():
-        if rule in OWN_TARGETS:
+        if rule in OWN_TARGETS | OTHER_CONFIGS or rule == "materialize_model":  # a GPU only to draw sd15-seeded's weights
             continue
         resources = [res for name, res in jobs if name == rule]
         assert resources, f"no {rule} job planned"
@@ -112,3 +115,14 @@ def test_sd15_plans_gpu_jobs_in_few_submissions(no_site_vars, tmp_path):
     print(f"SD 1.5 grid: {len(jobs)} jobs in {n} submissions")
     assert n < 100
     assert n < len(jobs) / 3  # grouping actually happened
+
+
+def test_gpu_smoke_config_draws_the_seeded_model_on_a_gpu_under_slurm(no_site_vars, tmp_path):
+    """sd15-seeded's weights are drawn on the GPU: its materialize_model job asks SLURM for one."""
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "-n", "--configfile", "config/sd15.yaml",
+         "config/sd15-gpu-smoke.yaml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = re.findall(r"^ *rule (\w+):\n(?:.*\n)*?^ *resources: (.*)$", out.stdout + out.stderr, re.M)
+    assert [res for name, res in jobs if name == "materialize_model" and re.search(r"\bgpu=1\b", res)]

@@ -650,3 +650,24 @@ def test_quant_section_shows_the_seed_table_the_ablation_and_every_variant(tmp_p
     section = quant_section(ReportContext(inputs=inputs, config=config, out_dir=tmp_path))
     assert section.body_html.count("<table") == 3
     assert "W (timestep-aware)" in section.body_html and "+ attention quantization" in section.body_html
+
+
+def test_range_search_keeps_to_the_tensors_device():
+    """The MSE range search ran only on CPU tensors; on CUDA its candidate ratios (made on the CPU)
+    met GPU weights and activations. The meta device stands in for a GPU: mixing it with CPU
+    tensors raises just as CUDA does."""
+    from sdsqueeze.quant import ptq
+
+    low, high = ptq.weight_range(torch.randn(4, 16, device="meta"), 8, search=True, grid=5)
+    assert low.device.type == high.device.type == "meta"
+    quantizer = ptq.ActQuantizer(bits=8, split=None, grid=5)
+    quantizer.observe(torch.randn(2, 3, 4))
+    seen = []
+    real = ptq.candidate_errors
+    ptq.candidate_errors = lambda x, lo, hi, bits: seen.append({x.device, lo.device, hi.device}) or real(x, lo, hi, bits)
+    try:
+        with pytest.raises(NotImplementedError):  # meta tensors cannot be copied out; the bounds were made there
+            quantizer.accumulate_errors(torch.randn(2, 3, 4, device="meta"))
+    finally:
+        ptq.candidate_errors = real
+    assert seen == [{torch.device("meta")}]

@@ -44,7 +44,7 @@ def test_unavailable_metrics_collapse_into_one_line(page):
     assert ("LPIPS, FID vs reference, FID vs COCO, IS: unavailable here — no weights; set "
             "metrics.weights_dir, see docs/metrics.md.") in text
     assert "unavailable [" not in text  # no column or table of "unavailable" cells
-    assert ">FID and Inception Score</h2>" not in text
+    assert ">Distribution metrics: FD-EffNetLite0, FID, Inception Score</h2>" not in text
     assert "<th>LPIPS" not in text
 
 
@@ -188,3 +188,37 @@ def test_gpu_section_shows_one_current_table_per_gpu_type(tmp_path):
     assert body.count("<table") == len(runs)
     assert "None" not in body and "OSError" not in body and "error" not in body.lower()
     assert "docs/benchmarks.md" in body and "baseline" in body and "best build" in body
+
+
+def test_seeded_weights_get_a_banner_and_the_gpu_is_named(tmp_path):
+    import json
+
+    from sdsqueeze.report import sections
+    from sdsqueeze.report.page import ReportContext
+
+    shard = tmp_path / "shard-0"
+    shard.mkdir()
+    (shard / "provenance.json").write_text(json.dumps({
+        "device": {"device": "cuda", "gpu": "NVIDIA H200", "gpu_uuid": "GPU-1234", "cuda": "13.0"},
+        "packages": {"torch": "2.11.0+cu130"}}))
+    seeded = {"model": {"source": "sd15-seeded"}}
+    top = sections.where_it_ran(ReportContext(inputs={"shards": [str(shard)]}, config=seeded, out_dir=tmp_path))
+    assert "SEEDED WEIGHTS" in top and "meaningless" in top
+    assert "NVIDIA H200 (UUID GPU-1234), CUDA 13.0, torch 2.11.0+cu130" in top
+    pretrained = {"model": {"source": "stable-diffusion-v1-5/stable-diffusion-v1-5"}}
+    assert "SEEDED" not in sections.where_it_ran(ReportContext(inputs={}, config=pretrained, out_dir=tmp_path))
+
+
+def test_distribution_cell_shows_the_bootstrap_interval_where_there_is_one():
+    import pandas as pd
+
+    from sdsqueeze.report.sections import Notes, quality_cell
+
+    rows = pd.DataFrame([
+        {"variant": "w4", "metric": "fd_effnetlite0", "value": 12.5, "std": float("nan"), "ci_low": 8.25,
+         "ci_high": 30.0, "n_images": 8, "n_compared": 8, "status": "ok"},
+        {"variant": "w4", "metric": "inception_score", "value": 3.0, "std": 0.5, "ci_low": float("nan"),
+         "ci_high": float("nan"), "n_images": 8, "n_compared": float("nan"), "status": "ok"}])
+    fd = quality_cell(None, rows, "w4", "fd_effnetlite0", Notes())
+    assert "12.500" in fd and "8.250" in fd and "30.000" in fd
+    assert quality_cell(None, rows, "w4", "inception_score", Notes()) == "3.00 ± 0.50"

@@ -46,6 +46,14 @@ def test_adherence_section_shows_accuracy_with_intervals_and_verdicts(measured):
     assert "±5 points" in body and "docs/shapes.md" in body
 
 
+def test_glance_box_names_the_reference_adherence_and_the_variants_worse_in_it(measured):
+    text, _ = measured
+    glance = text[text.index("At a glance"):text.index("</ul>", text.index("At a glance"))]
+    assert "Prompt adherence of the reference (share of images showing every stated attribute): " \
+           "100% [100%, 100%]; worse than the reference: " in glance
+    assert "<b>w4a8-nocal</b> (-100 points)" in glance
+
+
 def test_technique_table_and_verdicts_include_adherence(measured):
     text, _ = measured
     techniques = section(text, "Techniques")

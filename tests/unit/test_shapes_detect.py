@@ -19,7 +19,7 @@ def test_clean_renders_are_read_right_at_least_98_percent(accuracy_table):
 
 def test_blur_noise_and_colour_cast_of_a_small_generator_are_tolerated(accuracy_table):
     table = accuracy_table.set_index("degradation")
-    for level in ("mild", "moderate", "strong"):
+    for level in ("mild", "moderate", "strong", "faded"):
         for key in ("shape", "colour", "position", "count"):
             assert table.loc[level, key] >= 0.97, (level, key)
 
@@ -76,3 +76,12 @@ def test_specks_are_not_counted():
     image = domain.render(Scene("circle", "blue", 1, "right", "large", "white")).copy()
     image[10:12, 10:12] = domain.COLOURS["red"]  # a 4-pixel speck
     assert len(detect.detect(image)) == 1
+
+
+def test_a_blob_like_no_template_is_no_shape_of_the_domain():
+    image = np.full((128, 128, 3), 240, np.uint8)
+    image[60:68, 44:84] = domain.COLOURS["red"]  # a bar five times as long as wide
+    (bar,) = detect.detect(image)
+    assert bar.shape == detect.UNRECOGNISED and bar.match < detect.MIN_TEMPLATE_MATCH
+    assert detect.adherence(image, "a red square in the centre") == {
+        "shape": False, "colour": True, "position": True, "count": True, "overall": False}

@@ -111,3 +111,10 @@ def test_evaluation_split_differs_from_other_seeds():
     evaluation = [dataset.scene_at(dataset.EVALUATION_SEED, i) for i in range(16)]
     training = [dataset.scene_at(1, i) for i in range(16)]
     assert evaluation != training
+
+
+def test_docs_picture_is_the_evaluation_splits_first_images(repo):
+    from PIL import Image
+
+    committed = np.asarray(Image.open(repo / "docs" / "shapes-examples.png").convert("RGB"))
+    assert np.array_equal(committed, dataset.contact_sheet(12, dataset.EVALUATION_SEED))

@@ -13,17 +13,6 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def snakemake(snakemake_run):
-    """The workflow on a work directory holding its config.yaml."""
-
-    def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-        return snakemake_run("-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                             "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args, timeout=None)
-
-    return run
-
-
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     """Job counts from a dry run's 'Job stats' table."""
     table = result.stdout.split("Job stats:")[1].split("total")[0]
@@ -45,12 +34,44 @@ def test_report_is_built_from_the_csvs(run_dir):
     html = (run_dir / "results/report/index.html").read_text()
     timing = pd.read_csv(run_dir / "results/metrics/tiny/timing.csv")
     summary = pd.read_csv(run_dir / "results/metrics/tiny/summary.csv")
-    assert set(timing.variant) == {"fp32-classic", "fp32-sdpa", "ddim-3"}
+    assert set(timing.variant) == {"fp32-classic", "fp32-sdpa", "ddim-3", "ddim-2", "pd-2", "lcm-2", "bk"}
     for row in timing.itertuples():  # every cost shown comes from the CSV (CPU time on a CPU)
         assert f"<td>{row.cpu_seconds_per_image_median:.3f}</td>" in html
     ddim_psnr = summary[(summary.variant == "ddim-3") & (summary.metric == "psnr")].iloc[0]
     assert f"{ddim_psnr['mean']:.2f} [{ddim_psnr.ci_low:.2f}, {ddim_psnr.ci_high:.2f}]" in html
     assert (run_dir / "results/report/figures/image_grid.png").stat().st_size > 0
+
+
+def test_prompt_adherence_is_a_column_of_every_per_image_csv(run_dir):
+    from sdsqueeze.quality.adherence import NOTHING_STATED
+    from sdsqueeze.quality.verdicts import ADHERENCE_METRICS, ADHERENCE_STATUS
+
+    summary = pd.read_csv(run_dir / "results/metrics/tiny/summary.csv")
+    for path in sorted((run_dir / "results/metrics/tiny/per_image").glob("*.csv")):
+        per_image = pd.read_csv(path)
+        assert set(ADHERENCE_METRICS) | {ADHERENCE_STATUS} <= set(per_image.columns), path.name
+        assert set(per_image[ADHERENCE_STATUS]) <= {"ok", NOTHING_STATED}
+        stated = per_image[ADHERENCE_STATUS] == "ok"
+        assert per_image.loc[~stated, list(ADHERENCE_METRICS)].isna().all().all()
+        assert per_image.loc[stated, "adherence_overall"].isin([0.0, 1.0]).all()
+    assert set(ADHERENCE_METRICS) <= set(summary.metric)
+
+
+def test_students_are_trained_saved_and_shown(run_dir):
+    """Each student is a pipeline that loads with from_pretrained; the report has seed 003's table
+    with every student variant and the loss curves."""
+    from diffusers import DiffusionPipeline
+
+    html = (run_dir / "results/report/index.html").read_text()
+    assert "Distillation (seed 003)" in html and "distill_loss.png" in html
+    for student, variant in (("pd-2", "pd-2"), ("lcm-2", "lcm-2"), ("bk", "bk")):
+        record = json.loads((run_dir / f"resources/models/{student}/student.json").read_text())
+        pipe = DiffusionPipeline.from_pretrained(run_dir / record["path"])
+        summary = json.loads((run_dir / f"results/distill/tiny/{student}/summary.json").read_text())
+        assert summary["parameters"] == sum(p.numel() for p in pipe.unet.parameters())
+        assert f"<td>{variant}</td>" in html
+    assert json.loads((run_dir / "results/distill/tiny/bk/summary.json").read_text())["parameters"] < \
+        0.7 * json.loads((run_dir / "results/distill/tiny/bk/summary.json").read_text())["teacher_parameters"]
 
 
 def test_report_zip_holds_every_figure_of_the_page(run_dir, snakemake):

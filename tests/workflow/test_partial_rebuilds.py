@@ -96,8 +96,10 @@ def test_prompt_change_reruns_prompts_and_everything_after(workflow, dry_run):
     assert "materialize_model" not in plan
 
 
-def test_metrics_change_reruns_only_the_summary_and_report(workflow, dry_run):
-    assert dry_run(changed(metrics={"bootstrap_resamples": 200})) == DOWNSTREAM_OF_METRICS
+def test_metrics_change_reruns_only_the_jobs_that_bootstrap(workflow, dry_run):
+    """The per-image metrics stay; the summary and FD-EffNetLite0's interval (the distribution job)
+    are resampled again."""
+    assert dry_run(changed(metrics={"bootstrap_resamples": 200})) == {**DOWNSTREAM_OF_METRICS, "metrics_distribution": 1}
 
 
 def test_model_change_reruns_all_but_the_prompts(workflow, dry_run):

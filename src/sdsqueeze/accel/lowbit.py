@@ -1,9 +1,12 @@
-"""Real low-bit kernels through torchao's ``quantize_`` (weights and, for the dynamic schemes,
-activations of the UNet's linear layers).
+"""Real low-bit kernels: torchao's ``quantize_`` (weights and, for the dynamic schemes,
+activations of the UNet's linear layers), and fp8 with static scales (``fp8static``).
 
-Each scheme stops with a clear message where it cannot run; none falls back to float. Convolutions
-(55% of an SD 1.5 UNet step's FLOPs) stay in the model's dtype: torchao 0.18's float8 conv2d
-needs the separate ``mslk`` kernels and it has no int8 conv, so only linears are quantized.
+Each torchao scheme stops with a clear message where it cannot run; none falls back to float. With
+torchao, convolutions (55% of an SD 1.5 UNet step's FLOPs) stay in the model's dtype: torchao
+0.18's float8 conv2d needs the separate ``mslk`` kernels and it has no int8 conv. The static fp8
+schemes calibrate once and take linears (``fp8-static-linear``), 1x1 convolutions as GEMMs too
+(``fp8-static-gemm``), and the 3x3 convolutions on a Triton implicit-GEMM kernel (``fp8-static``);
+off CUDA they simulate the fp8 arithmetic in fp32.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import torch
 
 from ..technique import TechniqueConfig
 
-SCHEMES = ("int8-weight-only", "int8-dynamic", "int4-weight-only", "fp8-dynamic")
+TORCHAO_SCHEMES = ("int8-weight-only", "int8-dynamic", "int4-weight-only", "fp8-dynamic")
+STATIC_SCOPES = {"fp8-static-linear": "linear", "fp8-static-gemm": "gemm", "fp8-static": "all"}
+SCHEMES = (*TORCHAO_SCHEMES, *STATIC_SCOPES)
 # torch._int_mm and the fp8 row-wise GEMM need more than 16 rows; the time-embedding linears see
 # one row per image (2 with CFG), so they stay in float. Matched on the module's name.
 SMALL_ROW_LINEARS = ("time_embedding", "time_emb_proj", "add_embedding", "class_embedding")
@@ -29,6 +34,10 @@ class LowBitUnavailable(RuntimeError):
 def check_supported(scheme: str, device: torch.device, dtype: torch.dtype) -> None:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown lowbit scheme '{scheme}'; one of {SCHEMES}")
+    if scheme in STATIC_SCOPES:
+        if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+            raise LowBitUnavailable(f"lowbit '{scheme}' needs fp8 tensor cores (compute capability >= 8.9).")
+        return  # off CUDA the fp8 arithmetic is simulated in fp32
     if device.type != "cuda":
         raise LowBitUnavailable(
             f"lowbit '{scheme}' needs a CUDA GPU (torchao's int8/int4/fp8 kernels); this job runs "
@@ -129,9 +138,11 @@ def serialized_bytes(module: torch.nn.Module) -> int:
 
 @dataclass(frozen=True)
 class LowBitConfig(TechniqueConfig):
-    """Variant key ``lowbit``: a torchao scheme of SCHEMES for the UNet's Linear layers ("none" = off)."""
+    """Variant keys ``lowbit`` (a scheme of SCHEMES, "none" = off) and ``lowbit_smoothquant``
+    (SmoothQuant's alpha for the static fp8 schemes' linears; 0 = no smoothing)."""
 
     lowbit: str = "none"
+    lowbit_smoothquant: float = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -139,4 +150,24 @@ class LowBitConfig(TechniqueConfig):
 
 
 def apply(prepared, config: LowBitConfig) -> None:
+    if config.lowbit in STATIC_SCOPES:
+        prepared.notes["lowbit"] = quantize_static(prepared.pipe, config, prepared.spec)
+        return
+    if config.lowbit_smoothquant:
+        raise ValueError("lowbit_smoothquant applies to the static fp8 schemes "
+                         f"({', '.join(STATIC_SCOPES)}), not '{config.lowbit}'")
     prepared.notes["lowbit"] = quantize_unet(prepared.pipe.unet, config.lowbit)
+
+
+def quantize_static(pipe, config: LowBitConfig, spec: dict) -> dict:
+    """Static-scale fp8 layers, calibrated on the variant's own generation settings."""
+    from . import fp8static
+
+    param = next(pipe.unet.parameters())
+    check_supported(config.lowbit, param.device, param.dtype)
+    before = module_bytes(pipe.unet)
+    generation = {key: spec[key] for key in ("height", "width", "steps", "guidance")}
+    notes = fp8static.quantize_unet(pipe, STATIC_SCOPES[config.lowbit], generation, skip=SMALL_ROW_LINEARS,
+                                    smoothquant=float(config.lowbit_smoothquant))
+    return {"scheme": config.lowbit, **notes, "unet_bytes_before": before,
+            "unet_bytes_memory": module_bytes(pipe.unet), "unet_bytes_disk": serialized_bytes(pipe.unet)}

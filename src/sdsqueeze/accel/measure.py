@@ -84,39 +84,148 @@ def count_flops(pipe, batch: int, size: int) -> dict:
         return classes
 
     sample, timestep, context = unet_inputs(pipe, batch, size)
+    pointwise = []  # 1x1 convolutions (a subset of "convolution"): GEMMs in some builds
+
+    def count_pointwise(module, args, out):
+        if module.kernel_size == (1, 1):
+            pointwise.append(2 * out.numel() * module.in_channels // module.groups)
+
+    hooks = [m.register_forward_hook(count_pointwise) for m in pipe.unet.modules()
+             if isinstance(m, torch.nn.Conv2d)]
     with torch.inference_mode():
         with FlopCounterMode(display=False) as unet_counter:
             pipe.unet(sample, timestep, context)
+        for hook in hooks:
+            hook.remove()
         latents = sample[:batch] / pipe.vae.config.scaling_factor
         with FlopCounterMode(display=False) as vae_counter:
             pipe.vae.decode(latents)
         ids = torch.zeros(2 * batch, 77, dtype=torch.long, device=sample.device)
         with FlopCounterMode(display=False) as text_counter:
             pipe.text_encoder(ids)
-    by_class = classify(unet_counter)
+    by_class = {**classify(unet_counter), "convolution_1x1": sum(pointwise)}
     return {
         "batch": batch, "unet_step_flops": unet_counter.get_total_flops(), "unet_step_flops_by_class": by_class,
-        "vae_decode_flops": vae_counter.get_total_flops(), "text_encoder_flops": text_counter.get_total_flops(),
+        "vae_decode_flops": vae_counter.get_total_flops(), "vae_decode_flops_by_class": classify(vae_counter),
+        "text_encoder_flops": text_counter.get_total_flops(),
+        "text_encoder_flops_by_class": classify(text_counter),
     }
 
 
-def matmul_tflops(device: str, n: int = 8192, repeats: int = 20) -> float:
-    """Measured bf16 matrix-product rate (random data, median of repeats after warm-up)."""
+def matmul_tflops(device: str, n: int = 8192, repeats: int = 20, precision: str = "bf16") -> float:
+    """Measured dense matrix-product rate (random data, median of repeats after warm-up): bf16
+    ``a @ b``, or fp8 e4m3 ``torch._scaled_mm`` with per-tensor scales and bf16 output."""
     if not device.startswith("cuda"):
         return float("nan")
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
+    if precision == "fp8":
+        a, b = a.to(torch.float8_e4m3fn), b.to(torch.float8_e4m3fn).t()  # cuBLASLt: b column-major
+        one = torch.ones((), device=device)
+
+        def product():
+            return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    else:
+        def product():
+            return a @ b
+    return 2 * n**3 / kernel_seconds(product, repeats) / 1e12
+
+
+def kernel_seconds(call, repeats: int = 20, warmup: int = 3) -> float:
+    """Median seconds of ``call()`` on the GPU (CUDA events around each call, after warm-up)."""
+    for _ in range(warmup):
+        call()
     times = []
     for _ in range(repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        a @ b
+        call()
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) / 1e3)
-    return 2 * n**3 / statistics.median(times) / 1e12
+    return statistics.median(times)
+
+
+def output_agreement(reference: dict, candidate: dict) -> dict:
+    """PSNR and SSIM of a variant's images (and final latents, where both were captured) against
+    the reference variant's, same seeds and prompts: how far the build's arithmetic moved them."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from ..quality.images import psnr, ssim
+
+    def to_uint8(images):
+        return (images.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    ref_images, images = to_uint8(reference["images"]), to_uint8(candidate["images"])
+    out = {"image_psnr_db": statistics.fmean(min(psnr(r, i), 99.0) for r, i in zip(ref_images, images)),
+           "image_ssim": statistics.fmean(ssim(r, i) for r, i in zip(ref_images, images))}
+    if reference.get("latents") is not None and candidate.get("latents") is not None:
+        ref_lat = reference["latents"].float().cpu().numpy()
+        lat = candidate["latents"].float().cpu().numpy()
+        span = float(ref_lat.max() - ref_lat.min())
+        out["latent_psnr_db"] = statistics.fmean(
+            min(float(peak_signal_noise_ratio(r, c, data_range=span)), 99.0) for r, c in zip(ref_lat, lat))
+        out["latent_ssim"] = statistics.fmean(
+            float(structural_similarity(r, c, channel_axis=0, data_range=span)) for r, c in zip(ref_lat, lat))
+    return out
+
+
+# Kernel classes of a profile and the FLOP classes (count_flops) whose work each one does.
+FLOP_CLASS_OF_KERNELS = {"conv": ("convolution",), "gemm": ("linear",), "attention": ("attention",)}
+
+
+def kernel_class(name: str) -> str:
+    """The class of one GPU kernel, by name: conv, gemm, attention, norm, quantize, elementwise, other.
+
+    Order matters: Inductor's fused GroupNorm + SiLU kernels carry "convolution" in their names (the
+    op they feed), so Triton kernels are sorted by their own fused ops before the library patterns;
+    an activation's fp8 cast fused into a norm kernel counts as norm, a standalone one as quantize."""
+    n = name.lower()
+    if "implicit_gemm_conv" in n:  # sdsqueeze.accel.fp8conv's kernel
+        return "conv"
+    if n.startswith("triton"):
+        if "norm" in n:
+            return "norm"
+        if "tem_fused" in n:  # Inductor's templates: mm / conv
+            return "conv" if "conv" in n else "gemm"
+        if "clamp" in n and "to_copy" in n:
+            return "quantize"
+        return "elementwise"
+    if any(k in n for k in ("flash", "fmha", "attention", "sdpa", "attn")):
+        return "attention"
+    if any(k in n for k in ("fprop", "conv", "implicit_gemm", "dgrad")):
+        return "conv"
+    if any(k in n for k in ("gemm", "cutlass", "nvjet", "matmul", "_int_mm", "f8f8", "wgmma", "tinygemm", "gemv")):
+        return "gemm"
+    if "norm" in n:
+        return "norm"
+    if any(k in n for k in ("elementwise", "reduce", "cat", "copy", "fill", "index")):
+        return "elementwise"
+    return "other"
+
+
+def class_rates(kernel_ms: dict, flops: dict, steps: int, pointwise_as_gemm: bool) -> dict:
+    """Achieved TFLOP/s per kernel class over one profiled generation (``steps`` CFG UNet calls, a
+    VAE decode, a text encoding); 1x1 convolutions count as GEMM work where the build runs them as
+    GEMMs. Classes without matrix work get none."""
+    def work(part: str) -> dict:
+        return flops.get(part, {}) or {}
+
+    total = {}
+    for part, times in (("unet_step_flops_by_class", steps), ("vae_decode_flops_by_class", 1),
+                        ("text_encoder_flops_by_class", 1)):
+        for label, value in work(part).items():
+            total[label] = total.get(label, 0) + value * times
+    if pointwise_as_gemm:
+        moved = work("unet_step_flops_by_class").get("convolution_1x1", 0) * steps
+        total["convolution"] = total.get("convolution", 0) - moved
+        total["linear"] = total.get("linear", 0) + moved
+    rates = {}
+    for kernels, labels in FLOP_CLASS_OF_KERNELS.items():
+        ms = kernel_ms.get(kernels)
+        if ms:
+            rates[kernels] = sum(total.get(label, 0) for label in labels) / (ms / 1e3) / 1e12
+    return rates
 
 
 BASELINES = {"fp16 classic": "fp16-classic", "fp16 SDPA eager": "fp16-sdpa"}

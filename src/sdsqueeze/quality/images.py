@@ -70,14 +70,16 @@ def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame | None
 
 def timing_table(manifests: pd.DataFrame) -> pd.DataFrame:
     """Per variant: wall and process CPU seconds per image (median over timed batches, each
-    batch one repeat), their spread over repeats, the excluded warm-up, and peak memory."""
+    batch one repeat), their spread over repeats, the excluded warm-up, the UNet's ms per call
+    (median over batches of each batch's median), and peak memory."""
     frame = manifests.copy()
-    for column in ("cpu_seconds", "batch_index", "warmup_seconds"):
-        if column not in frame:  # shards written before CPU time was recorded
+    for column in ("cpu_seconds", "batch_index", "warmup_seconds", "unet_ms_step"):
+        if column not in frame:  # shards written before these were recorded
             frame[column] = 0 if column == "batch_index" else np.nan
     frame["shard"] = frame.path.map(lambda p: str(Path(p).parent)) if "path" in frame else 0
     batches = frame.groupby(["variant", "shard", "batch_index"], sort=True).agg(
-        wall=("seconds", "first"), cpu=("cpu_seconds", "first"), warmup=("warmup_seconds", "first"))
+        wall=("seconds", "first"), cpu=("cpu_seconds", "first"), warmup=("warmup_seconds", "first"),
+        unet_ms=("unet_ms_step", "first"))
     grouped = frame.groupby("variant", sort=True)
     per_batch = batches.groupby("variant")
     return pd.DataFrame({
@@ -89,6 +91,7 @@ def timing_table(manifests: pd.DataFrame) -> pd.DataFrame:
         "cpu_seconds_per_image_median": per_batch.cpu.median(),
         "cpu_seconds_spread": per_batch.cpu.agg(relative_spread),
         "warmup_seconds": per_batch.warmup.max(),
+        "unet_ms_step_median": per_batch.unet_ms.median(),
         "peak_memory_mb": grouped.peak_memory_mb.max(),
         "memory_kind": grouped.memory_kind.first(),
     }).reset_index()

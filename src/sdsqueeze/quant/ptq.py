@@ -111,9 +111,9 @@ def qparams(low: torch.Tensor, high: torch.Tensor, bits: int) -> tuple[torch.Ten
     return scale, zero_point
 
 
-def clip_ratios(grid: int) -> torch.Tensor:
-    """Candidate fractions of the observed range, 1.0 (min-max) first."""
-    return torch.linspace(1.0, 0.2, max(grid, 1))
+def clip_ratios(grid: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Candidate fractions of the observed range, 1.0 (min-max) first, on the tensors' device."""
+    return torch.linspace(1.0, 0.2, max(grid, 1), device=device)
 
 
 def candidate_errors(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int,
@@ -140,7 +140,7 @@ def weight_range(weight2d: torch.Tensor, bits: int, search: bool, grid: int):
     low, high = weight2d.aminmax(dim=1)
     if not search:
         return low, high
-    ratios = clip_ratios(grid)[:, None]
+    ratios = clip_ratios(grid, weight2d.device)[:, None]
     errors = candidate_errors(weight2d, low[None] * ratios, high[None] * ratios, bits)  # (K, out)
     best = ratios[errors.argmin(dim=0), 0]
     return low * best, high * best
@@ -265,7 +265,7 @@ class ActQuantizer:
             self.high = [max(a, b) for a, b in zip(self.high, highs)]
 
     def accumulate_errors(self, x: torch.Tensor) -> None:
-        ratios = clip_ratios(self.grid)
+        ratios = clip_ratios(self.grid, x.device)
         if self.errors is None:
             self.errors = [torch.zeros(len(ratios), dtype=torch.float64) for _ in self.pieces(x)]
         for i, piece in enumerate(self.pieces(x)):

@@ -15,6 +15,7 @@ from ..quality import verdicts
 OK = "ok"
 # metric -> (label, digits, higher is better)
 METRICS = {
+    "fd_effnetlite0": ("FD-EffNetLite0 vs reference", 3, False),
     "fid_reference": ("FID vs reference", 2, False),
     "fid_coco": ("FID vs COCO", 2, False),
     "inception_score": ("IS", 2, True),
@@ -24,6 +25,8 @@ METRICS = {
     "ssim": ("SSIM", 4, True),
     "psnr": ("PSNR (dB)", 2, True),
 }
+# One value per variant (distribution.csv), the rest per image (summary.csv).
+DISTRIBUTION_METRICS = ("fd_effnetlite0", "fid_reference", "fid_coco", "inception_score")
 # Per-attribute adherence: shown in its own section, not as columns or verdict words of every table.
 ADHERENCE_ATTRIBUTES = {"adherence_shape": "shape", "adherence_colour": "colour",
                         "adherence_position": "position", "adherence_count": "count"}
@@ -136,7 +139,7 @@ def quality_points(summary, distribution, costs: pd.DataFrame) -> pd.DataFrame:
     costs = costs.set_index("variant")
     rows = []
     for metric, (name, _, higher) in METRICS.items():
-        source = distribution if metric.startswith(("fid", "inception")) else summary
+        source = distribution if metric in DISTRIBUTION_METRICS else summary
         if source is None or metric not in set(source.metric) or metric == "psnr":
             continue
         column = "value" if source is distribution else "mean"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import io
-from . import accel, claims, diffc, quant, sections, sweep
+from . import accel, claims, diffc, distill, onnx, quant, sections, sweep
 from .page import ReportContext, Section, render_page
 
 SectionMaker = Callable[[ReportContext], Section | None]
@@ -24,6 +24,8 @@ SECTIONS: list[SectionMaker] = [
     sections.pareto_section,
     sections.steps_section,
     quant.quant_section,
+    distill.distill_section,
+    onnx.onnx_section,
     accel.kv_cache_section,
     sweep.sweep_section,
     diffc.diffc_section,
@@ -46,6 +48,7 @@ def build_report(inputs: dict[str, list[str]], config: dict, out_html: str | Pat
         if section is not None:
             section.anchor = section.anchor or make.__name__
             built.append(section)
-    page = render_page(config["report"]["title"], built, config, commands or [], sections.glance(ctx))
+    page = render_page(config["report"]["title"], built, config, commands or [],
+                       sections.where_it_ran(ctx) + sections.glance(ctx))
     io.write_text(out_html, page)
     return ctx.figures

@@ -150,6 +150,8 @@ p.unavailable{background:#fff8e6;border:1px solid #f3d98b;border-radius:6px;padd
 ul.glance{background:#f5f9ff;border:1px solid #cfe0fb;border-radius:8px;padding:.8rem 1rem .8rem 2rem;
      font-size:1.02rem} ol.notes{font-size:.82rem;color:#6e6e73;word-break:break-word}
 table.data{display:block;overflow-x:auto}
+p.banner{background:#fff1f0;border:2px solid #d70015;border-radius:8px;padding:.7rem 1rem;color:#86000e;
+     font-weight:600}
 """
 
 

@@ -4,13 +4,15 @@ rule's inputs, and a stage that is not configured contributes no section.
 
 Quality numbers come from results/metrics/{model}/summary.csv (per-image metrics: mean, bootstrap
 interval over prompts, status), differences.csv (paired against the reference, with verdicts) and
-distribution.csv (FID, IS per variant). A metric unavailable for every variant is one line at the
+distribution.csv (FD-EffNetLite0, FID, IS per variant). A metric unavailable for every variant is one line at the
 top, not a column; one unavailable for some variants shows a numbered note.
 """
 
 from __future__ import annotations
 
 import html
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,6 +75,8 @@ def quality_cell(summary, distribution, variant: str, metric: str, notes: Notes)
         r = row.iloc[0]
         if r.status != OK:
             return notes.cell(r.status)
+        if np.isfinite(r.get("ci_low", np.nan)):
+            return interval(r.value, r.ci_low, r.ci_high, digits)
         return number(r.value, digits) + (f" ± {number(r['std'], digits)}" if np.isfinite(r["std"]) else "")
     row = summary[(summary.variant == variant) & (summary.metric == metric)] if summary is not None else []
     if len(row) == 0:
@@ -81,6 +85,10 @@ def quality_cell(summary, distribution, variant: str, metric: str, notes: Notes)
     if isinstance(r.get("status", OK), str) and r.status != OK:
         return notes.cell(r.status)
     return interval(r["mean"], r.ci_low, r.ci_high, digits)
+
+
+# metrics whose reference row compares the reference with itself
+ZERO_FOR_REFERENCE = {*verdicts.IDENTITY, "fd_effnetlite0", "fid_reference"}
 
 
 def speedup_cell(r) -> str:
@@ -101,11 +109,11 @@ def technique_table(costs, summary, distribution, differences, reference, on_cpu
                cost_name: number(r.cost_seconds, 3), "Cost vs reference": f"{r.relative_cost:.2f}×",
                speed_name: "1.00×" if r.variant == reference else speedup_cell(r),
                "Memory saved": percent(r.memory_reduction)}
-        for metric in ("fid_reference", "adherence_overall", "clip_score", "lpips", "ssim"):
+        for metric in ("fd_effnetlite0", "fid_reference", "adherence_overall", "clip_score", "lpips", "ssim"):
             if metric in missing:
                 continue
             name = f"{METRICS[metric][0]}{'' if metric.startswith('fid') else ' [95% CI]'}"
-            row[name] = "reference" if metric in verdicts.IDENTITY and r.variant == reference else \
+            row[name] = "reference" if metric in ZERO_FOR_REFERENCE and r.variant == reference else \
                 quality_cell(summary, distribution, r.variant, metric, notes)
         row["Verdict"] = "—" if r.variant == reference else verdict.get(r.variant, "—")
         rows.append(row)
@@ -277,8 +285,7 @@ def distribution_section(ctx: ReportContext) -> Section | None:
     if distribution is None:
         return None
     missing = _missing(ctx)
-    shown = [m for m in ("fid_reference", "fid_coco", "inception_score")
-             if m in set(distribution.metric) and m not in missing]
+    shown = [m for m in analysis.DISTRIBUTION_METRICS if m in set(distribution.metric) and m not in missing]
     if not shown:
         return None  # the glance box's one line says why
     notes = Notes()
@@ -291,12 +298,16 @@ def distribution_section(ctx: ReportContext) -> Section | None:
     splits = ctx.config.get("metrics", {}).get("is_splits", 10)
     body = (table_html(pd.DataFrame(rows), "Distribution metrics, one value per variant")
             + notes.html()
-            + "<p class='muted'>FID: pytorch-fid's Inception pool3 features, Fréchet distance to the reference "
+            + "<p class='muted'>FD-EffNetLite0 (not FID): Fréchet distance to the reference variant's images in "
+              "EfficientNet-Lite0's 1280-d ImageNet features, with a bootstrap interval over prompts; it is biased "
+              "upwards at few images, so compare it only between equal image counts. "
+              "FID: pytorch-fid's Inception pool3 features, Fréchet distance to the reference "
               "variant's images and, when <code>metrics.coco_images</code> is set, to the prompts' COCO "
-              f"photographs. IS: {splits} in-order splits, mean ± std. No bootstrap interval: FID's small-sample "
-              "bias dominates at these sizes, so compare FID only between equal image counts.</p>"
+              f"photographs. IS: {splits} in-order splits, mean ± std. No bootstrap interval for FID: its "
+              "small-sample bias dominates at these sizes, so compare FID only between equal image counts. "
+              "See docs/metrics.md.</p>"
             + source_note(ctx.inputs["distribution"][0]))
-    return Section("FID and Inception Score", body, "distribution")
+    return Section("Distribution metrics: FD-EffNetLite0, FID, Inception Score", body, "distribution")
 
 
 def _pyplot():
@@ -465,6 +476,34 @@ def grid_figure(ctx: ReportContext, variants, shown, paths):
     return figure
 
 
+SEEDED_BANNER = ("SEEDED WEIGHTS: this run's model is SD 1.5's architecture with untrained, seeded weights "
+                 "(model.source sd15-seeded). Its images are meaningless noise patterns and its quality "
+                 "metrics measure only how far a technique moves the output; speed and memory are SD 1.5's.")
+
+
+def where_it_ran(ctx: ReportContext) -> str:
+    """The top of the page: a banner when the weights are seeded, and the devices the generation
+    jobs ran on as their provenance records them (GPU name and UUID, CUDA, torch)."""
+    parts = []
+    if str(ctx.config["model"]["source"]) == "sd15-seeded":
+        parts.append(f"<p class='banner'>{html.escape(SEEDED_BANNER)}</p>")
+    devices = set()
+    for shard in ctx.inputs.get("shards", []):
+        path = Path(shard) / "provenance.json"
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        device = record.get("device", {})
+        torch_version = record.get("packages", {}).get("torch", "?")
+        if "gpu" in device:
+            devices.add(f"{device['gpu']} (UUID {device.get('gpu_uuid', '?')}), CUDA {device.get('cuda', '?')}, "
+                        f"torch {torch_version}")
+        elif device:
+            devices.add(f"{device.get('device', 'cpu')} ({device.get('cpu', '?')}), torch {torch_version}")
+    if devices:
+        parts.append("<p class='muted'>Generation ran on: " + "; ".join(html.escape(d) for d in sorted(devices))
+                     + " (each image shard's provenance.json).</p>")
+    return "".join(parts)
+
+
 def glance(ctx: ReportContext) -> str:
     """The top of the page: the best trade-offs (cost and quality cost of one run), the variants
     equivalent to the reference, and metrics unavailable everywhere in one line."""
@@ -477,6 +516,9 @@ def glance(ctx: ReportContext) -> str:
     if same:
         items.append("Equivalent to the reference in every paired metric (within the margins): "
                      + ", ".join(f"<b>{html.escape(v)}</b>" for v in same) + ".")
+    adherence = adherence_glance(_read(ctx, "summary"), differences, reference, _missing(ctx))
+    if adherence:
+        items.append(adherence)
     missing = _missing(ctx)
     if missing:
         items.append(f"<span class='unavailable'>{html.escape(analysis.unavailable_line(missing))}</span>")
@@ -485,6 +527,24 @@ def glance(ctx: ReportContext) -> str:
     model = html.escape(str(ctx.config["model"]["name"]))
     head = f"<p class='caption'>At a glance (this run, model <code>{model}</code>)</p>"
     return head + "<ul class='glance'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>" if items else ""
+
+
+def adherence_glance(summary, differences, reference: str, missing: dict) -> str:
+    """The reference's overall prompt adherence and the variants judged worse in it."""
+    if summary is None or "adherence_overall" in missing:
+        return ""
+    row = summary[(summary.variant == reference) & (summary.metric == "adherence_overall")]
+    if row.empty or row.iloc[0].status != OK:
+        return ""
+    r = row.iloc[0]
+    text = (f"Prompt adherence of the reference (share of images showing every stated attribute): "
+            f"{percent_interval(r['mean'], r.ci_low, r.ci_high)}")
+    worse = [] if differences is None else differences[(differences.metric == "adherence_overall")
+                                                       & (differences.verdict == verdicts.WORSE)]
+    if len(worse):
+        text += "; worse than the reference: " + ", ".join(
+            f"<b>{html.escape(w.variant)}</b> ({points(w.difference)} points)" for w in worse.itertuples())
+    return text + "."
 
 
 def tradeoff_item(r, on_cpu: bool) -> str:

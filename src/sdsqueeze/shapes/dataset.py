@@ -5,9 +5,10 @@ Image ``i`` of a split with seed ``s`` is drawn from its own generator, ``defaul
 split is the same whatever its length, and splits with different seeds are independent draws. The
 training split and the evaluation split (``data/shapes_captions.json``) differ by seed.
 
-Regenerate the committed evaluation captions with::
+Regenerate the committed evaluation captions, and the docs' picture of its first images, with::
 
     python -m sdsqueeze.shapes.dataset data/shapes_captions.json --n 64 --seed 2
+    python -m sdsqueeze.shapes.dataset docs/shapes-examples.png --n 12 --seed 2 --sheet
 """
 
 from __future__ import annotations
@@ -77,14 +78,31 @@ def write_coco_captions(path, n: int, seed: int, size: int = 128) -> Path:
     return path
 
 
+def contact_sheet(n: int, seed: int, size: int = 128, columns: int = 6) -> np.ndarray:
+    """The split's first ``n`` images side by side, ``columns`` to a row, 2-pixel white gutters."""
+    images, _, _ = make_dataset(n, seed, size)
+    rows = -(-n // columns)
+    sheet = np.full((rows * (size + 2) + 2, columns * (size + 2) + 2, 3), 255, dtype=np.uint8)
+    for index, image in enumerate(images):
+        top, left = 2 + (index // columns) * (size + 2), 2 + (index % columns) * (size + 2)
+        sheet[top : top + size, left : left + size] = image
+    return sheet
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--n", type=int, default=EVALUATION_IMAGES)
     parser.add_argument("--seed", type=int, default=EVALUATION_SEED)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--sheet", action="store_true", help="write the images as one PNG, not the captions")
     args = parser.parse_args(argv)
-    write_coco_captions(args.out, args.n, args.seed, args.size)
+    if args.sheet:
+        from PIL import Image
+
+        Image.fromarray(contact_sheet(args.n, args.seed, args.size)).save(args.out)
+    else:
+        write_coco_captions(args.out, args.n, args.seed, args.size)
 
 
 if __name__ == "__main__":

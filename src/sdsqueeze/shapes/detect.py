@@ -5,15 +5,18 @@ prompt asks for (in the spirit of GenEval's object/colour/count/position checks)
 Why hand-written: the segmentation and measurements are scikit-image's (label, regionprops); what no
 library provides is the domain's own decision rules, which are short and listed here.
 
-- Objects: pixels whose chroma (max - min of R, G, B) stands out from the background's (backgrounds
-  are grey-scale, object colours saturated), lightly smoothed, opened and hole-filled; connected
-  components of at least a quarter of the largest one's area (specks from a generator's noise are
-  not objects).
+- Objects: pixels whose chroma (max - min of R, G, B, lightly smoothed) stands out from the
+  background's (backgrounds are grey-scale, object colours saturated) and reaches 30% of the objects'
+  own chroma; opened and hole-filled; connected components of at least a quarter of the largest
+  one's area (specks from a generator's noise are not objects).
 - Shape: the best overlap (IoU) with an upright circle, square and triangle of the component's own
-  area and centroid (template matching; blur rounds corners but moves little area).
+  area and centroid (template matching; blur rounds corners but moves little area); below 0.7 the
+  blob is no shape of the domain ("unrecognised").
 - Colour: the chroma-weighted circular mean hue of the component's core, named by the nearest hue of
   ``domain.COLOURS``.
 - Position: the mean of the objects' centroids, named by the nearest of ``domain.POSITION_ANCHORS``.
+- Size (reported, not checked by ``adherence``): the nearest of ``domain.SIZE_RADIUS`` to the
+  radius of a circle of the object's area.
 """
 
 from __future__ import annotations
@@ -28,10 +31,15 @@ from skimage import color, measure, morphology
 from .domain import COLOURS, POSITION_ANCHORS, SIZE_RADIUS, parse_prompt
 
 ADHERENCE_ATTRIBUTES = ("shape", "colour", "position", "count")
-MIN_CHROMA = 50          # levels (of 255): above any grey background's noise, below every object colour
-BACKGROUND_MARGIN = 35   # levels above the border's median chroma (a tinted generated background)
+MIN_CHROMA = 25          # levels (of 255): above a grey background's noise
+BACKGROUND_MARGIN = 25   # levels above the border's median chroma (a tinted generated background)
+OBJECT_CHROMA_SHARE = 0.3  # of the objects' 95th-percentile chroma: where a blurred edge is cut
 MIN_AREA_PIXELS = 12
 MIN_AREA_OF_LARGEST = 0.25
+# A blob overlapping no template this well is no shape of the domain (a generator's smudge); clean
+# renders overlap theirs by more than 0.9, blurred ones (sigma 2 px) by more than 0.8.
+MIN_TEMPLATE_MATCH = 0.7
+UNRECOGNISED = "unrecognised"
 
 
 @dataclass(frozen=True)
@@ -73,11 +81,17 @@ def chroma_map(image: np.ndarray) -> np.ndarray:
 
 
 def object_mask(image: np.ndarray) -> np.ndarray:
-    """Pixels of objects: chroma above the background's (its border's median) by a margin."""
+    """Pixels of objects: chroma above the background's (its border's median) by a margin, and above
+    a fixed share of the objects' own chroma, so that faded colours are cut at the same relative
+    level as saturated ones."""
     chroma = ndimage.gaussian_filter(chroma_map(image), sigma=0.7)
     border = np.concatenate([chroma[0], chroma[-1], chroma[:, 0], chroma[:, -1]])
-    mask = chroma > max(MIN_CHROMA, float(np.median(border)) + BACKGROUND_MARGIN)
-    mask = ndimage.binary_opening(mask, morphology.disk(1))
+    floor = max(MIN_CHROMA, float(np.median(border)) + BACKGROUND_MARGIN)
+    candidate = chroma > floor
+    if candidate.any():
+        peak = float(np.percentile(chroma[candidate], 95))
+        candidate = chroma > max(floor, OBJECT_CHROMA_SHARE * peak)
+    mask = ndimage.binary_opening(candidate, morphology.disk(1))
     return ndimage.binary_fill_holes(mask)
 
 
@@ -137,6 +151,7 @@ def detect(image: np.ndarray) -> list[DetectedObject]:
     found = []
     for region in kept:
         shape, match = template_match(region)
+        shape = shape if match >= MIN_TEMPLATE_MATCH else UNRECOGNISED
         hue = _mean_hue(image, region)
         cy, cx = region.centroid
         found.append(DetectedObject(

@@ -1,5 +1,5 @@
 """How often the detector reads a render's attributes right, clean and degraded like a small
-diffusion model's output (Gaussian blur, pixel noise, a colour cast), and the table of docs/shapes.md.
+diffusion model's output (Gaussian blur, pixel noise, a colour cast, washed-out colours), and the table of docs/shapes.md.
 
     python -m sdsqueeze.shapes.robustness     # rewrites the generated block of docs/shapes.md
 
@@ -33,6 +33,7 @@ class Degradation:
     blur: float = 0.0    # Gaussian sigma, pixels
     noise: float = 0.0   # standard deviation, levels of 255, per pixel and channel
     cast: float = 0.0    # uniform shift per channel, up to this many levels (a colour cast)
+    fade: float = 0.0    # share of each pixel's colour replaced by its grey (washed-out colours)
 
 
 LEVELS = (
@@ -40,14 +41,17 @@ LEVELS = (
     Degradation("mild", blur=0.8, noise=5, cast=10),
     Degradation("moderate", blur=1.2, noise=8, cast=15),
     Degradation("strong", blur=1.5, noise=10, cast=20),
+    Degradation("faded", blur=1.2, noise=8, cast=15, fade=0.5),
     Degradation("severe", blur=2.0, noise=15, cast=25),
 )
 
 
 def degrade(image: np.ndarray, level: Degradation, rng: np.random.Generator) -> np.ndarray:
-    if level.blur == level.noise == level.cast == 0:
+    if level.blur == level.noise == level.cast == level.fade == 0:
         return image
-    pixels = ndimage.gaussian_filter(image.astype(np.float64), sigma=(level.blur, level.blur, 0))
+    pixels = image.astype(np.float64)
+    pixels = (1 - level.fade) * pixels + level.fade * pixels.mean(axis=2, keepdims=True)
+    pixels = ndimage.gaussian_filter(pixels, sigma=(level.blur, level.blur, 0))
     pixels += rng.uniform(-level.cast, level.cast, size=3)
     pixels += rng.normal(0.0, level.noise, size=pixels.shape)
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
@@ -69,7 +73,7 @@ def accuracy(level: Degradation, n: int = SCENES, seed: int = SEED) -> dict[str,
 
 def accuracy_table(n: int = SCENES, seed: int = SEED) -> pd.DataFrame:
     rows = [{"degradation": level.name, "blur sigma": level.blur, "noise sd": level.noise,
-             "colour cast": level.cast, **accuracy(level, n, seed)} for level in LEVELS]
+             "colour cast": level.cast, "fade": level.fade, **accuracy(level, n, seed)} for level in LEVELS]
     return pd.DataFrame(rows)
 
 
@@ -80,7 +84,8 @@ def render_block(table: pd.DataFrame, n: int = SCENES, seed: int = SEED) -> str:
     return "\n".join([
         BEGIN,
         f"Detector accuracy on {n} seeded renders (`make_dataset({n}, seed={seed})`, 128 px), by degradation "
-        "(blur and noise in pixels and levels of 255; the colour cast shifts each channel by up to that many levels):",
+        "(blur and noise in pixels and levels of 255; the colour cast shifts each channel by up to that many levels; "
+        "fade replaces that share of each pixel's colour by its grey):",
         "",
         shown.to_markdown(index=False),
         END,

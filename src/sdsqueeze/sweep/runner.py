@@ -38,7 +38,8 @@ class SharedPathError(RuntimeError):
 
 
 def denoiser_of(pipe):
-    module = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    module = getattr(pipe, "unet", None)  # not `or`: a compiled module refuses truth tests
+    module = module if module is not None else getattr(pipe, "transformer", None)
     if module is None:
         raise ValueError(f"{type(pipe).__name__} has neither a unet nor a transformer")
     return module
