@@ -8,6 +8,8 @@ ordinary ``__call__`` and checked by the shapes detector (sdsqueeze.shapes.detec
     python -m sdsqueeze.tinyeval grid --out data/models/tiny/grid.csv
     python -m sdsqueeze.tinyeval table data/models/tiny/grid.csv    # the docs' generated tables
     python -m sdsqueeze.tinyeval training data/models/tiny           # (docs/embedded-model.md)
+    python -m sdsqueeze.tinyeval render --out a.npz                  # reference images on this machine,
+    python -m sdsqueeze.tinyeval compare a.npz b.npz                 # ... and another machine's beside them
 """
 
 from __future__ import annotations
@@ -119,6 +121,40 @@ def training_markdown(weights_dir: Path) -> str:
     return "\n".join(lines)
 
 
+RENDER_SETTINGS = ((7.5, 25), (5.0, 25), (3.0, 10))  # (guidance, steps) of the reference images
+
+
+def render(pipe, weights_sha256: str, prompts: int = 8, settings=RENDER_SETTINGS) -> dict:
+    """Reference images of the default run's first prompts at a few (guidance, steps), with what
+    made them: the arrays another machine's renders are compared with."""
+    import platform
+
+    import torch
+
+    selection = evaluation_prompts(prompts)
+    texts, seeds = selection["prompt"].tolist(), selection["seed"].tolist()
+    images = np.stack([generate(pipe, texts, seeds, guidance, steps) for guidance, steps in settings])
+    return {"images": images, "settings": np.array(settings), "prompts": np.array(texts), "seeds": np.array(seeds),
+            "weights_sha256": np.array(weights_sha256), "torch": np.array(torch.__version__),
+            "machine": np.array(f"{platform.machine()} {platform.processor()} threads={torch.get_num_threads()}")}
+
+
+def compare_renders(a: dict, b: dict) -> pd.DataFrame:
+    """Per (guidance, steps): identical bytes?, largest pixel difference, PSNR between the two
+    machines' images, and each machine's mean prompt adherence."""
+    if str(a["weights_sha256"]) != str(b["weights_sha256"]) or list(a["prompts"]) != list(b["prompts"]):
+        raise ValueError("the two renders come from different weights or prompts")
+    prompts, rows = [str(p) for p in a["prompts"]], []
+    for (guidance, steps), x, y in zip(a["settings"], a["images"], b["images"]):
+        mse = float(((x.astype(np.float64) - y) ** 2).mean())
+        rows.append({"guidance": float(guidance), "steps": int(steps), "identical": bool(np.array_equal(x, y)),
+                     "max_abs_diff": int(np.abs(x.astype(int) - y).max()),
+                     "psnr_db": float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse),
+                     "adherence_a": float(adherence_table(x, prompts)["overall"].mean()),
+                     "adherence_b": float(adherence_table(y, prompts)["overall"].mean())})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -135,12 +171,28 @@ def main(argv=None) -> None:
     show.add_argument("csv", type=Path)
     describe = sub.add_parser("training")
     describe.add_argument("weights", type=Path)
+    reference = sub.add_parser("render")
+    reference.add_argument("--out", type=Path, required=True)
+    reference.add_argument("--weights", type=Path, default=models.COMMITTED_WEIGHTS)
+    both = sub.add_parser("compare")
+    both.add_argument("a", type=Path)
+    both.add_argument("b", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        print(compare_renders(dict(np.load(args.a)), dict(np.load(args.b))).to_string(index=False))
+        return
     if args.command == "table":
         print(markdown(pd.read_csv(args.csv)))
         return
     if args.command == "training":
         print(training_markdown(args.weights))
+        return
+    if args.command == "render":
+        torch.set_num_threads(1)  # CPU float32 on one thread: the run's own setting
+        record: dict = {}
+        pipe = models.build_tiny_pipeline(models.TinySpec(), args.weights, record)
+        pipe.set_progress_bar_config(disable=True)
+        np.savez_compressed(args.out, **render(pipe, record["weights_sha256"]))
         return
     if args.device == "cpu":
         torch.set_num_threads(1)
