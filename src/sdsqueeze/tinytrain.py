@@ -231,6 +231,7 @@ def _log(phase: str, message: str) -> None:
 
 
 SPEED_SKIP = 10  # first steps left out of the speed estimate (cuDNN's algorithm search, allocations)
+SPEED_STEPS = 30  # the step at which a time-budgeted phase fixes its step count
 
 
 def _train(param_groups, steps: int, seconds: float | None, settings: TrainSettings, batch_loss,
@@ -243,7 +244,7 @@ def _train(param_groups, steps: int, seconds: float | None, settings: TrainSetti
     optimizer = torch.optim.AdamW(param_groups, weight_decay=settings.weight_decay, **({"fused": True} if gpu else {}))
     params = [p for group in optimizer.param_groups for p in group["params"]]
     base = [group["lr"] for group in optimizer.param_groups]
-    warmup = min(settings.warmup_steps, max(1, steps // 10)) if seconds is None else max(settings.warmup_steps, 2 * SPEED_SKIP)
+    warmup = min(settings.warmup_steps, max(1, steps // 10)) if seconds is None else max(settings.warmup_steps, SPEED_STEPS)
     total, curve, window = steps, [], []
     began = time.perf_counter()
     step, timed_from = 0, None
@@ -269,11 +270,12 @@ def _train(param_groups, steps: int, seconds: float | None, settings: TrainSetti
         if seconds is not None and step == SPEED_SKIP:
             _sync(settings.device)
             timed_from = time.perf_counter()
-        if seconds is not None and step == warmup:
+        if seconds is not None and step == SPEED_STEPS:
             _sync(settings.device)
             now = time.perf_counter()
-            per_step = (now - timed_from) / (warmup - SPEED_SKIP)
-            total = max(warmup + 1, warmup + int((seconds - (now - began)) / per_step))
+            per_step = (now - timed_from) / (SPEED_STEPS - SPEED_SKIP)
+            total = max(SPEED_STEPS + 1, SPEED_STEPS + int((seconds - (now - began)) / per_step))
+            warmup = max(SPEED_STEPS, min(warmup, total // 10))  # a slow device still ends on time
             _log(phase, f"{1 / per_step:.1f} steps/s, {batch / per_step:.0f} samples/s at batch {batch}; "
                         f"{total} steps planned for {seconds:g} s")
         if total >= 10 and step % (total // 10) == 0:
