@@ -112,6 +112,12 @@ def training_markdown(weights_dir: Path) -> str:
                      f"{settings['vae_photo_fraction']:.0%} scikit-image photograph crops")
         for phase, batch in (("vae", "vae_batch"), ("unet", "unet_batch")):
             curve = stage[phase]["loss_curve_per_50_steps"]
+            if not stage[phase]["steps"]:
+                lines.append(f"   - {'VAE' if phase == 'vae' else 'UNet and text encoder'}: kept as they were")
+                continue
+            if not curve:  # fewer than 50 steps
+                lines.append(f"   - {phase}: {stage[phase]['steps']} steps of batch {settings[batch]}")
+                continue
             what = {"vae": "VAE decoder" if stage[phase].get("decoder_only") else "VAE",
                     "unet": "UNet + text encoder"}[phase]
             marks = [curve[min(len(curve) - 1, round(k * (len(curve) - 1) / 10))] for k in range(11)]

@@ -92,6 +92,10 @@ class TrainSettings:
     # on this device (the GPU training's way of filling a time budget); the report records the count.
     vae_seconds: float | None = None
     unet_seconds: float | None = None
+    # With an output folder (main's --out): the weights so far are written there after the VAE phase
+    # and every this many seconds of UNet training (the moving average's), so a job killed at a time
+    # limit still leaves its latest weights.
+    checkpoint_seconds: float = 60.0
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -332,7 +336,6 @@ def train_decoder(vae, shapes: torch.Tensor, photos: torch.Tensor, settings: Tra
         pixels_all = torch.cat([shapes.float() / 127.5 - 1, photos])
         posteriors = [vae.encode(batch).latent_dist for batch in pixels_all.split(64)]
         means = torch.cat([p.mean for p in posteriors])
-        stds = torch.cat([p.std for p in posteriors])
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     n_photos = round(settings.vae_batch * settings.vae_photo_fraction)
@@ -346,9 +349,10 @@ def train_decoder(vae, shapes: torch.Tensor, photos: torch.Tensor, settings: Tra
                           len(shapes) + draw(torch.randint, len(photos), (n_photos,))])
         top, left = (int(v) for v in draw(torch.randint, side - crop + 1, (2,)))
         mean = means[pick, :, top : top + crop, left : left + crop]
-        std = stds[pick, :, top : top + crop, left : left + crop]
         target = pixels_all[pick, :, top * factor : (top + crop) * factor, left * factor : (left + crop) * factor]
-        latent = mean + std * draw(torch.randn, mean.shape) + settings.vae_latent_noise * draw(torch.randn, mean.shape)
+        # The posterior's mean, not a sample: the UNet learned (and so generates) the means, and a
+        # wide posterior's samples are what taught the first decoder to average colours away.
+        latent = mean + settings.vae_latent_noise * draw(torch.randn, mean.shape)
         return (vae.decode(latent).sample.float() - target).pow(2).mean()
 
     vae.train()
@@ -367,7 +371,7 @@ def encode_latents(vae, shapes: torch.Tensor, device: str) -> torch.Tensor:
 
 
 def train_unet(pipe, latents: torch.Tensor, token_ids: torch.Tensor, starts: torch.Tensor,
-               settings: TrainSettings, generator: torch.Generator) -> dict:
+               settings: TrainSettings, generator: torch.Generator, checkpoint=None) -> dict:
     """SD's epsilon objective for the UNet and the text encoder together, with caption dropout for
     classifier-free guidance; the pipeline ends up holding the moving averages."""
     from diffusers.training_utils import EMAModel
@@ -403,11 +407,22 @@ def train_unet(pipe, latents: torch.Tensor, token_ids: torch.Tensor, starts: tor
         context = text_encoder(ids)[0]
         return (unet(noisy, timesteps, context).sample.float() - noise).pow(2).mean()
 
+    last_saved = [time.perf_counter()]
+
+    def after_step():
+        ema.step(trained.parameters())
+        if checkpoint is not None and time.perf_counter() - last_saved[0] >= settings.checkpoint_seconds:
+            ema.store(trained.parameters())  # the average goes out, the training weights come back
+            ema.copy_to(trained.parameters())
+            checkpoint({"steps_so_far": ema.optimization_step})
+            ema.restore(trained.parameters())
+            last_saved[0] = time.perf_counter()
+
     trained.train()
     report = _train([{"params": list(unet.parameters()), "lr": settings.unet_lr},
                      {"params": list(text_encoder.parameters()), "lr": settings.text_lr}],
                     settings.unet_steps, settings.unet_seconds, settings, batch_loss,
-                    after_step=lambda: ema.step(trained.parameters()), phase="unet", batch=settings.unet_batch)
+                    after_step=after_step, phase="unet", batch=settings.unet_batch)
     ema.copy_to(trained.parameters())
     trained.eval()
     unet.to(memory_format=torch.contiguous_format)
@@ -416,18 +431,19 @@ def train_unet(pipe, latents: torch.Tensor, token_ids: torch.Tensor, starts: tor
 
 # -- the whole training ----------------------------------------------------------------------------
 
-def train_tiny_pipeline(pipe, settings: TrainSettings) -> dict:
-    """Train ``pipe`` (a seeded tiny pipeline) in place. Returns what was done, for provenance."""
+def train_tiny_pipeline(pipe, settings: TrainSettings, checkpoint=None) -> dict:
+    """Train ``pipe`` (a seeded tiny pipeline) in place. Returns what was done, for provenance.
+    ``checkpoint(partial_report)``, when given, writes the weights so far (TrainSettings.checkpoint_seconds)."""
     threads = torch.get_num_threads()
     if settings.device == "cpu":
         torch.set_num_threads(settings.threads)  # one: the weights never depend on the caller's threads
     try:
-        return _train_all(pipe, settings)
+        return _train_all(pipe, settings, checkpoint)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_all(pipe, settings: TrainSettings) -> dict:
+def _train_all(pipe, settings: TrainSettings, checkpoint=None) -> dict:
     began = time.perf_counter()
     device = settings.device
     torch.manual_seed(settings.seed)
@@ -457,8 +473,17 @@ def _train_all(pipe, settings: TrainSettings) -> dict:
     scaling = pipe.vae.config.scaling_factor if settings.freeze_vae_encoder else float(1.0 / latents.std())
     pipe.vae.register_to_config(scaling_factor=scaling)
     report["vae_scaling_factor"] = scaling
+    partial = None
+    if checkpoint is not None:
+        def partial(extra):
+            checkpoint({**report, "unet": {"steps": 0, "seconds": 0.0, "loss_curve_per_50_steps": [], **extra},
+                        "partial": True})
+        partial({"not_trained_yet": True})
     token_ids, starts = tokenize_captions(pipe.tokenizer, captions)
-    report["unet"] = train_unet(pipe, latents * scaling, token_ids, starts, settings, generator)
+    if settings.unet_steps or settings.unet_seconds:
+        report["unet"] = train_unet(pipe, latents * scaling, token_ids, starts, settings, generator, partial)
+    else:  # a decoder-only fine-tuning keeps the UNet and text encoder it started from
+        report["unet"] = {"steps": 0, "seconds": 0.0, "loss_curve_per_50_steps": []}
     for module in (pipe.vae, pipe.unet, pipe.text_encoder):
         module.requires_grad_(False)
     pipe.to("cpu")
@@ -567,10 +592,9 @@ def main(argv=None) -> None:
     settings = TrainSettings(**args)
     spec = models.TinySpec(image_size=settings.image_size, seed=settings.seed)
     pipe = models.build_tiny_pipeline(spec)
-    report = train_tiny_pipeline(pipe, settings)
-    report["command"] = command
-    report["tiny_spec"] = asdict(spec)
-    record = save_weights(pipe, out, report)
+    provenance = {"command": command, "tiny_spec": asdict(spec)}
+    report = train_tiny_pipeline(pipe, settings, lambda partial: save_weights(pipe, out, {**partial, **provenance}))
+    record = save_weights(pipe, out, {**report, **provenance})
     print(json.dumps({k: v for k, v in record.items() if k not in ("vae", "unet")}, indent=1))
     for phase in ("vae", "unet"):
         print(phase, record[phase]["steps"], "steps", record[phase]["seconds"], "s, loss",

@@ -196,3 +196,15 @@ def test_debiasing_removes_the_first_weights_share_from_a_plain_ema():
     shares = torch.tensor([(1 - decay) * decay ** (len(trajectory) - 1 - k) for k in range(len(trajectory))])
     expected = (shares[:, None] * torch.stack(trajectory)).sum(0) / shares.sum()
     assert torch.allclose(debiased, expected, atol=1e-5)
+
+
+def test_a_training_writes_its_weights_so_far_after_the_vae_and_during_the_unet_phase():
+    """A job killed at a time limit still leaves weights: checkpoints after the VAE phase and, every
+    checkpoint_seconds, during the UNet phase (its moving average), each marked partial."""
+    saved = []
+    settings = tinytrain.TrainSettings(**SMALL, checkpoint_seconds=0)
+    pipe = models.build_tiny_pipeline(models.TinySpec(image_size=settings.image_size))
+    report = tinytrain.train_tiny_pipeline(pipe, settings, lambda partial: saved.append(partial))
+    assert [s["partial"] for s in saved] == [True] * (1 + settings.unet_steps)
+    assert saved[0]["unet"]["not_trained_yet"] and [s["unet"].get("steps_so_far") for s in saved[1:]] == [1, 2, 3]
+    assert "partial" not in report and report["unet"]["steps"] == settings.unet_steps
