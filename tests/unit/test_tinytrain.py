@@ -208,3 +208,19 @@ def test_a_training_writes_its_weights_so_far_after_the_vae_and_during_the_unet_
     assert [s["partial"] for s in saved] == [True] * (1 + settings.unet_steps)
     assert saved[0]["unet"]["not_trained_yet"] and [s["unet"].get("steps_so_far") for s in saved[1:]] == [1, 2, 3]
     assert "partial" not in report and report["unet"]["steps"] == settings.unet_steps
+
+
+def test_renders_of_two_machines_are_compared_per_setting():
+    from sdsqueeze import tinyeval
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(2, 3, 32, 32, 3), dtype=np.uint8)
+    a = {"images": images, "settings": np.array([[7.5, 25], [3.0, 10]]), "prompts": np.array(["a red circle"] * 3),
+         "weights_sha256": np.array("abc")}
+    moved = images.copy()
+    moved[1, 0, 0, 0, 0] ^= 4  # one channel of one pixel, 4 levels apart
+    table = tinyeval.compare_renders(a, {**a, "images": moved})
+    assert table["identical"].tolist() == [True, False] and table["max_abs_diff"].tolist() == [0, 4]
+    assert np.isinf(table["psnr_db"][0]) and table["psnr_db"][1] > 60
+    with pytest.raises(ValueError, match="different weights"):
+        tinyeval.compare_renders(a, {**a, "weights_sha256": np.array("other")})
