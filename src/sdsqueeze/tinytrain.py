@@ -22,7 +22,7 @@ tensors: diffusers' training scripts are command-line examples that need acceler
 Every random draw comes from seeded generators; on a CPU with one thread a training is bit-identical
 on a machine, on a GPU it is not (cuDNN's kernels), which is why the weights are committed.
 
-    python -m sdsqueeze.tinytrain --out data/models/tiny --device cuda --unet-seconds 110 --vae-seconds 30
+    python -m sdsqueeze.tinytrain --out data/models/tiny --device cuda --vae-seconds 120 --unet-seconds 360
 """
 
 from __future__ import annotations
