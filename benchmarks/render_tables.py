@@ -2,7 +2,7 @@
 
     python benchmarks/render_tables.py                  # the current table of each GPU type
     python benchmarks/render_tables.py --targets        # the study's targets, per committed run
-    python benchmarks/render_tables.py --lowbit         # the static fp8 study (docs/lowbit.md)
+    python benchmarks/render_tables.py --lowbit         # the static fp8/int8 study (docs/lowbit.md)
 
 The current runs per GPU type are listed in benchmarks/results/current.yaml; tests/unit/test_docs.py
 re-renders the block between the markers in docs/benchmarks.md and compares.
@@ -103,7 +103,7 @@ def _quality_label(column: str, reference: str) -> str:
 
 
 def lowbit_markdown(results: Path = RESULTS) -> str:
-    """docs/lowbit.md's tables: each current run that timed the static fp8 builds beside the best
+    """docs/lowbit.md's tables: each current run that timed the static 8-bit builds beside the best
     16-bit build: its variants, the kernel classes of its profiles, its 3x3 conv shapes."""
     root = results.parents[1]
     paths = [str(root / p) for gpu_paths in current_runs(results).values() for p in gpu_paths]
@@ -115,7 +115,9 @@ def lowbit_markdown(results: Path = RESULTS) -> str:
         head = (f"### `{run}`: {meta.get('machine')}\n\n{versions.get('gpu')}; torch {versions.get('torch')}, "
                 f"triton as shipped with it; {meta.get('note')}; {meta.get('size')} px, {meta.get('steps')} steps, "
                 f"batch 4 (UNet batch 8 with CFG). Measured peaks: bf16 {meta.get('bf16_matmul_tflops'):.0f}, "
-                f"fp8 {meta.get('fp8_matmul_tflops'):.0f} TFLOP/s (8192³ products). Command: "
+                f"fp8 {meta.get('fp8_matmul_tflops'):.0f} TFLOP/s"
+                + (f", int8 {meta['int8_matmul_tops']:.0f} TOPS" if meta.get("int8_matmul_tops") else "")
+                + " (8192³ products). Command: "
                 f"`{meta.get('command')}`.")
         variants = tables.lowbit_table(path).drop(columns=["compiled"])
         reference = meta.get("quality_reference", "fp16-sdpa")
@@ -136,12 +138,18 @@ def lowbit_markdown(results: Path = RESULTS) -> str:
 
             conv = pd.read_csv(conv_csv)
             keep = ["hw", "cin", "cout", "stride", "cudnn_fp16_tflops", "triton_fp8_tflops", "triton_fp16_tflops",
-                    "fp8_gemm_same_flops_tflops", "fp8_kernel_vs_simulation_rel_err", "fp8_vs_fp16_conv_rel_err"]
+                    "fp8_gemm_same_flops_tflops", "fp8_kernel_vs_simulation_rel_err", "fp8_vs_fp16_conv_rel_err",
+                    "triton_int8_tops", "int8_gemm_same_ops_tops", "int8_kernel_vs_simulation_rel_err",
+                    "int8_vs_fp16_conv_rel_err"]  # int8 columns: runs from the int8 build on
+
+            def label(column: str) -> str:
+                return column.replace("_tflops", " TFLOP/s").replace("_tops", " TOPS").replace("_", " ")
+
             conv = conv[[c for c in keep if c in conv]]
-            conv_digits = {c: "{:.0f}" for c in conv.columns if c.endswith("tflops")}
+            conv_digits = {c: "{:.0f}" for c in conv.columns if c.endswith(("tflops", "tops"))}
             conv_digits.update({c: "{:.4f}" for c in conv.columns if c.endswith("rel_err")})
-            conv.columns = [c.replace("_tflops", " TFLOP/s").replace("_", " ") for c in conv.columns]
-            conv_digits = {c.replace("_tflops", " TFLOP/s").replace("_", " "): f for c, f in conv_digits.items()}
+            conv.columns = [label(c) for c in conv.columns]
+            conv_digits = {label(c): f for c, f in conv_digits.items()}
             parts.append("3x3 convolutions alone (batch 8, channels last; `conv_rates.csv`):\n\n"
                          + _cells(conv, conv_digits))
     return "\n\n".join(parts) + "\n"

@@ -12,7 +12,7 @@ rule calibration_set:
     input:
         model=model_json("{model}"),
         prompts=prompts_csv(PROMPTSET),
-        captions=config["prompts"]["captions"],
+        captions=[] if UNCONDITIONAL else config["prompts"]["captions"],  # calibration prompts; none without text
     output:
         tensors="results/calibration/{model}/{calib}.safetensors",
         provenance="results/calibration/{model}/{calib}.json",
@@ -21,7 +21,7 @@ rule calibration_set:
         settings=config["calibration"],
         # trajectories and timesteps follow the full-precision reference variant's sampling
         generation=lambda wc: {k: v for k, v in resolve_variant(config, REFERENCE).items() if k != "ptq"},
-        prompt_filters={k: config["prompts"][k] for k in ("min_words", "generic_phrases", "prefix", "suffix")},
+        prompt_filters={} if UNCONDITIONAL else {k: config["prompts"][k] for k in ("min_words", "generic_phrases", "prefix", "suffix")},
         seed=config["seed"],
         device=config["device"],
     threads: config["threads"]

@@ -17,12 +17,16 @@ try:
     sq_config.validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
     # The captions file and prompts.n, so `snakemake -n` refuses a bad file or an impossible n in
     # seconds (here, not in sdsqueeze.config, which jobs import without pycocotools).
-    check_prompt_set(config["prompts"])
+    if sq_config.model_kind(config) != sq_config.UNCONDITIONAL:
+        check_prompt_set(config["prompts"])
 except (sq_config.ConfigError, CaptionsError) as err:
     message = str(err)
     raise WorkflowError(message if message.startswith("invalid config") else f"invalid config: {message}") from None
 
 MODEL = config["model"]["name"]
+# An unconditional model (LDM, DDPM, DDIM): a seeded sample list instead of prompts (rules/prompts.smk).
+MODEL_KIND = sq_config.model_kind(config)
+UNCONDITIONAL = MODEL_KIND == sq_config.UNCONDITIONAL
 PROMPTSET = config["prompts"]["name"]
 VARIANTS = sorted(config["variants"])
 REFERENCE = config["reference"]
@@ -194,7 +198,7 @@ onstart:
     from sdsqueeze.models import ModelUnavailableError, check_model_available
 
     try:
-        check_model_available(config["model"]["source"])
+        check_model_available(config["model"]["source"], MODEL_KIND)
     except ModelUnavailableError as err:
         print(f"\nERROR: {err}\n", file=sys.stderr)
         raise SystemExit(1)

@@ -20,7 +20,7 @@ rule distill_teacher_data:
     input:
         model=model_json("{model}"),
         prompts=prompts_csv(),
-        captions=config["prompts"]["captions"],
+        captions=config["prompts"].get("captions", []),  # none for an unconditional model (distill is off there)
     output:
         "resources/distill/{model}/teacher.safetensors",
     params:

@@ -17,6 +17,7 @@ rule materialize_model:
         tiny_seed=config["model"]["tiny_seed"],
         tiny_image_size=config["model"]["tiny_image_size"],
         tiny_weights=config["model"]["tiny_weights"],
+        tiny_fit=[config["model"]["tiny_vae_fit_steps"], config["model"]["tiny_unet_fit_steps"]],  # tiny-uncond
         device=config["device"] if SEEDED_ON_GPU else "cpu",
     log:
         "logs/models/{model}.log",

@@ -1,37 +1,54 @@
-# Stage: prompts. COCO captions (pycocotools) -> a fixed, seeded prompt set.
+# Stage: prompts. COCO captions (pycocotools) -> a fixed, seeded prompt set; for an unconditional
+# model, the seeded sample list (ids and seeds, no text) in its place, at the same path.
 
-if config["prompts"]["download_url"]:
+if UNCONDITIONAL:
 
-    rule fetch_coco_captions:
+    rule sample_list:
         output:
-            config["prompts"]["captions"],
+            prompts_csv("{promptset}"),
         params:
-            url=config["prompts"]["download_url"],
+            seed=config["seed"],
+            n=config["prompts"]["n"],
         log:
-            "logs/prompts/fetch_coco_captions.log",
-        resources:
-            runtime=30,
+            "logs/prompts/{promptset}.log",
         conda:
             "../envs/cpu.yaml"
         script:
-            "../scripts/fetch_coco_captions.py"
+            "../scripts/make_sample_list.py"
 
+else:
 
-rule prompts:
-    input:
-        captions=config["prompts"]["captions"],
-    output:
-        prompts_csv("{promptset}"),
-    params:
-        seed=config["seed"],
-        n=config["prompts"]["n"],
-        min_words=config["prompts"]["min_words"],
-        generic_phrases=config["prompts"]["generic_phrases"],
-        prefix=config["prompts"]["prefix"],
-        suffix=config["prompts"]["suffix"],
-    log:
-        "logs/prompts/{promptset}.log",
-    conda:
-        "../envs/cpu.yaml"
-    script:
-        "../scripts/make_prompts.py"
+    if config["prompts"]["download_url"]:
+
+        rule fetch_coco_captions:
+            output:
+                config["prompts"]["captions"],
+            params:
+                url=config["prompts"]["download_url"],
+            log:
+                "logs/prompts/fetch_coco_captions.log",
+            resources:
+                runtime=30,
+            conda:
+                "../envs/cpu.yaml"
+            script:
+                "../scripts/fetch_coco_captions.py"
+
+    rule prompts:
+        input:
+            captions=config["prompts"]["captions"],
+        output:
+            prompts_csv("{promptset}"),
+        params:
+            seed=config["seed"],
+            n=config["prompts"]["n"],
+            min_words=config["prompts"]["min_words"],
+            generic_phrases=config["prompts"]["generic_phrases"],
+            prefix=config["prompts"]["prefix"],
+            suffix=config["prompts"]["suffix"],
+        log:
+            "logs/prompts/{promptset}.log",
+        conda:
+            "../envs/cpu.yaml"
+        script:
+            "../scripts/make_prompts.py"

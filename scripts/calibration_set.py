@@ -14,12 +14,14 @@ def main(snakemake):
     settings = calibration.CalibrationSettings(
         kind=p.kind, samples=p.settings["samples"], cali_n=p.settings["cali_n"],
         cali_st=p.settings["cali_st"], images=p.settings["images"], seed=p.seed)
-    coco = prompts.load_coco_captions(snakemake.input.captions)
-    evaluation = pd.read_csv(snakemake.input.prompts)
-    filters = p.prompt_filters
-    texts = calibration.calibration_prompts(
-        coco, evaluation, settings.n_prompts, p.seed, filters["min_words"],
-        filters["generic_phrases"], filters["prefix"], filters["suffix"])
+    texts = []  # an unconditional model's sets hold no text
+    if snakemake.input.captions:
+        coco = prompts.load_coco_captions(snakemake.input.captions)
+        evaluation = pd.read_csv(snakemake.input.prompts)
+        filters = p.prompt_filters
+        texts = calibration.calibration_prompts(
+            coco, evaluation, settings.n_prompts, p.seed, filters["min_words"],
+            filters["generic_phrases"], filters["prefix"], filters["suffix"])
     pipe = models.load_materialized(snakemake.input.model, device=device, dtype=p.generation["dtype"])
     variants.prepare(pipe, p.generation)  # the reference's scheduler and attention, unquantized
     tensors = calibration.build(pipe, settings, texts, p.generation)

@@ -5,7 +5,7 @@ import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
 from pathlib import Path
 
-from sdsqueeze import config, io, models, smk
+from sdsqueeze import config, io, models, smk, uncond
 
 
 def main(snakemake):
@@ -26,6 +26,16 @@ def main(snakemake):
                           training={k: v for k, v in training.items() if k not in ("vae", "unet")})
         else:
             record.update(weights="seeded")
+    elif source == models.TINY_UNCOND_SOURCE:
+        vae_steps, unet_steps = snakemake.params.tiny_fit
+        spec = uncond.UncondSpec(seed=snakemake.params.tiny_seed, image_size=snakemake.params.tiny_image_size,
+                                 vae_fit_steps=vae_steps, unet_fit_steps=unet_steps)
+        pipeline_dir = out_json.parent / "pipeline"
+        fit_report: dict = {}
+        with io.atomic_dir(pipeline_dir) as tmp:
+            uncond.save_tiny_uncond_pipeline(tmp, spec, fit_report)
+        record.update(path=str(pipeline_dir), weights="seeded, fitted on skimage photographs' latents",
+                      uncond_spec=spec.__dict__, fit=fit_report)
     elif source == models.SD15_SEEDED_SOURCE:
         pipeline_dir = out_json.parent / "pipeline"
         device = config.resolve_device(snakemake.params.device)

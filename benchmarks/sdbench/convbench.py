@@ -1,7 +1,7 @@
 """SD 1.5's 3x3 convolution shapes, one at a time: cuDNN fp16 (channels_last, its own algorithm
-timing) against the Triton implicit-GEMM kernel of ``sdsqueeze.accel.fp8conv`` in fp8 e4m3 and in
-fp16, and an fp8 ``torch._scaled_mm`` GEMM of the same FLOPs (the rate a conv could reach if it ran
-at GEMM speed). Batch 8 = batch 4 with classifier-free guidance, 512 px (latent 64x64)."""
+timing) against the Triton implicit-GEMM kernel of ``sdsqueeze.accel.fp8conv`` in fp8 e4m3, int8
+(int32 accumulation) and fp16, and an fp8 ``torch._scaled_mm`` and an int8 ``torch._int_mm`` GEMM of
+the same FLOPs (the rate a conv could reach if it ran at GEMM speed). Batch 8 = batch 4 with classifier-free guidance, 512 px (latent 64x64)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def _one_shape(device: str, size: int, cin: int, cout: int, stride: int) -> dict
             return fp8conv.launch(x_q, w_q, w_scale, act_scale, bias, 3, stride, 1, torch.float16)
 
         fp8_out = fp8_call()  # tunes on first call
+        config = getattr(fp8conv._implicit_gemm_conv_tuned, "best_config", None)  # before fp16 retunes it
         triton_fp8 = rate(kernel_seconds(fp8_call))
         simulated = fp8conv.conv_reference(x_q, w_q, w_scale, act_scale, bias, 3, stride, 1, torch.float32)
         ref_nhwc = reference.permute(0, 2, 3, 1).float()
@@ -76,13 +77,35 @@ def _one_shape(device: str, size: int, cin: int, cout: int, stride: int) -> dict
         a = torch.randn(rows, k, device=device).to(fp8conv.FP8)
         b = torch.randn(cout, k, device=device).to(fp8conv.FP8).t()
         gemm = rate(kernel_seconds(lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)))
-    config = getattr(fp8conv._implicit_gemm_conv_tuned, "best_config", None)
+        int8 = _int8_shape(x_nhwc, weight, bias, stride, rate, ref_nhwc, device, rows, k, cout)
     return {"status": "ok", "cudnn_fp16_tflops": cudnn, "triton_fp8_tflops": triton_fp8,
             "triton_fp16_tflops": triton_fp16, "fp8_gemm_same_flops_tflops": gemm,
             "fp8_kernel_vs_simulation_rel_err": _rel(fp8_out.float(), simulated),
             "fp8_vs_fp16_conv_rel_err": _rel(fp8_out.float(), ref_nhwc),
             "triton_fp16_vs_cudnn_rel_err": _rel(fp16_out.float(), ref_nhwc),
-            "fp8_best_config": str(config)}
+            "fp8_best_config": str(config), **int8}
+
+
+def _int8_shape(x_nhwc, weight, bias, stride, rate, ref_nhwc, device, rows, k, cout) -> dict:
+    """The same conv in int8 (symmetric, round to nearest) on the same kernel, and an int8 GEMM of its size."""
+    act_scale = (x_nhwc.abs().amax().float() / fp8conv.INT8_MAX).reshape(1)
+    w_scale = weight.abs().amax(dim=1) / fp8conv.INT8_MAX
+    w_q = (weight / w_scale[:, None]).round().clamp(-127, 127).to(fp8conv.INT8).contiguous()
+    x_q = (x_nhwc.float() / act_scale).round().clamp(-127, 127).to(fp8conv.INT8)
+
+    def int8_call():
+        return fp8conv.launch(x_q, w_q, w_scale, act_scale, bias, 3, stride, 1, torch.float16)
+
+    int8_out = int8_call()  # tunes on first call
+    triton_int8 = rate(kernel_seconds(int8_call))
+    config = getattr(fp8conv._implicit_gemm_conv_tuned, "best_config", None)
+    simulated = fp8conv.conv_reference(x_q, w_q, w_scale, act_scale, bias, 3, stride, 1, torch.float32)
+    a = torch.randint(-127, 128, (rows, k), device=device, dtype=torch.int8)
+    b = torch.randint(-127, 128, (cout, k), device=device, dtype=torch.int8).t()
+    gemm = rate(kernel_seconds(lambda: torch._int_mm(a, b)))
+    return {"triton_int8_tops": triton_int8, "int8_gemm_same_ops_tops": gemm,
+            "int8_kernel_vs_simulation_rel_err": _rel(int8_out.float(), simulated),
+            "int8_vs_fp16_conv_rel_err": _rel(int8_out.float(), ref_nhwc), "int8_best_config": str(config)}
 
 
 def _rel(out: torch.Tensor, ref: torch.Tensor) -> float:

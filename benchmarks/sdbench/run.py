@@ -171,6 +171,8 @@ def main(argv=None) -> int:
     if args.conv_rates or any(group.startswith("lowbit") for group in args.groups):
         meta["fp8_matmul_tflops"] = matmul_tflops(args.device, precision="fp8")
         log(f"fp8 matmul {meta['fp8_matmul_tflops']:.0f} TFLOP/s")
+        meta["int8_matmul_tops"] = matmul_tflops(args.device, precision="int8")
+        log(f"int8 matmul {meta['int8_matmul_tops']:.0f} TOPS")
     if args.conv_rates:
         from .convbench import conv_rates
 

@@ -44,20 +44,28 @@ def targets_by_run(results_csvs: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-# ---- the static fp8 study: one run, every ratio inside it -------------------------------------
+# ---- the static fp8 and int8 study: one run, every ratio inside it -----------------------------
 
 BEST_16BIT = "fp16-compiled-host"  # the best 16-bit build (compiled, CUDA graphs, host timesteps)
 KERNEL_CLASSES = ("conv", "gemm", "attention", "norm", "quantize", "elementwise", "other")
-# The precision each matrix class runs in, per low-bit scheme (the rest run fp16: bf16 peak).
-FP8_CLASSES = {"fp8-static-linear": ("gemm",), "fp8-static-gemm": ("gemm",), "fp8-static": ("gemm", "conv")}
+# The matrix classes each static scheme runs in its 8-bit format (the rest run fp16: bf16 peak).
+STATIC_CLASSES = {f"{fmt}-static{suffix}": classes for fmt in ("fp8", "int8")
+                  for suffix, classes in (("-linear", ("gemm",)), ("-gemm", ("gemm",)), ("", ("gemm", "conv")))}
+# Each format's acceptance targets against the best 16-bit build: CFG UNet step, end to end (None: none set).
+SPEEDUP_TARGETS = {"fp8": (1.3, 1.2), "int8": (1.15, None)}
+
+
+def static_format(scheme) -> str | None:
+    """fp8 or int8 for a static scheme, else None."""
+    return scheme.split("-", 1)[0] if isinstance(scheme, str) and scheme in STATIC_CLASSES else None
 
 
 def lowbit_runs(results_csvs: list[str]) -> list[str]:
-    """The runs that timed a static fp8 build beside the best 16-bit build."""
+    """The runs that timed a static fp8 or int8 build beside the best 16-bit build."""
     def has_study(path):
         rows = pd.read_csv(path)
         return BEST_16BIT in set(rows.variant) and rows.get("lowbit", pd.Series(dtype=str)).astype(str) \
-            .str.startswith("fp8-static").any()
+            .isin(STATIC_CLASSES).any()
 
     return [p for p in in_run_order(results_csvs) if has_study(p)]
 
@@ -95,7 +103,8 @@ def kernel_class_table(results_csv: str) -> pd.DataFrame:
 
     rows, flops = load([results_csv])
     meta = meta_for(results_csv)
-    peaks = {"fp8": meta.get("fp8_matmul_tflops"), "bf16": meta.get("bf16_matmul_tflops")}
+    peaks = {"fp8": meta.get("fp8_matmul_tflops"), "bf16": meta.get("bf16_matmul_tflops"),
+             "int8": meta.get("int8_matmul_tops")}
     profiled = rows[rows.ok & rows.kernel_ms_by_class.notna()] if "kernel_ms_by_class" in rows else rows.iloc[:0]
     out = []
     for r in profiled.itertuples():
@@ -104,35 +113,30 @@ def kernel_class_table(results_csv: str) -> pd.DataFrame:
         kernel_ms = json.loads(r.kernel_ms_by_class)
         scheme = r.lowbit if isinstance(r.lowbit, str) else "none"
         rates = class_rates(kernel_ms, flops.get(int(r.batch), {}), int(r.unet_calls_per_image_call),
-                            pointwise_as_gemm=scheme in ("fp8-static-gemm", "fp8-static"))
+                            pointwise_as_gemm=scheme in STATIC_CLASSES and scheme.split("-")[-1] != "linear")
         for kernel in KERNEL_CLASSES:
             if kernel not in kernel_ms and kernel not in rates:
                 continue
-            precision = "fp8" if kernel in FP8_CLASSES.get(scheme, ()) else "bf16"
+            precision = static_format(scheme) if kernel in STATIC_CLASSES.get(scheme, ()) else "bf16"
             rate = rates.get(kernel)
             out.append({"variant": r.variant, "batch": int(r.batch), "class": kernel,
                         "GPU ms per generation": kernel_ms.get(kernel, 0.0),
                         "TFLOP/s": rate, "precision": precision if rate else "",
-                        "share of that precision's peak": rate / peaks[precision] if rate and peaks[precision] else None})
+                        "share of that precision's peak": rate / peaks[precision] if rate and peaks.get(precision) else None})
     return pd.DataFrame(out)
 
 
 def lowbit_findings(results_csv: str) -> list[str]:
     """The study's acceptance figures, judged inside the run: the fastest fp8 build against the best
-    16-bit build (CFG UNet step >= 1.3x, end to end >= 1.2x), the best 16-bit build's share of the
-    bf16 matmul rate (>= 50%), and where the fp8 build's GPU time goes per kernel class."""
+    16-bit build (CFG UNet step >= 1.3x, end to end >= 1.2x), the fastest int8 build (step >= 1.15x),
+    the best 16-bit build's share of the bf16 matmul rate (>= 50%), and where each 8-bit build's GPU
+    time goes per kernel class."""
     variants = lowbit_table(results_csv)
     timed = variants[variants["UNet ms/step"].notna()]
-    fp8 = timed[timed.lowbit.astype(str).str.startswith("fp8-static") & timed.compiled.eq(True)]
+    compiled = {fmt: timed[timed.lowbit.map(static_format).eq(fmt) & timed.compiled.eq(True)] for fmt in SPEEDUP_TARGETS}
     rows, flops = load([results_csv])
     meta = meta_for(results_csv)
-    out = []
-    if not fp8.empty:
-        best = fp8.loc[fp8["UNet ms/step"].idxmin()]
-        step, e2e = best["step speedup vs best 16-bit"], best["e2e speedup vs best 16-bit"]
-        out.append(f"Fastest fp8 build, `{best.variant}`: CFG UNet step {step:.2f}x and end to end {e2e:.2f}x "
-                   f"the best 16-bit build `{BEST_16BIT}` (targets 1.3x and 1.2x: "
-                   f"{'met' if step >= 1.3 else 'missed'}, {'met' if e2e >= 1.2 else 'missed'}).")
+    out = [_fastest(builds, fmt) for fmt, builds in compiled.items() if not builds.empty]
     base = rows[(rows.variant == BEST_16BIT) & rows.ok & (rows.batch == 4)]
     step_flops = flops.get(4, {}).get("unet_step_flops")
     if not base.empty and step_flops:
@@ -141,22 +145,46 @@ def lowbit_findings(results_csv: str) -> list[str]:
         out.append(f"`{BEST_16BIT}` at batch 4: {rate:.0f} TFLOP/s per UNet step, {share:.0%} of the measured "
                    f"bf16 matmul rate (target 50%: {'met' if share >= 0.5 else 'missed'}).")
     classes = kernel_class_table(results_csv)
-    full = classes[classes.variant.isin(fp8.variant)] if not fp8.empty else classes.iloc[:0]
-    if not full.empty and BEST_16BIT in set(classes.variant):
-        variant = full.groupby("variant")["GPU ms per generation"].sum().idxmin() \
-            if "fp16-fp8static-compiled" not in set(full.variant) else "fp16-fp8static-compiled"
-        mine = classes[classes.variant == variant].set_index("class")["GPU ms per generation"]
-        theirs = classes[classes.variant == BEST_16BIT].set_index("class")["GPU ms per generation"]
-        deltas = ", ".join(f"{k} {mine.get(k, 0) - theirs.get(k, 0):+.0f} ms" for k in KERNEL_CLASSES
-                           if k in mine or k in theirs)
-        out.append(f"GPU time per generation, `{variant}` minus `{BEST_16BIT}`, by kernel class: {deltas}.")
-        matrix = classes[(classes.variant == variant) & classes["TFLOP/s"].notna()].set_index("class")
-        ideal = sum(matrix.loc[k, "GPU ms per generation"] * matrix.loc[k, "share of that precision's peak"]
-                    for k in matrix.index if matrix.loc[k, "precision"] == "fp8")
-        fp8_ms = sum(matrix.loc[k, "GPU ms per generation"] for k in matrix.index if matrix.loc[k, "precision"] == "fp8")
-        total, reference = mine.sum(), theirs.sum()
-        out.append(f"Bound: were `{variant}`'s fp8 classes ({', '.join(matrix.index[matrix.precision == 'fp8'])}) "
-                   f"at 100% of the fp8 peak, its GPU time would fall from {total:.0f} to {total - fp8_ms + ideal:.0f} ms "
-                   f"per generation, {reference / (total - fp8_ms + ideal):.2f}x the best 16-bit build's {reference:.0f} ms: "
-                   "the 16-bit classes (norm, attention, elementwise) and the quantize kernels hold the rest.")
+    for fmt, builds in compiled.items():
+        out += _kernel_class_bound(classes, builds, fmt)
+    return out
+
+
+def _fastest(builds: pd.DataFrame, fmt: str) -> str:
+    best = builds.loc[builds["UNet ms/step"].idxmin()]
+    step, e2e = best["step speedup vs best 16-bit"], best["e2e speedup vs best 16-bit"]
+    step_target, e2e_target = SPEEDUP_TARGETS[fmt]
+    line = (f"Fastest {fmt} build, `{best.variant}`: CFG UNet step {step:.2f}x and end to end {e2e:.2f}x "
+            f"the best 16-bit build `{BEST_16BIT}` ")
+    if e2e_target is None:
+        return line + f"(target {step_target}x for the step: {'met' if step >= step_target else 'missed'})."
+    return line + (f"(targets {step_target}x and {e2e_target}x: "
+                   f"{'met' if step >= step_target else 'missed'}, {'met' if e2e >= e2e_target else 'missed'}).")
+
+
+def _kernel_class_bound(classes: pd.DataFrame, builds: pd.DataFrame, fmt: str) -> list[str]:
+    """GPU time per kernel class of the format's all-layer build (else its fastest profiled one)
+    against the best 16-bit build's, and the bound were its 8-bit classes at the format's peak."""
+    full = classes[classes.variant.isin(builds.variant)]
+    if full.empty or BEST_16BIT not in set(classes.variant):
+        return []
+    all_layers = f"fp16-{fmt}static-compiled"
+    variant = all_layers if all_layers in set(full.variant) else full.groupby("variant")["GPU ms per generation"].sum().idxmin()
+    mine = classes[classes.variant == variant].set_index("class")["GPU ms per generation"]
+    theirs = classes[classes.variant == BEST_16BIT].set_index("class")["GPU ms per generation"]
+    deltas = ", ".join(f"{k} {mine.get(k, 0) - theirs.get(k, 0):+.0f} ms" for k in KERNEL_CLASSES
+                       if k in mine or k in theirs)
+    out = [f"GPU time per generation, `{variant}` minus `{BEST_16BIT}`, by kernel class: {deltas}."]
+    matrix = classes[(classes.variant == variant) & classes["TFLOP/s"].notna()].set_index("class")
+    low = [k for k in matrix.index if matrix.loc[k, "precision"] == fmt]
+    shares = [matrix.loc[k, "share of that precision's peak"] for k in low]
+    if not low or any(share is None or share != share for share in shares):
+        return out  # no peak of this format measured in the run: no bound
+    ideal = sum(matrix.loc[k, "GPU ms per generation"] * share for k, share in zip(low, shares))
+    low_ms = sum(matrix.loc[k, "GPU ms per generation"] for k in low)
+    total, reference = mine.sum(), theirs.sum()
+    out.append(f"Bound: were `{variant}`'s {fmt} classes ({', '.join(low)}) "
+               f"at 100% of the {fmt} peak, its GPU time would fall from {total:.0f} to {total - low_ms + ideal:.0f} ms "
+               f"per generation, {reference / (total - low_ms + ideal):.2f}x the best 16-bit build's {reference:.0f} ms: "
+               "the 16-bit classes (norm, attention, elementwise) and the quantize kernels hold the rest.")
     return out

@@ -96,13 +96,11 @@ def check_semantics(config: dict) -> None:
             f"invalid config: 'reference' is {config['reference']!r}, which is not a variant; "
             f"allowed: {', '.join(sorted(config['variants']))}"
         )
-    captions = Path(config["prompts"]["captions"])
-    if not captions.exists() and not config["prompts"].get("download_url"):
-        raise ConfigError(
-            f"invalid config: 'prompts.captions' file {captions} does not exist and "
-            "'prompts.download_url' is not set; give the path to a COCO captions JSON"
-        )
     check_model_source(config["model"]["source"])
+    if model_kind(config) == UNCONDITIONAL:
+        check_unconditional_run(config)
+    else:
+        check_captions(config["prompts"])
     check_diffc(config)
     check_sweep(config)
     check_lowbit(config)
@@ -115,20 +113,129 @@ def check_semantics(config: dict) -> None:
         raise ConfigError(problem)
 
 
+def check_captions(prompts: dict) -> None:
+    if "captions" not in prompts:
+        raise ConfigError("invalid config: 'prompts' misses 'captions'; a text-to-image model needs a COCO "
+                          "captions JSON (an unconditional model: set model.kind: unconditional)")
+    captions = Path(prompts["captions"])
+    if not captions.exists() and not prompts.get("download_url"):
+        raise ConfigError(
+            f"invalid config: 'prompts.captions' file {captions} does not exist and "
+            "'prompts.download_url' is not set; give the path to a COCO captions JSON"
+        )
+
+
+# --- unconditional models (docs/unconditional.md) ------------------------------------------------
+
+TEXT_TO_IMAGE, UNCONDITIONAL = "text-to-image", "unconditional"
+# = sdsqueeze.models.UNCONDITIONAL_PIPELINES (tested), copied for the reason BUILT_SOURCES is.
+UNCONDITIONAL_PIPELINES = ("LDMPipeline", "DDPMPipeline", "DDIMPipeline")
+# What a variant of an unconditional model may set: sampling, size, dtype, attention and PTQ.
+UNCONDITIONAL_VARIANT_KEYS = ("dtype", "attention", "scheduler", "steps", "eta", "height", "width", "batch_size",
+                              "ptq")
+# Settings that need a prompt: refused with the reason, not ignored.
+PROMPT_ONLY_VARIANT_KEYS = {
+    "guidance": "classifier-free guidance mixes a prompt's prediction with the empty prompt's",
+    "kv_cache": "the K/V cache holds the text's cross-attention keys and values",
+    "student": "the distilled students are text-to-image models",
+}
+# Text-to-image-only techniques, with the reason the message gives.
+TEXT_TO_IMAGE_ONLY_KEYS = {
+    "runtime": "the ONNX export takes a text-conditioned UNet (UNet2DConditionModel)",
+    "deepcache": "DeepCache caches UNet2DConditionModel's up blocks",
+}
+PROMPT_ONLY_PROMPT_KEYS = ("captions", "download_url", "min_words", "generic_phrases", "prefix", "suffix")
+TEXT_STAGES = {"sweep": "the latent sweep renders prompts", "diffc": "DiffC codes images with a text-to-image model",
+               "distill": "the students are text-to-image models"}
+
+
+def cached_pipeline_class(source: str) -> str | None:
+    """The pipeline class named by a local folder's or a cached hub model's model_index.json; None
+    when neither is at hand (offline, not yet downloaded): no network is used here."""
+    import json
+
+    index = Path(source).expanduser() / "model_index.json"
+    if not index.is_file() and "/" in source and not source.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(source, "model_index.json")
+        except Exception:  # an id the hub library refuses: the model check says why at the first job
+            cached = None
+        index = Path(cached) if isinstance(cached, str) else index
+    if not index.is_file():
+        return None
+    return json.loads(index.read_text()).get("_class_name")
+
+
+def model_kind(config: dict) -> str:
+    """text-to-image or unconditional: model.kind, else read from the source."""
+    model = config["model"]
+    kind = model.get("kind", "auto")
+    if kind != "auto":
+        return kind
+    if model["source"] == "tiny-uncond":
+        return UNCONDITIONAL
+    if model["source"] in BUILT_SOURCES:
+        return TEXT_TO_IMAGE
+    return UNCONDITIONAL if cached_pipeline_class(model["source"]) in UNCONDITIONAL_PIPELINES else TEXT_TO_IMAGE
+
+
+def check_unconditional_settings(raw: dict) -> None:
+    """Prompts-only settings given to an unconditional model, read from the config as written
+    (before the schema's defaults, which fill guidance for every variant): one message each."""
+    model = raw.get("model") or {}
+    if "source" not in model or model_kind({"model": model}) != UNCONDITIONAL:
+        return
+    what = f"model.source '{model['source']}' is an unconditional model"
+    given = [k for k in PROMPT_ONLY_PROMPT_KEYS if k in (raw.get("prompts") or {})]
+    if given:
+        raise ConfigError(f"invalid config: {what}; 'prompts.{given[0]}' belongs to a prompt file, which it does "
+                          "not read (its prompts section is the seeded sample list: name, n, samples_per_prompt, "
+                          "shard_size)")
+    sections = [("generation", raw.get("generation") or {})] + [
+        (f"variants.{name}", spec or {}) for name, spec in (raw.get("variants") or {}).items()]
+    for where, spec in sections:
+        for key in spec:
+            if key in PROMPT_ONLY_VARIANT_KEYS:
+                raise ConfigError(f"invalid config: {what}; '{where}.{key}' needs a prompt "
+                                  f"({PROMPT_ONLY_VARIANT_KEYS[key]}): remove it")
+            if key not in UNCONDITIONAL_VARIANT_KEYS and spec[key] not in (None, False, 0, "none", "default", "pytorch"):
+                reason = f" ({TEXT_TO_IMAGE_ONLY_KEYS[key]})" if key in TEXT_TO_IMAGE_ONLY_KEYS else ""
+                raise ConfigError(f"invalid config: {what}; '{where}.{key}' is not supported for unconditional "
+                                  f"pipelines{reason}; allowed: {', '.join(UNCONDITIONAL_VARIANT_KEYS)}")
+
+
+def check_unconditional_run(config: dict) -> None:
+    """Stages that need a prompt are off for an unconditional model."""
+    for stage, reason in TEXT_STAGES.items():
+        if config[stage].get("enabled"):
+            raise ConfigError(f"invalid config: model '{config['model']['source']}' is unconditional, but "
+                              f"{stage}.enabled is true ({reason}); set {stage}.enabled: false")
+    if config["model"]["source"] == "tiny-uncond":
+        size = config["model"]["tiny_image_size"]
+        for name in config["variants"]:
+            spec = {**config["generation"], **config["variants"][name]}
+            if (spec["height"], spec["width"]) != (size, size):
+                raise ConfigError(f"invalid config: variant '{name}' asks for {spec['height']}x{spec['width']} px; "
+                                  f"tiny-uncond samples at its own {size}x{size} px (model.tiny_image_size): "
+                                  f"set generation.height and generation.width to {size}")
+
+
 def check_lowbit(config: dict) -> None:
-    """SmoothQuant folds into the static fp8 schemes' input scaling; other schemes have none."""
+    """SmoothQuant folds into the static 8-bit schemes' input scaling; other schemes have none."""
     for name, overrides in config["variants"].items():
         spec = {**config["generation"], **(overrides or {})}
-        if spec.get("lowbit_smoothquant") and not str(spec.get("lowbit", "none")).startswith("fp8-static"):
+        if spec.get("lowbit_smoothquant") and "-static" not in str(spec.get("lowbit", "none")):
             raise ConfigError(
                 f"invalid config: variant '{name}' sets lowbit_smoothquant, which applies to the static "
-                f"fp8 schemes (fp8-static-linear, fp8-static-gemm, fp8-static), not lowbit '{spec.get('lowbit', 'none')}'"
+                f"8-bit schemes (fp8-static*, int8-static*), not lowbit '{spec.get('lowbit', 'none')}'"
             )
 
 
 # = sdsqueeze.models.BUILT_SOURCES (tested): not imported, so that an edit of the model builder does
 # not rerun every rule that validates a config.
-BUILT_SOURCES = ("tiny", "sd15-seeded")
+BUILT_SOURCES = ("tiny", "sd15-seeded", "tiny-uncond")
 
 
 def check_model_source(source: str) -> None:
@@ -187,6 +294,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     from snakemake.utils import validate as snakemake_validate
 
     check(config, load_schema(schema_path))
+    check_unconditional_settings(config)  # before the defaults, which would look like settings given
     snakemake_validate(config, str(schema_path), set_default=True)
     for name in list(config["variants"]):
         config["variants"][name] = config["variants"][name] or {}

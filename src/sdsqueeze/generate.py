@@ -30,9 +30,9 @@ def image_name(prompt_id: int, sample: int) -> str:
 
 def expand_samples(prompts: pd.DataFrame, samples_per_prompt: int) -> pd.DataFrame:
     """One row per image to make: (prompt_id, sample, seed, prompt)."""
-    rows = [
+    rows = [  # an unconditional model's sample list has no prompt column
         {"prompt_id": int(r.prompt_id), "sample": k, "seed": seeding.sample_seed(int(r.seed), k),
-         "prompt": r.prompt}
+         "prompt": getattr(r, "prompt", "")}
         for r in prompts.itertuples() for k in range(samples_per_prompt)
     ]
     return pd.DataFrame(rows)
@@ -130,6 +130,10 @@ def denoiser(pipe):
 def run_batch(prepared: Prepared, prompts: list[str], latents, seeds: list[int] | None = None):
     """One pipeline call; returns (PIL images, final latents on CPU). ``seeds`` (the images')
     seed the noise a stochastic sampler adds on the way (LCM's), one generator per image."""
+    from .uncond import is_unconditional, run_unconditional
+
+    if is_unconditional(prepared.pipe):  # no prompt, no guidance: the pipeline draws its noise from the seeds
+        return run_unconditional(prepared.pipe, prepared.spec, seeds)
     captured = {}
 
     def keep_latents(pipe, step, timestep, callback_kwargs):
@@ -149,9 +153,11 @@ def generate_shard(pipe, spec: dict, prompts: pd.DataFrame, out_dir: str | Path,
     from tqdm import tqdm
 
     from .accel.measure import Clock, UNetStepTimer
+    from .uncond import check_size
 
     prepared = prepare(pipe, spec)
     todo = expand_samples(prompts, samples_per_prompt)
+    check_size(pipe, spec)
     shape = seeding.latent_shape(pipe, int(spec["height"]), int(spec["width"]))
     memory = PeakMemory(device)
     batch = int(spec["batch_size"])

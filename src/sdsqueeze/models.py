@@ -16,10 +16,13 @@ from typing import Any
 from .tokenizer import write_clip_tokenizer  # noqa: F401 - models' callers use it from here
 
 TINY_SOURCE = "tiny"
+# The embedded unconditional latent model: its own UNet2DModel on the embedded autoencoder's
+# latents, sampled by diffusers' LDMPipeline (docs/unconditional.md).
+TINY_UNCOND_SOURCE = "tiny-uncond"
 # SD 1.5's exact architecture with seeded weights: runs the SD 1.5 configs where no weights can be
 # downloaded (a GPU node without network). Speed and memory hold; its images are meaningless.
 SD15_SEEDED_SOURCE = "sd15-seeded"
-BUILT_SOURCES = (TINY_SOURCE, SD15_SEEDED_SOURCE)
+BUILT_SOURCES = (TINY_SOURCE, SD15_SEEDED_SOURCE, TINY_UNCOND_SOURCE)
 SEEDED_WEIGHTS_NOTE = "seeded (SD 1.5 architecture, untrained): images are meaningless; speed and memory hold"
 
 SD15_SCHEDULER = dict(  # Stable Diffusion 1.x's own scheduler settings
@@ -223,29 +226,41 @@ def is_local_pipeline(source: str) -> bool:
     return (Path(source) / "model_index.json").is_file()
 
 
-# diffusers' unconditional image pipelines: no prompt, no text encoder. The workflow's prompt set,
-# text-conditioned calibration and CLIP score do not apply to them, so they are refused by name.
-UNCONDITIONAL_PIPELINES = ("LDMPipeline", "DDPMPipeline", "DDIMPipeline", "PNDMPipeline", "ScoreSdeVePipeline",
-                           "KarrasVePipeline", "DanceDiffusionPipeline")
+# diffusers' unconditional image pipelines the workflow runs: a seeded sample list instead of
+# prompts, no text encoder, no guidance (docs/unconditional.md). = sdsqueeze.config's copy (tested).
+UNCONDITIONAL_PIPELINES = ("LDMPipeline", "DDPMPipeline", "DDIMPipeline")
+# Other prompt-free pipelines (score SDE, Karras VE, audio): sampled by other means, refused by name.
+UNSUPPORTED_PIPELINES = ("PNDMPipeline", "ScoreSdeVePipeline", "KarrasVePipeline", "DanceDiffusionPipeline")
+TEXT_TO_IMAGE, UNCONDITIONAL = "text-to-image", "unconditional"
 
 
-def check_text_to_image(source: str, index_path: str | os.PathLike) -> None:
-    """Refuse an unconditional pipeline (read from its model_index.json) with one message."""
+def pipeline_kind(pipeline_class: str) -> str:
+    """text-to-image or unconditional, from a pipeline's class name (model_index.json's _class_name)."""
+    return UNCONDITIONAL if pipeline_class in UNCONDITIONAL_PIPELINES else TEXT_TO_IMAGE
+
+
+def check_pipeline_class(source: str, index_path: str | os.PathLike, kind: str | None = None) -> None:
+    """Refuse a pipeline the workflow cannot sample, or one whose kind is not the configured one
+    (``kind``: the config's resolved model.kind), with one message."""
     pipeline_class = json.loads(Path(index_path).read_text()).get("_class_name", "")
-    if pipeline_class in UNCONDITIONAL_PIPELINES:
+    if pipeline_class in UNSUPPORTED_PIPELINES:
         raise ModelUnavailableError(
-            f"model.source '{source}' is an unconditional pipeline ({pipeline_class}); this workflow runs "
-            "text-to-image pipelines only (its prompt set, text-conditioned calibration and CLIP score need a "
-            "prompt). Use a text-to-image model such as stable-diffusion-v1-5/stable-diffusion-v1-5.")
+            f"model.source '{source}' is a {pipeline_class}, which this workflow does not sample; it runs "
+            f"text-to-image pipelines and the unconditional {', '.join(UNCONDITIONAL_PIPELINES)}.")
+    found = pipeline_kind(pipeline_class)
+    if kind is not None and found != kind:
+        raise ModelUnavailableError(
+            f"model.source '{source}' is a {pipeline_class} ({found}), but the config runs it as {kind}; "
+            f"set model.kind: {found} (or auto) and the settings of a {found} model (docs/unconditional.md).")
 
 
-def check_model_available(source: str) -> None:
-    """Fail fast, before any job runs, when a model can be neither found nor downloaded, or is an
-    unconditional pipeline."""
+def check_model_available(source: str, kind: str | None = None) -> None:
+    """Fail fast, before any job runs, when a model can be neither found nor downloaded, is a
+    pipeline the workflow cannot sample, or is not of the configured ``kind``."""
     if source in BUILT_SOURCES:
         return
     if is_local_pipeline(source):
-        check_text_to_image(source, Path(source) / "model_index.json")
+        check_pipeline_class(source, Path(source) / "model_index.json", kind)
         return
     if os.path.isdir(source) or source.startswith((".", "/", "~")):
         raise ModelUnavailableError(
@@ -267,7 +282,7 @@ def check_model_available(source: str) -> None:
             f"`hf download {source}` where the hub is reachable (then share HF_HOME), "
             "or set model.source to a local folder saved with `save_pretrained`."
         ) from None
-    check_text_to_image(source, index)
+    check_pipeline_class(source, index, kind)
 
 
 def resolve_dtype(name: str):
@@ -277,7 +292,8 @@ def resolve_dtype(name: str):
 
 
 def load_pipeline(path_or_id: str, device: str = "cpu", dtype: str = "float32"):
-    """Load any diffusers text-to-image pipeline the same way, tiny model included."""
+    """Load any diffusers pipeline the workflow samples (text-to-image or unconditional) the same
+    way, the embedded models included."""
     import torch
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
@@ -295,7 +311,7 @@ def load_pipeline(path_or_id: str, device: str = "cpu", dtype: str = "float32"):
 def describe_pipeline(pipe) -> dict[str, Any]:
     """Parameter counts per component, for provenance and reports."""
     counts = {}
-    for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2"):
+    for name in ("unet", "transformer", "vae", "vqvae", "text_encoder", "text_encoder_2"):
         module = getattr(pipe, name, None)
         if module is not None:
             counts[name] = sum(p.numel() for p in module.parameters())

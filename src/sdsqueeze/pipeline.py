@@ -44,6 +44,7 @@ def run_pipeline(prepared: Prepared, prompts: list[str], latents=None, on_step_e
         "prompt": prompts, "latents": latents, "num_inference_steps": int(spec["steps"]),
         "guidance_scale": float(spec["guidance"]), "height": int(spec["height"]),
         "width": int(spec["width"]), "output_type": "pil",
-        "callback_on_step_end": step_callbacks(functions), **prepared.call_kwargs, **overrides,
+        "callback_on_step_end": step_callbacks(functions),
+        **({"eta": float(spec["eta"])} if "eta" in spec else {}), **prepared.call_kwargs, **overrides,
     }
     return prepared.pipe(**arguments)

@@ -178,3 +178,13 @@ def shard_of(prompts: pd.DataFrame, shard: int, shard_size: int) -> pd.DataFrame
 
 def n_shards(n_prompts: int, shard_size: int) -> int:
     return -(-n_prompts // shard_size)
+
+
+SAMPLE_LIST_COLUMNS = ["prompt_id", "seed"]
+
+
+def sample_list(n: int, seed: int) -> pd.DataFrame:
+    """An unconditional model's stand-in for the prompt set: ``n`` sample ids, each with the seed a
+    prompt of that id would get (so shards, seeds and the per-id bootstrap work unchanged), no text."""
+    return pd.DataFrame({"prompt_id": range(n), "seed": [prompt_seed(seed, i) for i in range(n)]},
+                        columns=SAMPLE_LIST_COLUMNS)

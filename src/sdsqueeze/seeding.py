@@ -47,9 +47,13 @@ def initial_latents(seeds: list[int], shape: tuple[int, ...]):
 
 
 def latent_shape(pipe, height: int, width: int) -> tuple[int, int, int]:
-    """(channels, h, w) of one latent for any diffusers text-to-image pipeline."""
+    """(channels, h, w) of one latent for any diffusers pipeline the workflow samples."""
     # `is None`, not `or`: a torch.compile'd module refuses truth tests (OptimizedModule has no len()).
     denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+    from .uncond import is_unconditional, sample_shape
+
+    if is_unconditional(pipe):  # the UNet's own sample size
+        return sample_shape(pipe)
     channels = denoiser.config.in_channels
     factor = pipe.vae_scale_factor
     return (channels, height // factor, width // factor)

@@ -16,7 +16,7 @@ from typing import Any
 from .schedulers import SCHEDULERS, set_scheduler  # noqa: F401 - re-exported: callers swap schedulers
 
 GENERATION_KEYS = (
-    "dtype", "attention", "scheduler", "steps", "guidance", "height", "width", "batch_size",
+    "dtype", "attention", "scheduler", "steps", "guidance", "eta", "height", "width", "batch_size",
 )
 
 # Variant keys that choose the model rather than change the pipeline (the generate rule reads them).

@@ -4,6 +4,7 @@ diffusers' own schedulers, and tiny end-to-end runs whose students load back and
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -182,3 +183,38 @@ def test_smoke_table_has_one_row_per_phase():
     rows = smoke_table([record]).splitlines()
     assert len(rows) == 4 and rows[2] == "| progressive | guidance | 100 | 2 | 1 | 5.00 | 3.0 |"
     assert "NVIDIA H200" in smoke_setup([record]) and "seeded" in smoke_setup([record])
+
+
+def test_h200_block_of_the_docs_is_in_step_with_its_results_file():
+    import json
+
+    import yaml
+
+    from sdsqueeze.distill.smoke import doc_block
+
+    repo = Path(__file__).resolve().parents[2]
+    records = json.loads((repo / "docs" / "distillation" / "h200_smoke.json").read_text())["runs"]
+    students = yaml.safe_load((repo / "config" / "sd15-distill.yaml").read_text())["distill"]["students"]
+    text = (repo / "docs" / "distillation.md").read_text()
+    begin, end = "<!-- h200-smoke:begin -->", "<!-- h200-smoke:end -->"
+    block = text[text.index(begin) + len(begin) : text.index(end)].strip()
+    assert block == doc_block(records, students, "config/sd15-distill.yaml")
+    assert {r["trainer"] for r in records} == {"progressive", "consistency", "bksdm"}
+    for record in records:  # every trainer ran at 512 px in bf16 and its loss went down
+        assert record["size"] == 512 and record["bf16"]
+        assert all(p["loss_end"] < p["loss_start"] for p in record["phases"])
+
+
+def test_expected_gpu_hours_scale_with_iterations_and_batch():
+    from sdsqueeze.distill.smoke import expected_gpu_hours
+
+    records = [{"trainer": "bksdm", "batch_size": 4, "phases": [{"phase": "kd", "iterations_per_second": 2.0}]},
+               {"trainer": "progressive", "batch_size": 4,
+                "phases": [{"phase": "guidance", "iterations_per_second": 1.0},
+                           {"phase": "steps-4", "iterations_per_second": 0.5}]}]
+    students = {"b": {"method": "bksdm", "iterations": 7200, "batch_size": 8},
+                "p": {"method": "progressive", "iterations": 360, "guidance_iterations": 3600,
+                      "schedule": [16, 8, 4], "batch_size": 4}}
+    hours = {row["student"]: row["gpu_hours"] for row in expected_gpu_hours(records, students)}
+    assert hours["b"] == 7200 / 2.0 * 2 / 3600
+    assert hours["p"] == (3600 / 1.0 + 2 * 360 / 0.5) / 3600

@@ -84,3 +84,16 @@ def test_lowbit_doc_is_short_and_its_tables_are_generated():
                               text=True, check=True).stdout
     assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py --lowbit, paste between the markers"
     assert "| fp16-compiled-host |" in block and "share of that precision's peak" in block
+
+
+def test_unconditional_doc_table_is_generated_from_the_committed_run():
+    """docs/unconditional.md's LSUN-layout table is exactly what `python -m sdsqueeze.report.uncond
+    render` makes of the committed CSVs (the report's own table function)."""
+    from sdsqueeze.report import uncond
+
+    doc = (REPO / uncond.DOC).read_text()
+    block = doc[doc.index(uncond.BEGIN) : doc.index(uncond.END) + len(uncond.END)]
+    assert block == uncond.render_block(str(REPO / uncond.DATA_DIR)), \
+        "rerun: python -m sdsqueeze.report.uncond render"
+    for label in ("| Baseline", "| W/O", "| W (noise)", "| W (raw data)", "W4A8", "W8A8"):
+        assert label in block

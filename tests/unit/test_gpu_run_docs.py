@@ -23,6 +23,16 @@ def test_gpu_run_blocks_are_in_step_with_the_committed_run():
     tool = summarize()
     assert block_of((RUN / "README.md").read_text(), tool.BEGIN, tool.END) == tool.block(RUN).strip()
     assert block_of((REPO / "README.md").read_text(), *tool.PREDICTION) == tool.prediction_line(RUN)
+    assert block_of((REPO / "docs" / "diffc.md").read_text(), *tool.DIFFC) == tool.diffc_block(RUN).strip()
+
+
+def test_the_committed_run_is_complete_and_its_rerun_a_no_op():
+    tool = summarize()
+    jobs = tool.parse_jobs((RUN / "run1.log").read_text())
+    assert (jobs.status == "finished").all() and len(jobs) == int(
+        tool.re.search(r"^total\s+(\d+)$", (RUN / "run1.log").read_text(), tool.re.M).group(1))
+    assert "Nothing to be done" in (RUN / "run2.log").read_text()
+    assert (RUN / "report" / "index.html").is_file() and (RUN / "report-screenshot.png").is_file()
 
 
 def test_jobs_are_read_from_snakemakes_log():

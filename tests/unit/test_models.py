@@ -52,12 +52,22 @@ def test_path_without_pipeline_is_rejected(tmp_path):
 
 
 @pytest.mark.parametrize("pipeline_class", ["LDMPipeline", "DDPMPipeline", "DDIMPipeline"])
-def test_unconditional_pipeline_is_refused_before_any_job(tmp_path, pipeline_class):
+def test_unconditional_pipeline_of_another_kind_than_configured_is_refused(tmp_path, pipeline_class):
     import json
 
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": pipeline_class}))
+    models.check_model_available(str(tmp_path), "unconditional")
     with pytest.raises(models.ModelUnavailableError,
-                       match=rf"is an unconditional pipeline \({pipeline_class}\); this workflow runs text-to-image"):
+                       match=rf"is a {pipeline_class} \(unconditional\), but the config runs it as text-to-image; "
+                             "set model.kind: unconditional"):
+        models.check_model_available(str(tmp_path), "text-to-image")
+
+
+def test_prompt_free_pipeline_the_workflow_cannot_sample_is_refused(tmp_path):
+    import json
+
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "ScoreSdeVePipeline"}))
+    with pytest.raises(models.ModelUnavailableError, match="ScoreSdeVePipeline, which this workflow does not sample"):
         models.check_model_available(str(tmp_path))
 
 

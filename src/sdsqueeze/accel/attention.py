@@ -166,6 +166,14 @@ class AttentionConfig(TechniqueConfig):
     kv_cache: bool = False
 
 
+def attention_layers(module) -> dict:
+    """name -> diffusers Attention of a model, for models without ``set_attn_processor``
+    (UNet2DModel, the unconditional pipelines' UNet)."""
+    from diffusers.models.attention_processor import Attention
+
+    return {name: m for name, m in module.named_modules() if isinstance(m, Attention)}
+
+
 def set_processor(prepared, config: AttentionConfig) -> None:
     """classic = diffusers' AttnProcessor (explicit softmax(QK^T)V); sdpa = AttnProcessor2_0.
 
@@ -175,9 +183,12 @@ def set_processor(prepared, config: AttentionConfig) -> None:
     processor = {"classic": AttnProcessor, "sdpa": AttnProcessor2_0}.get(kind)
     if processor is None:
         return  # other kinds are owned by later techniques
-    for name in ("unet", "transformer", "vae"):
+    for name in ("unet", "transformer", "vae", "vqvae"):
         module = getattr(prepared.pipe, name, None)
-        if module is not None and hasattr(module, "set_attn_processor"):
+        if module is not None and not hasattr(module, "set_attn_processor"):
+            for attn in attention_layers(module).values():  # UNet2DModel: no model-wide setter
+                attn.set_processor(processor())
+        elif module is not None:
             try:
                 module.set_attn_processor(processor())
             except (ValueError, TypeError):
@@ -191,14 +202,21 @@ def set_processor(prepared, config: AttentionConfig) -> None:
 
 
 def _attention_modules(pipe):
-    return [m for m in (getattr(pipe, "unet", None), getattr(pipe, "vae", None))
+    return [m for m in (getattr(pipe, "unet", None), getattr(pipe, "vae", None), getattr(pipe, "vqvae", None))
             if m is not None and hasattr(m, "set_attn_processor")]
 
 
 def _probe_inputs(pipe, spec: dict):
-    """One UNet call's inputs at the variant's size and batch (classifier-free guidance doubles it)."""
+    """One UNet call's inputs at the variant's size and batch (classifier-free guidance doubles it);
+    no text context for an unconditional UNet, which samples at its own size."""
     unet = pipe.unet
     param = next(unet.parameters())
+    if getattr(unet.config, "cross_attention_dim", None) is None:
+        from ..uncond import sample_shape
+
+        generator = torch.Generator().manual_seed(0)
+        sample = torch.randn((int(spec["batch_size"]), *sample_shape(pipe)), generator=generator)
+        return sample.to(param.device, param.dtype), torch.tensor(500, device=param.device), None
     rows = int(spec["batch_size"]) * (2 if float(spec["guidance"]) > 1 else 1)
     factor = getattr(pipe, "vae_scale_factor", 8)
     shape = (rows, unet.config.in_channels, int(spec["height"]) // factor, int(spec["width"]) // factor)
@@ -214,7 +232,7 @@ def record_sdpa_backends(prepared) -> None:
     pipe, spec = prepared.pipe, prepared.spec
     sample, timestep, context = _probe_inputs(pipe, spec)
     with torch.inference_mode():
-        counts = observed_sdpa_backends(lambda: pipe.unet(sample, timestep, context))
+        counts = observed_sdpa_backends(lambda: pipe.unet(sample, timestep, *([] if context is None else [context])))
     prepared.notes["sdpa_backends_ran"] = counts or "none (no SDPA call: classic attention)"
 
 

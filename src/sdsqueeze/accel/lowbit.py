@@ -1,12 +1,13 @@
 """Real low-bit kernels: torchao's ``quantize_`` (weights and, for the dynamic schemes,
-activations of the UNet's linear layers), and fp8 with static scales (``fp8static``).
+activations of the UNet's linear layers), and fp8 or int8 with static scales (``fp8static``).
 
 Each torchao scheme stops with a clear message where it cannot run; none falls back to float. With
 torchao, convolutions (55% of an SD 1.5 UNet step's FLOPs) stay in the model's dtype: torchao
 0.18's float8 conv2d needs the separate ``mslk`` kernels and it has no int8 conv. The static fp8
 schemes calibrate once and take linears (``fp8-static-linear``), 1x1 convolutions as GEMMs too
 (``fp8-static-gemm``), and the 3x3 convolutions on a Triton implicit-GEMM kernel (``fp8-static``);
-off CUDA they simulate the fp8 arithmetic in fp32.
+off CUDA they simulate the fp8 arithmetic in fp32. The ``int8-static*`` schemes take the same three
+scopes in int8 (int32 accumulation: ``torch._int_mm`` for GEMMs, the same Triton kernel for convs).
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ import torch
 from ..technique import TechniqueConfig
 
 TORCHAO_SCHEMES = ("int8-weight-only", "int8-dynamic", "int4-weight-only", "fp8-dynamic")
-STATIC_SCOPES = {"fp8-static-linear": "linear", "fp8-static-gemm": "gemm", "fp8-static": "all"}
+STATIC_SCOPES = {f"{fmt}-static{suffix}": scope for fmt in ("fp8", "int8")
+                 for suffix, scope in (("-linear", "linear"), ("-gemm", "gemm"), ("", "all"))}
 SCHEMES = (*TORCHAO_SCHEMES, *STATIC_SCOPES)
 # torch._int_mm and the fp8 row-wise GEMM need more than 16 rows; the time-embedding linears see
 # one row per image (2 with CFG), so they stay in float. Matched on the module's name.
 SMALL_ROW_LINEARS = ("time_embedding", "time_emb_proj", "add_embedding", "class_embedding")
 INT4_GROUP = 128
+
+
+def static_format(scheme: str) -> str:
+    """fp8 or int8: the number format of a static scheme."""
+    return scheme.split("-", 1)[0]
 
 
 class LowBitUnavailable(RuntimeError):
@@ -35,9 +42,11 @@ def check_supported(scheme: str, device: torch.device, dtype: torch.dtype) -> No
     if scheme not in SCHEMES:
         raise ValueError(f"unknown lowbit scheme '{scheme}'; one of {SCHEMES}")
     if scheme in STATIC_SCOPES:
-        if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
-            raise LowBitUnavailable(f"lowbit '{scheme}' needs fp8 tensor cores (compute capability >= 8.9).")
-        return  # off CUDA the fp8 arithmetic is simulated in fp32
+        needs = (8, 9) if static_format(scheme) == "fp8" else (8, 0)  # int8 mma: Ampere and later
+        if device.type == "cuda" and torch.cuda.get_device_capability(device) < needs:
+            raise LowBitUnavailable(f"lowbit '{scheme}' needs {static_format(scheme)} tensor cores "
+                                    f"(compute capability >= {needs[0]}.{needs[1]}).")
+        return  # off CUDA the 8-bit arithmetic runs on the CPU (fp8 simulated in fp32)
     if device.type != "cuda":
         raise LowBitUnavailable(
             f"lowbit '{scheme}' needs a CUDA GPU (torchao's int8/int4/fp8 kernels); this job runs "
@@ -139,7 +148,7 @@ def serialized_bytes(module: torch.nn.Module) -> int:
 @dataclass(frozen=True)
 class LowBitConfig(TechniqueConfig):
     """Variant keys ``lowbit`` (a scheme of SCHEMES, "none" = off) and ``lowbit_smoothquant``
-    (SmoothQuant's alpha for the static fp8 schemes' linears; 0 = no smoothing)."""
+    (SmoothQuant's alpha for the static fp8/int8 schemes' linears; 0 = no smoothing)."""
 
     lowbit: str = "none"
     lowbit_smoothquant: float = 0.0
@@ -154,13 +163,13 @@ def apply(prepared, config: LowBitConfig) -> None:
         prepared.notes["lowbit"] = quantize_static(prepared.pipe, config, prepared.spec)
         return
     if config.lowbit_smoothquant:
-        raise ValueError("lowbit_smoothquant applies to the static fp8 schemes "
+        raise ValueError("lowbit_smoothquant applies to the static fp8 and int8 schemes "
                          f"({', '.join(STATIC_SCOPES)}), not '{config.lowbit}'")
     prepared.notes["lowbit"] = quantize_unet(prepared.pipe.unet, config.lowbit)
 
 
 def quantize_static(pipe, config: LowBitConfig, spec: dict) -> dict:
-    """Static-scale fp8 layers, calibrated on the variant's own generation settings."""
+    """Static-scale fp8 or int8 layers, calibrated on the variant's own generation settings."""
     from . import fp8static
 
     param = next(pipe.unet.parameters())
@@ -168,6 +177,6 @@ def quantize_static(pipe, config: LowBitConfig, spec: dict) -> dict:
     before = module_bytes(pipe.unet)
     generation = {key: spec[key] for key in ("height", "width", "steps", "guidance")}
     notes = fp8static.quantize_unet(pipe, STATIC_SCOPES[config.lowbit], generation, skip=SMALL_ROW_LINEARS,
-                                    smoothquant=float(config.lowbit_smoothquant))
+                                    smoothquant=float(config.lowbit_smoothquant), fmt=static_format(config.lowbit))
     return {"scheme": config.lowbit, **notes, "unet_bytes_before": before,
             "unet_bytes_memory": module_bytes(pipe.unet), "unet_bytes_disk": serialized_bytes(pipe.unet)}

@@ -114,7 +114,8 @@ def count_flops(pipe, batch: int, size: int) -> dict:
 
 def matmul_tflops(device: str, n: int = 8192, repeats: int = 20, precision: str = "bf16") -> float:
     """Measured dense matrix-product rate (random data, median of repeats after warm-up): bf16
-    ``a @ b``, or fp8 e4m3 ``torch._scaled_mm`` with per-tensor scales and bf16 output."""
+    ``a @ b``, fp8 e4m3 ``torch._scaled_mm`` with per-tensor scales and bf16 output, or int8
+    ``torch._int_mm`` with int32 output (tera-operations per second)."""
     if not device.startswith("cuda"):
         return float("nan")
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
@@ -125,6 +126,12 @@ def matmul_tflops(device: str, n: int = 8192, repeats: int = 20, precision: str 
 
         def product():
             return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    elif precision == "int8":
+        a = torch.randint(-127, 128, (n, n), device=device, dtype=torch.int8)
+        b = torch.randint(-127, 128, (n, n), device=device, dtype=torch.int8).t()  # cuBLASLt: b column-major
+
+        def product():
+            return torch._int_mm(a, b)
     else:
         def product():
             return a @ b

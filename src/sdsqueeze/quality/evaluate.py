@@ -82,6 +82,8 @@ def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame,
         log.warning("LPIPS %s", unavailable(err))
         table["lpips"], table["lpips_status"] = np.nan, unavailable(err)
 
+    if "prompt" not in prompts:  # an unconditional model's sample list: nothing to score against
+        return without_prompt_metrics(table, settings).drop(columns=["path", "path_ref"])
     texts = prompts.set_index("prompt_id").prompt.loc[table.prompt_id].tolist()
     try:
         scorer = load_clip(settings.clip_model, settings.clip_pretrained, settings.weights_dir,
@@ -95,6 +97,21 @@ def per_image_quality(variant_dirs, reference_dirs, prompts: pd.DataFrame,
         table["clip_model"] = f"{settings.clip_model}/{settings.clip_pretrained}"
     table = table.join(adherence_table(table.path, texts, index=table.index))
     return table.drop(columns=["path", "path_ref"])
+
+
+NO_PROMPT = "unavailable: unconditional model (no prompt to score against)"
+
+
+def without_prompt_metrics(table: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """CLIP score and prompt adherence columns of an unconditional model: NaN, with the reason."""
+    from .adherence import COLUMNS as ADHERENCE_COLUMNS
+    from .verdicts import ADHERENCE_STATUS
+
+    table["clip_score"], table["clip_score_status"] = np.nan, NO_PROMPT
+    table["clip_model"] = f"{settings.clip_model}/{settings.clip_pretrained}"
+    for column in ADHERENCE_COLUMNS:
+        table[column] = NO_PROMPT if column == ADHERENCE_STATUS else np.nan
+    return table
 
 
 def coco_paths(prompts: pd.DataFrame, coco_images: str | Path) -> list[Path]:

@@ -67,8 +67,16 @@ class QuantAttnProcessor:
 
 def attach_attention_quantizers(unet, spec, make_quantizer) -> dict:
     """Install a QuantAttnProcessor on every attention; name -> quantizer for calibration."""
-    processors = {name: QuantAttnProcessor(spec.act_bits, spec.softmax_bits, spec.search_grid, make_quantizer)
-                  for name in unet.attn_processors}
-    unet.set_attn_processor(dict(processors))  # diffusers pops the entries of the dict it is given
+    make = lambda: QuantAttnProcessor(spec.act_bits, spec.softmax_bits, spec.search_grid, make_quantizer)  # noqa: E731
+    if hasattr(unet, "attn_processors"):
+        processors = {name: make() for name in unet.attn_processors}
+        unet.set_attn_processor(dict(processors))  # diffusers pops the entries of the dict it is given
+    else:  # UNet2DModel (unconditional pipelines): each Attention module is set on its own
+        from ..accel.attention import attention_layers
+
+        processors = {}
+        for name, attn in attention_layers(unet).items():
+            processors[f"{name}.processor"] = make()
+            attn.set_processor(processors[f"{name}.processor"])
     return {f"{name.removesuffix('.processor')}.{operand}": quantizer
             for name, processor in processors.items() for operand, quantizer in processor.quantizers.items()}

@@ -12,7 +12,10 @@ its ``timestep``, and the text embeddings of the prompt (``cond``) and of the em
   ``cali_st``-th UNet call, ``cali_n`` trajectories (samples per step) — Q-Diffusion's method.
 
 Prompts come from the captions file, never from the evaluation prompt set, so the quantized model
-is not calibrated on the very trajectories it is judged on.
+is not calibrated on the very trajectories it is judged on. An unconditional pipeline (LDM, DDPM,
+DDIM) has no text: its sets hold ``sample`` and ``timestep`` only, raw data goes through its own
+autoencoder (VQ or KL; pixels as they are for a pixel-space model), and its trajectories are
+drawn from seeds of the same calibration namespace, never the sample list's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pandas as pd
 
 KINDS = ("raw_data", "noise_data", "timestep_aware")
 TENSORS = ("sample", "timestep", "cond", "uncond")
+TEXT_TENSORS = ("cond", "uncond")  # absent from an unconditional model's sets
 # scikit-image's bundled photographs (natural scenes, objects, a face; no synthetic patterns)
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "moon", "clock",
                   "hubble_deep_field", "stereo_motorcycle")
@@ -100,6 +104,20 @@ def check_supported(pipe) -> None:
         )
 
 
+def unconditional(pipe) -> bool:
+    from ..uncond import is_unconditional
+
+    return is_unconditional(pipe)
+
+
+def with_text(pipe, tensors: dict, prompts: list[str] | None) -> dict:
+    """The set with its prompts' (cond, uncond) embeddings; as it is for an unconditional model."""
+    if unconditional(pipe):
+        return tensors
+    cond, uncond = text_embeddings(pipe, prompts)
+    return {**tensors, "cond": cond, "uncond": uncond}
+
+
 def text_embeddings(pipe, prompts: list[str]):
     """(cond, uncond) text embeddings, exactly as the pipeline computes them for guidance."""
     import torch
@@ -139,9 +157,8 @@ def noise_data(pipe, settings: CalibrationSettings, prompts, steps: int, shape) 
     sigma = float(fresh_scheduler(pipe, steps).init_noise_sigma)
     samples = [model_input(pipe, steps, torch.randn((1, *shape), generator=generator) * sigma, t)
                for t in timesteps]
-    cond, uncond = text_embeddings(pipe, prompts)
-    return {"sample": torch.cat(samples), "timestep": torch.stack([torch.as_tensor(t) for t in timesteps]),
-            "cond": cond, "uncond": uncond}
+    return with_text(pipe, {"sample": torch.cat(samples),
+                            "timestep": torch.stack([torch.as_tensor(t) for t in timesteps])}, prompts)
 
 
 def load_photographs(folder: str | None, size: tuple[int, int], n: int, seed: int) -> np.ndarray:
@@ -184,19 +201,32 @@ def raw_data(pipe, settings: CalibrationSettings, prompts, steps: int, size) -> 
     generator = torch.Generator("cpu").manual_seed(settings.seed + SEED_NAMESPACE)
     pixels = load_photographs(settings.images, size, settings.samples, settings.seed + SEED_NAMESPACE)
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2) * 2 - 1  # the VAE's [-1, 1] range
-    vae = pipe.vae
-    with torch.inference_mode():
-        encoded = vae.encode(images.to(vae.device, vae.dtype)).latent_dist.mean
-    clean = (encoded.float().cpu() * vae.config.scaling_factor)
+    clean = encode_images(pipe, images)
     timesteps = sampled_timesteps(pipe, steps, settings.samples, generator)
     samples = []
     for x0, t in zip(clean, timesteps):
         noise = torch.randn(x0.shape, generator=generator)
         noisy = fresh_scheduler(pipe, steps).add_noise(x0[None], noise[None], torch.as_tensor([t]))
         samples.append(model_input(pipe, steps, noisy, t))
-    cond, uncond = text_embeddings(pipe, prompts)
-    return {"sample": torch.cat(samples), "timestep": torch.stack([torch.as_tensor(t) for t in timesteps]),
-            "cond": cond, "uncond": uncond}
+    return with_text(pipe, {"sample": torch.cat(samples),
+                            "timestep": torch.stack([torch.as_tensor(t) for t in timesteps])}, prompts)
+
+
+def encode_images(pipe, images):
+    """Images in [-1, 1] as the UNet's clean inputs: the autoencoder's latents (a KL posterior's mean
+    or a VQ encoder's pre-quantization latents) times its scaling factor; the pixels themselves for
+    a pixel-space model (DDPM, DDIM)."""
+    import torch
+
+    # `is None`, not `or`: a torch.compile'd module refuses truth tests.
+    autoencoder = getattr(pipe, "vae", None)
+    autoencoder = getattr(pipe, "vqvae", None) if autoencoder is None else autoencoder
+    if autoencoder is None:
+        return images.float()
+    with torch.inference_mode():
+        out = autoencoder.encode(images.to(autoencoder.device, autoencoder.dtype))
+    encoded = out.latent_dist.mean if hasattr(out, "latent_dist") else out.latents
+    return encoded.float().cpu() * getattr(autoencoder.config, "scaling_factor", 1.0)
 
 
 def timestep_aware(pipe, settings: CalibrationSettings, prompts, generation: dict) -> dict:
@@ -212,7 +242,7 @@ def timestep_aware(pipe, settings: CalibrationSettings, prompts, generation: dic
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         states = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
         records.append((sample.detach().float().cpu(), torch.as_tensor(timestep).float().cpu(),
-                        states.detach().float().cpu()))
+                        None if states is None else states.detach().float().cpu()))
 
     n = settings.cali_n
     seeds = [seeding.prompt_seed(settings.seed + SEED_NAMESPACE, i) for i in range(n)]
@@ -221,12 +251,20 @@ def timestep_aware(pipe, settings: CalibrationSettings, prompts, generation: dic
     handle = pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
         with torch.inference_mode():
-            pipe(prompt=prompts, latents=latents, num_inference_steps=int(generation["steps"]),
-                 guidance_scale=float(generation["guidance"]), height=int(generation["height"]),
-                 width=int(generation["width"]), output_type="latent")
+            if unconditional(pipe):
+                from ..uncond import run_unconditional
+
+                run_unconditional(pipe, generation, seeds, output_type="np")
+            else:
+                pipe(prompt=prompts, latents=latents, num_inference_steps=int(generation["steps"]),
+                     guidance_scale=float(generation["guidance"]), height=int(generation["height"]),
+                     width=int(generation["width"]), output_type="latent")
     finally:
         handle.remove()
     kept = records[:: settings.cali_st]
+    if unconditional(pipe):
+        return {"sample": torch.cat([sample for sample, _, _ in kept]),
+                "timestep": torch.cat([timestep.reshape(-1)[:1].expand(n) for _, timestep, _ in kept])}
     out = {k: [] for k in TENSORS}
     for sample, timestep, states in kept:
         guided = sample.shape[0] == 2 * n  # classifier-free guidance: [uncond; cond] halves
@@ -252,7 +290,7 @@ def build(pipe, settings: CalibrationSettings, prompts: list[str], generation: d
     else:
         tensors = timestep_aware(pipe, settings, prompts, generation)
     tensors["timestep"] = tensors["timestep"].float()
-    return {k: tensors[k].contiguous() for k in TENSORS}
+    return {k: tensors[k].contiguous() for k in TENSORS if k in tensors}
 
 
 def save(tensors: dict, path: str | Path, metadata: dict) -> None:
@@ -268,7 +306,8 @@ def load(path: str | Path) -> dict:
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
-    missing = [k for k in TENSORS if k not in tensors]
+    needed = TENSORS if any(k in tensors for k in TEXT_TENSORS) else ("sample", "timestep")
+    missing = [k for k in needed if k not in tensors]
     if missing:
         raise ValueError(f"calibration file {path} lacks {missing}; rebuild it with rule calibration_set")
     return tensors

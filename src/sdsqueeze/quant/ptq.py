@@ -335,12 +335,16 @@ def activation_ranges(unet: nn.Module) -> dict[str, list[tuple[float, float]]]:
 # --- feeding the UNet ----------------------------------------------------------------------------
 
 def calibration_batches(tensors: dict, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(sample, timestep, text) UNet inputs, laid out as the guided pipeline does: [uncond; cond]."""
+    """(sample, timestep, text) UNet inputs, laid out as the guided pipeline does: [uncond; cond];
+    (sample, timestep, None) for an unconditional model's set, which has no text."""
     n = tensors["sample"].shape[0]
     for start in range(0, n, batch):
         rows = slice(start, start + batch)
         x = tensors["sample"][rows]
         t = tensors["timestep"][rows]
+        if "cond" not in tensors:
+            yield x, t, None
+            continue
         yield (torch.cat([x, x]), torch.cat([t, t]),
                torch.cat([tensors["uncond"][rows], tensors["cond"][rows]]))
 
@@ -361,16 +365,22 @@ def naive_batch(pipe, spec: PTQSpec, height: int, width: int, steps: int):
     seeds = [prompt_seed(NAIVE_SEED, i) for i in range(rows)]
     latents = initial_latents(seeds, latent_shape(pipe, height, width)) * scheduler.init_noise_sigma
     sample = scheduler.scale_model_input(latents, timestep)
+    from ..uncond import is_unconditional
+
+    if is_unconditional(pipe):  # the unconditional pipeline's own first call: no text, no doubling
+        return sample, torch.as_tensor(timestep).float().expand(rows), None
     cond, uncond = text_embeddings(pipe, [NAIVE_PROMPT] * rows)
     timesteps = torch.as_tensor(timestep).float().expand(2 * rows)
     return torch.cat([sample, sample]), timesteps, torch.cat([uncond, cond])
 
 
 def run_unet(unet: nn.Module, batches) -> None:
+    from .reconstruction import text_input
+
     device, dtype = unet.device, unet.dtype
     with torch.inference_mode():
         for sample, timestep, text in batches:
-            unet(sample.to(device, dtype), timestep.to(device), encoder_hidden_states=text.to(device, dtype))
+            unet(sample.to(device, dtype), timestep.to(device), **text_input(text, device, dtype))
 
 
 def calibrate(unet: nn.Module, quantizers: dict[str, ActQuantizer], batches: list, search: bool) -> None:
@@ -394,6 +404,8 @@ def calibration_tensors(pipe, spec: PTQSpec, generation: dict) -> dict:
         sample, timestep, text = naive_batch(pipe, spec, int(generation["height"]), int(generation["width"]),
                                              int(generation["steps"]))
         rows = spec.naive_batch
+        if text is None:
+            return {"sample": sample, "timestep": timestep}
         return {"sample": sample[:rows], "timestep": timestep[:rows], "uncond": text[:rows], "cond": text[rows:]}
     if not spec.calibration_file:
         raise ValueError(f"ptq.calibration '{spec.calibration}' needs its calibration file "
@@ -519,13 +531,16 @@ def empty_unet(pipeline_path: str) -> nn.Module:
     """The pipeline's UNet with shapes only (meta tensors): sizes need no weights in memory."""
     from pathlib import Path
 
+    import diffusers
     from accelerate import init_empty_weights
-    from diffusers import UNet2DConditionModel
 
     if not (Path(pipeline_path) / "unet").is_dir():
         raise ValueError(f"ptq sizes need a UNet; {pipeline_path} has no unet/ folder")
+    config = diffusers.UNet2DConditionModel.load_config(pipeline_path, subfolder="unet")
+    # The class its config names: UNet2DConditionModel, or an unconditional model's UNet2DModel.
+    unet_class = getattr(diffusers, config.get("_class_name", "UNet2DConditionModel"))
     with init_empty_weights():
-        return UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(pipeline_path, subfolder="unet"))
+        return unet_class.from_config(config)
 
 
 def size_table(unet: nn.Module, specs: list[dict], reference: str):

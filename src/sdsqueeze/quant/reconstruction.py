@@ -121,6 +121,11 @@ class Captured:
                 pick(self.output))
 
 
+def text_input(text, device, dtype) -> dict:
+    """The UNet's text keyword: none for an unconditional UNet."""
+    return {} if text is None else {"encoder_hidden_states": text.to(device, dtype)}
+
+
 def capture(unet: nn.Module, modules: dict[str, nn.Module], batches: list) -> dict[str, Captured]:
     """Run the (full-precision) UNet over ``batches`` and keep each module's inputs and output."""
     captured = {name: Captured() for name in modules}
@@ -129,7 +134,7 @@ def capture(unet: nn.Module, modules: dict[str, nn.Module], batches: list) -> di
     try:
         with torch.no_grad():  # not inference_mode: the captured tensors later enter autograd
             for sample, timestep, text in batches:
-                unet(sample.to(device, dtype), timestep.to(device), encoder_hidden_states=text.to(device, dtype))
+                unet(sample.to(device, dtype), timestep.to(device), **text_input(text, device, dtype))
     finally:
         for hook in hooks:
             hook.remove()

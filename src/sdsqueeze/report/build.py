@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import io
-from . import accel, claims, diffc, distill, onnx, quant, sections, sweep
+from . import accel, claims, diffc, distill, onnx, quant, sections, sweep, uncond
 from .page import ReportContext, Section, render_page
 
 SectionMaker = Callable[[ReportContext], Section | None]
@@ -23,6 +23,7 @@ SECTIONS: list[SectionMaker] = [
     sections.distribution_section,
     sections.pareto_section,
     sections.steps_section,
+    uncond.uncond_section,
     quant.quant_section,
     distill.distill_section,
     onnx.onnx_section,

@@ -444,11 +444,16 @@ def image_grid_section(ctx: ReportContext) -> Section | None:
             f'alt="{html.escape(variant)}, prompt {p}" title="prompt {p}"></a>' for p in shown)
         cards.append(f"<figure class='variant'><figcaption>{html.escape(variant)}</figcaption>{thumbs}</figure>")
     figure = grid_figure(ctx, variants, shown, paths)
-    captions = "".join(f"<li><b>{pid}</b>: {html.escape(str(prompts.loc[pid, 'prompt']))}</li>" for pid in shown)
-    body = (f"<div class='grid'>{''.join(cards)}</div>"
-            f"<p>Prompts, left to right (same seed in every variant; click a thumbnail for full size): "
-            f"<ol class='muted'>{captions}</ol></p>"
-            f'<p class="muted">All in one figure: <a href="{ctx.rel(figure)}">{html.escape(figure.name)}</a>.</p>'
+    if "prompt" in prompts:
+        captions = "".join(f"<li><b>{pid}</b>: {html.escape(str(prompts.loc[pid, 'prompt']))}</li>" for pid in shown)
+        listing = (f"<p>Prompts, left to right (same seed in every variant; click a thumbnail for full size): "
+                   f"<ol class='muted'>{captions}</ol></p>")
+    else:  # an unconditional model's sample list: ids and seeds
+        seeds = ", ".join(f"{pid} (seed {int(prompts.loc[pid, 'seed'])})" for pid in shown)
+        listing = (f"<p>Samples, left to right (same seed in every variant; click a thumbnail for full size): "
+                   f"{seeds}.</p>")
+    body = (f"<div class='grid'>{''.join(cards)}</div>" + listing
+            + f'<p class="muted">All in one figure: <a href="{ctx.rel(figure)}">{html.escape(figure.name)}</a>.</p>'
             + source_note(ctx.inputs["prompts"][0], "results/images/…/manifest.csv"))
     return Section("Image grid", body, "grid")
 

@@ -151,3 +151,43 @@ def smoke_setup(records: list[dict]) -> str:
             f"{'bf16 autocast' if first['bf16'] else 'float32'}"
             f"{', gradient checkpointing' if first['gradient_checkpointing'] else ''}. "
             f"Command: `{first['command']}`")
+
+
+# Which measured phase stands for each of a configured student's training phases.
+PHASE_OF = {"progressive": (("guidance", "guidance_iterations"), ("steps-4", "rounds")),
+            "consistency": (("consistency", "iterations"),), "bksdm": (("kd", "iterations"),)}
+
+
+def expected_gpu_hours(records: list[dict], students: dict) -> list[dict]:
+    """Each configured student's training time on the records' GPU: its iterations at the measured
+    iterations/s of the same trainer's phase, scaled by its batch over the measured batch (throughput
+    taken as flat in the batch: at a small measured batch the GPU is not full, so this errs long).
+    A progressive student runs stage 1 and then one round per halving of its schedule."""
+    measured = {(r["trainer"], p["phase"]): (p["iterations_per_second"], r["batch_size"])
+                for r in records for p in r["phases"]}
+    method_to_trainer = {"progressive": "progressive", "consistency": "consistency", "bksdm": "bksdm"}
+    rows = []
+    for name, student in students.items():
+        trainer = method_to_trainer[student["method"]]
+        seconds = 0.0
+        for phase, key in PHASE_OF[trainer]:
+            rate, batch = measured[(trainer, phase)]
+            if key == "rounds":
+                iterations = student["iterations"] * (len(student["schedule"]) - 1)
+            else:
+                iterations = student.get(key, student["iterations"])
+            seconds += iterations / rate * student["batch_size"] / batch
+        rows.append({"student": name, "method": student["method"], "batch_size": student["batch_size"],
+                     "gpu_hours": seconds / 3600})
+    return rows
+
+
+def doc_block(records: list[dict], students: dict, config_name: str) -> str:
+    """docs/distillation.md's H200 block: the setup line, the phase table and the expected GPU-hours of
+    ``config_name``'s students."""
+    hours = expected_gpu_hours(records, students)
+    lines = [smoke_setup(records), "", smoke_table(records), "",
+             f"Expected training GPU-hours of {config_name}'s students on this GPU (teacher data not included):", "",
+             "| student | method | batch | GPU-hours |", "|---|---|---|---|"]
+    lines += [f"| {h['student']} | {h['method']} | {h['batch_size']} | {h['gpu_hours']:.1f} |" for h in hours]
+    return "\n".join(lines)

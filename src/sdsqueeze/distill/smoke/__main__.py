@@ -1,9 +1,24 @@
 """python -m sdsqueeze.distill.smoke: one trainer on a seeded architecture (see the package docstring)."""
 
 import argparse
+import sys
 
 from ... import io
 from . import ARCHS, TRAINERS, run
+
+
+def render(argv) -> None:
+    """--render RESULTS CONFIG: print docs/distillation.md's H200 block from a committed results file."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from . import doc_block
+
+    results, config = Path(argv[0]), Path(argv[1])
+    students = yaml.safe_load(config.read_text())["distill"]["students"]
+    print(doc_block(json.loads(results.read_text())["runs"], students, str(config)))
 
 
 def main(argv=None) -> dict:
@@ -27,4 +42,7 @@ def main(argv=None) -> dict:
     return run(args, on_record=lambda records: io.write_json(args.out, {"runs": records}))
 
 
-main()
+if sys.argv[1:2] == ["--render"]:
+    render(sys.argv[2:])
+else:
+    main()
