@@ -104,6 +104,20 @@ def teacher_sampling():
     return spec
 
 
+TINY_WEIGHT_FILES = ["unet.safetensors", "vae.safetensors", "text_encoder.safetensors", "training.json"]
+
+
+def tiny_weights_input(wildcards):
+    """The weights folder materialize_model loads: committed, or the fit rule's output."""
+    model = config["model"]
+    if model["source"] != "tiny" or model["tiny_weights"] == "seeded":
+        return {}
+    if model["tiny_weights"] == "fit":
+        return {"weights": f"resources/models/{wildcards.model}/trained"}
+    committed = os.path.join(workflow.basedir, "data", "models", "tiny")
+    return {"weights": committed, "weight_files": [os.path.join(committed, f) for f in TINY_WEIGHT_FILES]}
+
+
 def prompts_csv(promptset=PROMPTSET):
     return f"results/prompts/{promptset}.csv"
 

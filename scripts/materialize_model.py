@@ -1,5 +1,5 @@
-"""Entry point of rule materialize_model: build the tiny model or the seeded SD 1.5, or resolve a hub id /
-local path."""
+"""Entry point of rule materialize_model: the tiny model with its trained (or seeded) weights, the
+seeded SD 1.5, or a hub id / local path resolved."""
 
 import _srcpath  # noqa: F401,I001 - the workflow's src/ first on sys.path
 
@@ -13,15 +13,19 @@ def main(snakemake):
     out_json = Path(snakemake.output[0])
     record = {"source": source, "name": snakemake.wildcards.model}
     if source == models.TINY_SOURCE:
-        vae_steps, unet_steps = snakemake.params.tiny_fit
-        spec = models.TinySpec(seed=snakemake.params.tiny_seed, image_size=snakemake.params.tiny_image_size,
-                               vae_fit_steps=vae_steps, unet_fit_steps=unet_steps)
+        spec = models.TinySpec(seed=snakemake.params.tiny_seed, image_size=snakemake.params.tiny_image_size)
+        weights = snakemake.input.get("weights")  # absent for seeded weights
         pipeline_dir = out_json.parent / "pipeline"
-        fit_report: dict = {}
+        training: dict = {}
         with io.atomic_dir(pipeline_dir) as tmp:
-            models.save_tiny_pipeline(tmp, spec, fit_report)
-        weights = "seeded, fitted on skimage photographs" if fit_report else "seeded"
-        record.update(path=str(pipeline_dir), weights=weights, tiny_spec=spec.__dict__, fit=fit_report)
+            models.save_tiny_pipeline(tmp, spec, weights, training)
+        record.update(path=str(pipeline_dir), tiny_spec=spec.__dict__, tiny_weights=snakemake.params.tiny_weights)
+        if weights:
+            record.update(weights=f"trained on the shapes domain ({weights})",
+                          weights_sha256=training["weights_sha256"],
+                          training={k: v for k, v in training.items() if k not in ("vae", "unet")})
+        else:
+            record.update(weights="seeded")
     elif source == models.TINY_UNCOND_SOURCE:
         vae_steps, unet_steps = snakemake.params.tiny_fit
         spec = uncond.UncondSpec(seed=snakemake.params.tiny_seed, image_size=snakemake.params.tiny_image_size,

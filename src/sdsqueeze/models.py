@@ -128,10 +128,6 @@ class TinySpec:
     unet_channels: tuple[int, ...] = (32, 64, 64)
     text_hidden: int = 64
     text_layers: int = 2
-    # Steps of CPU fitting on skimage photographs (sdsqueeze.tinyfit); 0 keeps the seeded random
-    # weights, which unit tests use for speed. The workflow's default is EMBEDDED_FIT below.
-    vae_fit_steps: int = 0
-    unet_fit_steps: int = 0
 
     def architecture(self) -> SDArchitecture:
         return SDArchitecture(unet_channels=self.unet_channels, layers_per_block=1, attention_head_dim=8,
@@ -139,12 +135,15 @@ class TinySpec:
                               vae_channels=(16, 32, 32, 32), vae_layers=1, norm_groups=16)
 
 
-EMBEDDED_FIT = {"vae_fit_steps": 800, "unet_fit_steps": 500}  # = the schema's defaults (tested)
+# The embedded model's trained weights (sdsqueeze.tinytrain; how they were made: training.json there).
+COMMITTED_WEIGHTS = Path(__file__).resolve().parents[2] / "data" / "models" / "tiny"
+TINY_WEIGHTS = ("trained", "seeded", "fit")  # config model.tiny_weights
 
 
-def build_tiny_pipeline(spec: TinySpec = TinySpec(), fit_report: dict | None = None):
-    """Construct the tiny pipeline in memory with seeded weights (no files touched), fitted for
-    ``spec``'s steps; what the fitting did goes into ``fit_report`` when one is given."""
+def build_tiny_pipeline(spec: TinySpec = TinySpec(), weights: str | os.PathLike | None = None,
+                        record: dict | None = None):
+    """The tiny pipeline in memory: seeded weights, or ``weights`` (a folder tinytrain wrote, e.g.
+    COMMITTED_WEIGHTS) loaded over them; that folder's training record goes into ``record``."""
     import tempfile
 
     import torch
@@ -166,20 +165,24 @@ def build_tiny_pipeline(spec: TinySpec = TinySpec(), fit_report: dict | None = N
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    if spec.vae_fit_steps or spec.unet_fit_steps:
-        from .tinyfit import FitSettings, fit_tiny_pipeline
+    if weights is not None:
+        from .tinytrain import load_weights
 
-        report = fit_tiny_pipeline(pipe, FitSettings(vae_steps=spec.vae_fit_steps,
-                                                     unet_steps=spec.unet_fit_steps, seed=spec.seed))
-        if fit_report is not None:
-            fit_report.update(report)
+        loaded = load_weights(pipe, weights)
+        if record is not None:
+            record.update(loaded)
     return pipe
 
 
+def trained_tiny_pipeline(weights: str | os.PathLike = COMMITTED_WEIGHTS):
+    """The embedded model as the default run uses it: the committed trained weights."""
+    return build_tiny_pipeline(TinySpec(), weights)
+
+
 def save_tiny_pipeline(out_dir: str | os.PathLike, spec: TinySpec = TinySpec(),
-                       fit_report: dict | None = None) -> Path:
+                       weights: str | os.PathLike | None = None, record: dict | None = None) -> Path:
     out_dir = Path(out_dir)
-    build_tiny_pipeline(spec, fit_report).save_pretrained(out_dir, safe_serialization=True)
+    build_tiny_pipeline(spec, weights, record).save_pretrained(out_dir, safe_serialization=True)
     return out_dir
 
 

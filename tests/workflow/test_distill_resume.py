@@ -20,7 +20,7 @@ WEIGHTS = f"resources/models/{STUDENT}/pipeline/unet/diffusion_pytorch_model.saf
 WORK = Path(f"resources/distill/tiny/{STUDENT}/work")
 CONFIG = {
     **TINY,
-    "model": {**TINY["model"], "tiny_vae_fit_steps": 0, "tiny_unet_fit_steps": 0},
+    "model": {**TINY["model"], "tiny_weights": "seeded"},
     "distill": {"enabled": True, "prompts": 2, "batch_size": 2, "students": {
         STUDENT: {"method": "bksdm", "remove": ["mid_block", "innermost_stage"], "iterations": 40,
                   "batch_size": 2, "checkpoint_every": 4}}},

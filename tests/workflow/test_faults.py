@@ -30,9 +30,10 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "seed": 7, "device": "cpu", "threads": 1,
-    # A few fit steps: the model build is a real (short) training job, deterministic on the CPU.
-    "model": {"name": "tiny", "source": "tiny", "tiny_image_size": 64,
-              "tiny_vae_fit_steps": 3, "tiny_unet_fit_steps": 3},
+    # A retraining of a few steps: the model build is a real (short) training job, deterministic on the CPU.
+    "model": {"name": "tiny", "source": "tiny", "tiny_image_size": 64, "tiny_weights": "fit",
+              "tiny_fit": {"images": 16, "vae_steps": 3, "vae_batch": 4, "unet_steps": 3, "unet_batch": 4,
+                           "warmup_steps": 1}},
     "prompts": {"name": "p", "captions": "data/coco_tiny_captions.json", "n": 2, "shard_size": 2},
     "generation": {"steps": 2, "height": 64, "width": 64, "batch_size": 2},
     "variants": {"fp32-classic": {}},
@@ -261,7 +262,7 @@ def planned(workdir: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("module, reruns", [
     ("generate.py", {"generate": 1}),  # imported by the generate job only
-    ("tinyfit.py", {"materialize_model": 1, "generate": 1}),  # the model build, and what uses the model
+    ("tinytrain.py", {"fit_tiny_model": 1, "materialize_model": 1, "generate": 1}),  # the training, the build, its users
 ])
 def test_editing_a_module_reruns_the_rules_that_import_it_and_their_dependants(workflow, module, reruns):
     workdir, _ = workflow

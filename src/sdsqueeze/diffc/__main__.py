@@ -4,7 +4,7 @@
     python -m sdsqueeze.diffc decompress --model PATH --input_dir OUT --output_dir RECON
 
 --model: a diffusers folder, a hub id in the local cache, a pipeline's model.json
-(resources/models/<name>/model.json), or `tiny` (the embedded model, built in memory).
+(resources/models/<name>/model.json), or `tiny` (the embedded model with its committed weights, built in memory).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def load_model(source: str, device: str, dtype: str):
-    from ..models import EMBEDDED_FIT, TinySpec, build_tiny_pipeline, load_pipeline
+    from ..models import load_pipeline, trained_tiny_pipeline
 
-    if source == "tiny":  # the workflow's embedded default, rebuilt (about two CPU minutes)
-        return build_tiny_pipeline(TinySpec(**EMBEDDED_FIT)).to(device)
+    if source == "tiny":  # the workflow's embedded default: its committed trained weights
+        return trained_tiny_pipeline().to(device)
     if source.endswith(".json") and Path(source).is_file():
         source = json.loads(Path(source).read_text())["path"]
     return load_pipeline(source, device=device, dtype=dtype)

@@ -89,8 +89,8 @@ def diffc_section(ctx: ReportContext) -> Section | None:
         "Decoded twice, identical pixels: " + (f"{int(redecoded.astype(bool).sum())} of {len(redecoded)} files"
                                                if len(redecoded) else "not checked (diffc.redecode off)"),
         "Latent SNR compares the decoded latent with the image's VAE latent, before the VAE decoder: it "
-        "shows what the coder delivers even where the decoder (e.g. the tiny model's briefly fitted "
-        "VAE, 12.6-15.5 dB on photographs) caps pixel quality.",
+        "shows what the coder delivers even where the decoder (e.g. the tiny model's small VAE, "
+        "trained mostly on flat shapes) caps pixel quality.",
     ]
     notes += monotonicity(rd)
     if lpips_notes:
