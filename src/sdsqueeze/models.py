@@ -166,7 +166,7 @@ def build_tiny_pipeline(spec: TinySpec = TinySpec(), weights: str | os.PathLike 
         requires_safety_checker=False,
     )
     if weights is not None:
-        from .tinytrain import load_weights
+        from .tinyweights import load_weights
 
         loaded = load_weights(pipe, weights)
         if record is not None:

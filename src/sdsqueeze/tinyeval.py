@@ -94,7 +94,7 @@ def training_markdown(weights_dir: Path) -> str:
     loss curves."""
     import json
 
-    from .tinytrain import TRAINING_RECORD
+    from .tinyweights import TRAINING_RECORD
 
     record = json.loads((Path(weights_dir) / TRAINING_RECORD).read_text())
     lines = [f"Weights sha256 `{record['weights_sha256']}`, VAE scaling factor {record['vae_scaling_factor']:.4f}.", ""]

@@ -28,24 +28,22 @@ on a machine, on a GPU it is not (cuDNN's kernels), which is why the weights are
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from .tinyweights import COMPONENTS, TRAINING_RECORD, load_weights, save_weights, weights_hash  # noqa: F401 - re-exported
 
 # Disjoint from DiffC's default test images (astronaut, coffee, chelsea, rocket): the rate-distortion
 # curves measure photographs the model never saw. Grey images get colour from the random mix below.
 FIT_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "coins", "clock", "page", "text", "cell",
               "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
 POOL_SIDE = 400  # large photographs are shrunk to this short side, so crops hold structure, not pixels
-COMPONENTS = ("unet", "vae", "text_encoder")
-TRAINING_RECORD = "training.json"
 
 
 @dataclass(frozen=True)
@@ -500,45 +498,6 @@ def device_name(device: str) -> str:
 
 
 # -- the committed weights -------------------------------------------------------------------------
-
-def save_weights(pipe, out_dir: str | Path, record: dict) -> dict:
-    """Write the three trained components as float16 safetensors (half the bytes; the pipeline loads
-    them back as float32, so float16 weights *are* the model) and the training record beside them."""
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in COMPONENTS:
-        state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in getattr(pipe, name).state_dict().items()}
-        save_file(state, out_dir / f"{name}.safetensors")
-    record = {**record, "vae_scaling_factor": float(pipe.vae.config.scaling_factor), "weights_sha256": weights_hash(out_dir)}
-    (out_dir / TRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n")
-    return record
-
-
-def weights_hash(weights_dir: str | Path) -> str:
-    """One SHA-256 over the component files, in a fixed order: the weights' identity in provenance."""
-    digest = hashlib.sha256()
-    for name in COMPONENTS:
-        digest.update((Path(weights_dir) / f"{name}.safetensors").read_bytes())
-    return digest.hexdigest()
-
-
-def load_weights(pipe, weights_dir: str | Path) -> dict:
-    """Load committed (or freshly trained) weights into a pipeline of the same TinySpec, as float32.
-    Returns the training record, with the hash of the files actually read."""
-    from safetensors.torch import load_file
-
-    weights_dir = Path(weights_dir)
-    record = json.loads((weights_dir / TRAINING_RECORD).read_text())
-    for name in COMPONENTS:
-        module = getattr(pipe, name)
-        state = load_file(weights_dir / f"{name}.safetensors")
-        module.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-        module.requires_grad_(False)
-    pipe.vae.register_to_config(scaling_factor=record["vae_scaling_factor"])
-    return {**record, "weights_sha256": weights_hash(weights_dir)}
-
 
 def debias_ema(averaged: dict, first: dict, decay: float, updates: int) -> dict:
     """The trajectory's own average from a plain EMA (torch's AveragedModel: the first update copies

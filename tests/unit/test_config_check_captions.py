@@ -43,8 +43,9 @@ def test_malformed_captions_file_is_refused_by_a_dry_run(snakemake_run, tmp_path
 
 
 def test_prompt_count_beyond_the_usable_captions_is_refused_by_a_dry_run(snakemake_run, tmp_path):
+    default_captions = yaml.safe_load((ROOT / "config.yaml").read_text())["prompts"]["captions"]
     out, seconds = dry_run(snakemake_run, tmp_path, n=100000)
     assert out.returncode != 0
     [line] = error_lines(out)
-    assert "data/coco_tiny_captions.json" in line and "prompts.n = 100000" in line
+    assert default_captions in line and "prompts.n = 100000" in line
     assert seconds < 20

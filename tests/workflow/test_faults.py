@@ -81,15 +81,20 @@ def kill_run(run: subprocess.Popen) -> None:
     run.communicate(timeout=60)
 
 
+def without_timings(record):
+    """A JSON record less every "...seconds" key (wall times of its phases), at any depth."""
+    if isinstance(record, dict):
+        return {k: without_timings(v) for k, v in record.items() if not k.endswith("seconds")}
+    return [without_timings(v) for v in record] if isinstance(record, list) else record
+
+
 def deterministic_bytes(path: Path) -> bytes:
     """The file's bytes, less what a run cannot repeat: timings, peak memory, the host."""
     if path.name == "manifest.csv":
         timings = ["seconds", "cpu_seconds", "warmup_seconds", "unet_ms_step", "peak_memory_mb"]
         return pd.read_csv(path).drop(columns=timings, errors="ignore").to_csv(index=False).encode()
-    if path.name == "model.json":
-        record = json.loads(path.read_text())
-        record.get("fit", {}).pop("seconds", None)
-        return json.dumps(record, sort_keys=True).encode()
+    if path.name in ("model.json", "training.json"):  # the training record, inside model.json too
+        return json.dumps(without_timings(json.loads(path.read_text())), sort_keys=True).encode()
     if path.name == "provenance.json":
         record = json.loads(path.read_text())
         record.pop("device", None)
