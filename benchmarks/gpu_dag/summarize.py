@@ -157,7 +157,8 @@ def block(run_dir: Path) -> str:
 
 
 def benchmark_seconds_per_image(gpu: str = "H200", batch: int = 4) -> pd.DataFrame:
-    """s/image of every build the committed benchmark runs of this GPU type timed (512 px, batch 4)."""
+    """s/image and the UNet's ms per call (CFG batch) of every build the committed benchmark runs of
+    this GPU type timed (512 px, batch 4); a build timed by several runs keeps the newest."""
     rows = []
     for results in committed_results(REPO):
         folder = Path(results).parent
@@ -166,6 +167,7 @@ def benchmark_seconds_per_image(gpu: str = "H200", batch: int = 4) -> pd.DataFra
         frame = pd.read_csv(results)
         ok = frame[(frame.batch == batch) & (frame.status == "ok")]
         rows += [{"build": r.variant, "scheduler": r.scheduler, "steps": int(r.steps), "s_per_image": r.s_per_image,
+                  "unet_ms": r.unet_ms_step_median,
                   "compile_s": r.warmup_s if r.compile not in ("none", None) and r.compile == r.compile else 0.0,
                   "run": folder.name} for r in ok.itertuples()]
     return pd.DataFrame(rows).drop_duplicates("build", keep="last")
@@ -253,28 +255,14 @@ def generation_timing(run_dir: Path) -> pd.DataFrame:
     return table.sort_values("unet_ms_median").reset_index()
 
 
-def benchmark_unet_ms(gpu: str = "H200", batch: int = 4) -> pd.Series:
-    """The UNet's ms per call (CFG batch) of every build the committed benchmark runs of this GPU type
-    timed at this batch, newest run last."""
-    rows = {}
-    for results in committed_results(REPO):
-        folder = Path(results).parent
-        if gpu not in json.loads((folder / "meta.json").read_text())["versions"]["gpu"]:
-            continue
-        frame = pd.read_csv(results)
-        ok = frame[(frame.batch == batch) & (frame.status == "ok")]
-        rows.update({r.variant: (r.unet_ms_step_median, folder.name) for r in ok.itertuples()})
-    return pd.Series(rows, dtype=object)
-
-
 def benchmark_ratio(run_dir: Path, builds: tuple[str, ...] = ("fp16-compiled-graphs", "fp16-sdpa")) -> pd.DataFrame:
     """A generation job's UNet ms per call against the benchmark harness's for the same build."""
     timing = generation_timing(run_dir).set_index("variant")
-    bench = benchmark_unet_ms()
+    bench = benchmark_seconds_per_image().set_index("build")
     rows = []
     for build in builds:
         if build in timing.index and build in bench.index:
-            ms, run = bench[build]
+            ms, run = bench.loc[build, ["unet_ms", "run"]]
             job = timing.loc[build]
             rows.append({"build": build, "job_unet_ms_median": job.unet_ms_median, "job_unet_ms_min": job.unet_ms_min,
                          "job_s_per_image_spread": job.s_per_image_spread, "benchmark_unet_ms": ms, "benchmark_run": run,
