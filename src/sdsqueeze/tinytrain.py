@@ -37,13 +37,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+# The photographs the VAE also learns to reconstruct, and their crops: the same as the fitted
+# unconditional model's (sdsqueeze.tinyfit).
+from .tinyfit import FIT_PHOTOS, photo_pool, random_crops  # noqa: F401 - FIT_PHOTOS re-exported
 from .tinyweights import COMPONENTS, TRAINING_RECORD, load_weights, save_weights, weights_hash  # noqa: F401 - re-exported
-
-# Disjoint from DiffC's default test images (astronaut, coffee, chelsea, rocket): the rate-distortion
-# curves measure photographs the model never saw. Grey images get colour from the random mix below.
-FIT_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "coins", "clock", "page", "text", "cell",
-              "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
-POOL_SIDE = 400  # large photographs are shrunk to this short side, so crops hold structure, not pixels
 
 
 @dataclass(frozen=True)
@@ -97,41 +94,6 @@ class TrainSettings:
 
 
 # -- data ------------------------------------------------------------------------------------------
-
-def photo_pool() -> list[torch.Tensor]:
-    """The training photographs as 3xHxW tensors in [0, 1]."""
-    from skimage import data as skdata
-    from skimage.color import gray2rgb
-    from skimage.transform import resize
-
-    pool = []
-    for name in FIT_PHOTOS:
-        image = np.asarray(getattr(skdata, name)())
-        image = gray2rgb(image) if image.ndim == 2 else image[..., :3]
-        image = image.astype(np.float32) / 255.0
-        short = min(image.shape[:2])
-        if short > POOL_SIDE:
-            shape = (image.shape[0] * POOL_SIDE // short, image.shape[1] * POOL_SIDE // short)
-            image = resize(image, shape, anti_aliasing=True).astype(np.float32)
-        pool.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
-    return pool
-
-
-def random_crops(pool, n: int, side: int, generator: torch.Generator) -> torch.Tensor:
-    """n crops in the VAE's [-1, 1] range, each with a random colour mix (hue variety from grey
-    photographs), stretched to the full range."""
-    crops = []
-    for _ in range(n):
-        image = pool[int(torch.randint(len(pool), (1,), generator=generator))]
-        top = int(torch.randint(image.shape[1] - side + 1, (1,), generator=generator))
-        left = int(torch.randint(image.shape[2] - side + 1, (1,), generator=generator))
-        crop = image[:, top : top + side, left : left + side]
-        mix = torch.eye(3) + 0.6 * torch.randn(3, 3, generator=generator)
-        crop = torch.einsum("ij,jhw->ihw", mix, crop)
-        crop = (crop - crop.amin()) / (crop.amax() - crop.amin() + 1e-6)
-        crops.append(crop * 2 - 1)
-    return torch.stack(crops)
-
 
 def _render_range(seed: int, start: int, stop: int, size: int):
     """Images start..stop-1 (and their captions) of make_dataset's split ``seed``, so that slices
