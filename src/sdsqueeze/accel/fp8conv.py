@@ -90,7 +90,11 @@ if triton is not None:
             x_row = ((n * height + ih) * width + iw).to(tl.int64) * cin + c0
             a = tl.load(x_ptr + x_row[:, None] + ks[None, :], mask=inside[:, None], other=0.0)
             b = tl.load(w_rows + (k + ks)[None, :], mask=col_ok[:, None], other=0.0)
-            acc = tl.dot(a, tl.trans(b), acc)
+            # out_dtype spelled out: older Tritons take float32 by default, whatever acc holds.
+            if INT_ACC:
+                acc = tl.dot(a, tl.trans(b), acc, out_dtype=tl.int32)
+            else:
+                acc = tl.dot(a, tl.trans(b), acc, out_dtype=tl.float32)
         scale = tl.load(wscale_ptr + cols, mask=col_ok, other=0.0) * tl.load(act_scale_ptr)
         result = acc.to(tl.float32) * scale[None, :]
         if HAS_BIAS:
