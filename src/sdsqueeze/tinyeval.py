@@ -23,7 +23,7 @@ import pandas as pd
 CAPTIONS = Path(__file__).resolve().parents[2] / "data" / "shapes_captions.json"
 GRID_GUIDANCE = (1.0, 3.0, 5.0, 7.5, 10.0)
 GRID_STEPS = (10, 25)
-GRID_PROMPTS = 16
+GRID_PROMPTS = 64
 GRID_SEED = 42  # config.yaml's seed: the grid's prompts are the default run's selection procedure
 
 
@@ -127,7 +127,7 @@ def training_markdown(weights_dir: Path) -> str:
     return "\n".join(lines)
 
 
-RENDER_SETTINGS = ((7.5, 25), (5.0, 25), (3.0, 10))  # (guidance, steps) of the reference images
+RENDER_SETTINGS = ((3.0, 25), (7.5, 25), (3.0, 10))  # (guidance, steps) of the reference images
 
 
 def render(pipe, weights_sha256: str, prompts: int = 8, settings=RENDER_SETTINGS) -> dict:
