@@ -3,6 +3,7 @@ diffusers' own schedulers, and tiny end-to-end runs whose students load back and
 
 from __future__ import annotations
 
+import copy
 import types
 from pathlib import Path
 
@@ -44,6 +45,47 @@ def test_step_pairs_follow_ddim_and_nest_when_halving():
     assert four[-1, 2] == -1  # the last step goes to DDIM's final alpha
     assert four[:, 0].tolist() == eight[::2, 0].tolist()  # the 4-step grid sits inside the 8-step one
     assert four[:, 1].tolist() == eight[1::2, 0].tolist()  # and the teacher's midpoints are its other half
+
+
+def test_step_pairs_with_more_teacher_substeps_follow_the_finer_ddim_grid():
+    config = sd15_scheduler().config
+    four_by_four, sixteen = progressive.step_pairs(config, 4, substeps=4), progressive.step_pairs(config, 16)
+    assert four_by_four.shape == (4, 5)
+    assert four_by_four[:, :4].flatten().tolist() == sixteen[:, 0].tolist()  # the teacher walks the 16-step grid
+    assert four_by_four[:, -1].tolist() == [749, 499, 249, -1]
+    with pytest.raises(ValueError, match="teacher_substeps"):
+        progressive.ProgressiveSettings(teacher_substeps=1)
+
+
+def test_halving_loss_is_zero_for_any_number_of_teacher_substeps():
+    """A guided epsilon constant in z and t makes one DDIM step land where any number of teacher
+    steps land, so the round's loss is 0 whatever ``teacher_substeps`` is."""
+
+    class Constant(torch.nn.Module):
+        def forward(self, z, t, encoder_hidden_states, timestep_cond=None):
+            return types.SimpleNamespace(sample=torch.full_like(z, 0.3) * encoder_hidden_states.mean())
+
+    settings = progressive.ProgressiveSettings(step_schedule=(8, 4), guidance="cfg", batch_size=3, teacher_substeps=4)
+    schedule = NoiseSchedule.of(sd15_scheduler().config)
+    pairs = progressive.step_pairs(sd15_scheduler().config, 4, substeps=4)
+    step = progressive._halving_step(Constant(), Constant(), pairs, random_teacher_data(), schedule, settings, "cpu")
+    assert float(step(1, torch.Generator().manual_seed(0))) < 1e-8
+
+
+def test_consistency_solver_substeps_refine_the_teachers_skip(tiny_unet):
+    """One solver substep is LCM's own step; several walk the same skip in smaller DDIM steps of the
+    teacher, so the consistency target (and the loss) changes."""
+    data = random_teacher_data(dim=tiny_unet.config.cross_attention_dim)
+    schedule = NoiseSchedule.of(sd15_scheduler().config)
+    losses = {}
+    for n in (1, 4):
+        settings = consistency.ConsistencySettings(guidance="cfg", batch_size=2, num_ddim_timesteps=4, solver_substeps=n)
+        student = progressive.guided_student(tiny_unet, settings)
+        step = consistency._consistency_step(student, copy.deepcopy(student), tiny_unet, data, schedule, settings, "cpu")
+        losses[n] = float(step(1, torch.Generator().manual_seed(0)))
+    assert losses[1] != losses[4]
+    with pytest.raises(ValueError, match="solver_substeps"):
+        consistency.ConsistencySettings(solver_substeps=0)
 
 
 def test_one_step_target_lands_where_the_teacher_lands():

@@ -53,6 +53,9 @@ class ConsistencySettings:
     lr: float = 1e-4
     w_range: tuple[float, float] = (3.0, 15.0)  # the LCM script's w_min, w_max (w = guidance_scale - 1)
     num_ddim_timesteps: int = 50     # the skipping-step solver's grid: k = T / this
+    # DDIM steps the teacher's solver takes over each skip (LCM: 1); more make the solver exact on a
+    # coarse grid, whose few levels the consistency target crosses in a short run
+    solver_substeps: int = 1
     ema_decay: float = 0.95
     loss: str = "huber"              # or "l2"
     huber_c: float = 0.001
@@ -77,6 +80,8 @@ class ConsistencySettings:
             raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {self.sampler!r}")
         if self.guidance not in ("embedded", "cfg"):
             raise ValueError(f"guidance must be 'embedded' or 'cfg', got {self.guidance!r}")
+        if self.solver_substeps < 1:
+            raise ValueError(f"solver_substeps must be at least 1, got {self.solver_substeps}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -138,8 +143,12 @@ def _consistency_step(student, target, teacher, data, schedule, settings, device
         z = alpha * batch.x0 + sigma * batch.noise
         prediction = denoised(student, z, start, batch, alpha, sigma)
         with torch.no_grad():
-            eps = guided_eps(teacher, z, start, batch.cond, batch.uncond, batch.w)
-            z_end = ddim_step(x0_from_eps(z, eps, alpha, sigma), eps, alpha_end, sigma_end)
+            z_end, n = z, settings.solver_substeps
+            points = [torch.div(start * (n - j) + end * j, n, rounding_mode="floor") for j in range(n + 1)]
+            for t, t_next in zip(points, points[1:], strict=False):
+                (a, s), (a2, s2) = schedule.alpha_sigma(t, z), schedule.alpha_sigma(t_next, z)
+                eps = guided_eps(teacher, z_end, t, batch.cond, batch.uncond, batch.w)
+                z_end = ddim_step(x0_from_eps(z_end, eps, a, s), eps, a2, s2)
             goal = denoised(target, z_end, end, batch, alpha_end, sigma_end)
         return consistency_loss(prediction, goal, settings)
 

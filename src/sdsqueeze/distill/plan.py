@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 
 METHOD_KEYS = {
-    "progressive": {"schedule", "guidance_range", "guidance_iterations", "guidance_mode"},
-    "consistency": {"steps", "guidance_range", "ema_decay", "guidance_iterations", "sampler", "guidance_mode"},
+    "progressive": {"schedule", "teacher_substeps", "guidance_range", "guidance_iterations", "guidance_mode"},
+    "consistency": {"steps", "solver_substeps", "guidance_range", "ema_decay", "guidance_iterations", "sampler",
+                    "guidance_mode"},
     "bksdm": {"remove", "output_kd_weight", "feature_kd_weight"},
 }
 COMMON_KEYS = {"method", "teacher", "iterations", "batch_size", "learning_rate", "checkpoint_every",

@@ -55,6 +55,10 @@ class ProgressiveSettings:
     step_schedule: tuple[int, ...] = (16, 8, 4)
     guidance_iters: int = 200       # stage 1
     round_iters: int = 200          # each halving round
+    # DDIM steps of the teacher per student step in every round: 2 = Salimans & Ho (the teacher samples
+    # at twice the student's steps); 4 = a teacher at four times, a more exact target for the same
+    # student at the cost of two more teacher calls per iteration (no backward pass through them)
+    teacher_substeps: int = 2
     batch_size: int = 8
     lr: float = 1e-4
     w_range: tuple[float, float] = (2.0, 14.0)  # w = guidance_scale - 1, sampled uniformly
@@ -78,6 +82,8 @@ class ProgressiveSettings:
             raise ValueError(f"step_schedule must halve at every round (e.g. 16, 8, 4), got {list(steps)}")
         if self.guidance not in GUIDANCE_MODES:
             raise ValueError(f"guidance must be one of {list(GUIDANCE_MODES)}, got {self.guidance!r}")
+        if self.teacher_substeps < 2:
+            raise ValueError(f"teacher_substeps must be at least 2, got {self.teacher_substeps}")
         if self.guidance_timesteps not in ("grid", "uniform"):
             raise ValueError(f"guidance_timesteps must be 'grid' or 'uniform', got {self.guidance_timesteps!r}")
 
@@ -89,18 +95,19 @@ def sampler_config(config) -> dict:
     return scheduler_config(DDIMScheduler.from_config(config, timestep_spacing="trailing", clip_sample=False))
 
 
-def step_pairs(config, steps: int) -> torch.Tensor:
-    """[steps, 3] (t, midpoint, t_next) of the DDIM sampler at ``steps``: the student's step
-    t -> t_next is what the teacher does in two, t -> midpoint -> t_next. t_next = -1 is the final step
-    (DDIMScheduler's own rule: t_next = t - T // steps)."""
+def step_pairs(config, steps: int, substeps: int = 2) -> torch.Tensor:
+    """[steps, substeps + 1] (t, the teacher's intermediate points, t_next) of the DDIM sampler at
+    ``steps``: the student's step t -> t_next is what the teacher does in ``substeps`` steps of its
+    DDIM grid at ``steps * substeps`` (trailing spacing nests the student's grid in it). t_next = -1
+    is the final step (DDIMScheduler's own rule: t_next = t - T // steps)."""
     from diffusers import DDIMScheduler
 
     ddim = DDIMScheduler.from_config(sampler_config(config))
-    ddim.set_timesteps(steps)
-    t = ddim.timesteps.long()
+    ddim.set_timesteps(steps * substeps)
+    fine = ddim.timesteps.long().view(steps, substeps)
+    t = fine[:, 0]
     t_next = (t - ddim.config.num_train_timesteps // steps).clamp(min=-1)
-    midpoint = torch.div(t + t_next, 2, rounding_mode="floor")
-    return torch.stack([t, midpoint, t_next], dim=1)
+    return torch.cat([fine, t_next[:, None]], dim=1)
 
 
 def one_step_target(z, z_end, alpha, sigma, alpha_end, sigma_end):
@@ -150,23 +157,22 @@ def guidance_step(student, teacher, timesteps, data, schedule, settings, device)
 
 
 def _halving_step(student, teacher, pairs, data, schedule, settings, device):
-    """Stage 2 round: one student DDIM step lands where two teacher DDIM steps land (Salimans & Ho's
-    target, ``one_step_target``)."""
+    """Stage 2 round: one student DDIM step lands where the teacher's DDIM steps through a row of
+    ``pairs`` land (two of them: Salimans & Ho's target, ``one_step_target``)."""
 
     cfg = settings.guidance == "cfg"
 
     def step(iteration, generator):
         batch = draw_batch(data, settings.batch_size, settings.w_range, settings.cond_dim, generator, device)
         chosen = pairs[torch.randint(len(pairs), (settings.batch_size,), generator=generator)].to(device)
-        t, mid, t_next = chosen.unbind(1)
-        alpha, sigma = schedule.alpha_sigma(t, batch.x0)
-        alpha_mid, sigma_mid = schedule.alpha_sigma(mid, batch.x0)
-        alpha_next, sigma_next = schedule.alpha_sigma(t_next, batch.x0)
+        points = chosen.unbind(1)  # t, the teacher's intermediate points, t_next
+        levels = [schedule.alpha_sigma(p, batch.x0) for p in points]
+        (alpha, sigma), (alpha_next, sigma_next) = levels[0], levels[-1]
+        t = points[0]
         z = alpha * batch.x0 + sigma * batch.noise
         with torch.no_grad():
             z_mid = z
-            for (a, s), (a2, s2), tt in (((alpha, sigma), (alpha_mid, sigma_mid), t),
-                                         ((alpha_mid, sigma_mid), (alpha_next, sigma_next), mid)):
+            for tt, (a, s), (a2, s2) in zip(points, levels, levels[1:], strict=False):
                 eps = student_eps(teacher, z_mid, tt, batch, cfg)
                 z_mid = ddim_step(x0_from_eps(z_mid, eps, a, s), eps, a2, s2)
             x0_target = one_step_target(z, z_mid, alpha, sigma, alpha_next, sigma_next)
@@ -212,7 +218,7 @@ def train_guided_pd(pipe, teacher_data, settings: ProgressiveSettings, ckpt_dir)
     for teacher_steps, student_steps in zip(settings.step_schedule, settings.step_schedule[1:], strict=False):
         if phases:  # cfg's first round learns from the model itself, under classifier-free guidance
             teacher = frozen(copy.deepcopy(student))
-        pairs = step_pairs(pipe.scheduler.config, student_steps)
+        pairs = step_pairs(pipe.scheduler.config, student_steps, settings.teacher_substeps)
         step = _halving_step(student, teacher, pairs, teacher_data, schedule, settings, device)
         phases.append(run_phase(f"steps-{student_steps}", step, student, settings, ckpt_dir, settings.round_iters))
         phases[-1]["teacher_steps"] = teacher_steps

@@ -40,6 +40,8 @@ def trainer_settings(method: str, student: dict, seed: int, progress: bool = Tru
             keys["w_range"] = tuple(student["guidance_range"])
         if "guidance_mode" in student:
             keys["guidance"] = student["guidance_mode"]
+        if "teacher_substeps" in student:
+            keys["teacher_substeps"] = student["teacher_substeps"]
         iterations = student.get("iterations", 100)
         return ProgressiveSettings(guidance_iters=student.get("guidance_iterations", iterations), round_iters=iterations,
                                    lr=student.get("learning_rate", 1e-4), ckpt_every=every, bf16=bf16,
@@ -58,6 +60,8 @@ def trainer_settings(method: str, student: dict, seed: int, progress: bool = Tru
             keys["guidance_iters"] = student["guidance_iterations"]
         if "sampler" in student:
             keys["sampler"] = student["sampler"]
+        if "solver_substeps" in student:
+            keys["solver_substeps"] = student["solver_substeps"]
         if "guidance_mode" in student:
             keys["guidance"] = student["guidance_mode"]
         return ConsistencySettings(iters=student.get("iterations", 100), lr=student.get("learning_rate", 1e-4),
