@@ -1,7 +1,7 @@
 """The step-distillation acceptance on more evaluation prompts than the default run's, outside the DAG
 (CPU, indicative): PSNR/SSIM (mean, 95% bootstrap interval) against the teacher's full-step guided
-images for the undistilled model with DDIM at 4 steps (the model config's spacing, and trailing) and
-for the configured step-distilled students, trained exactly as rules/distill.smk trains them.
+images for the undistilled model with DDIM at 4 steps (the model config's spacing, and trailing), at
+8 and 16 trailing steps (the targets of the students' rounds), and for the configured step-distilled students, trained exactly as rules/distill.smk trains them.
 
     python benchmarks/distill_quick_check.py --model resources/models/tiny/pipeline --work /tmp/dq \\
         --configfile config.yaml config/distill-embedded.yaml --eval 32 \\
@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 BASELINES = {"ddim-4": {}, "ddim-4-trailing": {"timestep_spacing": "trailing"}}
+# The undistilled trailing DDIM at the teachers' step counts of the students' rounds (halving's 8,
+# and 16 for four teacher steps per student step): what a student that matched its target would score
+TARGETS = {"ddim-8-trailing": 8, "ddim-16-trailing": 16}
 STEP_METHODS = ("progressive", "consistency")
 
 
@@ -101,6 +104,9 @@ def measure(args) -> pd.DataFrame:
     for name, overrides in BASELINES.items():
         score(name, images(pipe, DDIMScheduler.from_config(teacher_scheduler.config, **overrides), 4),
               unet_evaluations=8)
+    for name, n_steps in TARGETS.items():
+        score(name, images(pipe, DDIMScheduler.from_config(teacher_scheduler.config, timestep_spacing="trailing"),
+                           n_steps), unet_evaluations=2 * n_steps)
     for name, spec in step_students(config).items():
         pipe.scheduler = teacher_scheduler
         settings_ = trainers.trainer_settings(spec["method"], spec, seed, progress=False)
@@ -134,7 +140,7 @@ def markdown(paths: list[str]) -> str:
                    "PSNR (dB) [95% CI]": f"{psnr.mean:.2f} [{psnr.ci_low:.2f}, {psnr.ci_high:.2f}]",
                    "SSIM [95% CI]": f"{ssim.mean:.3f} [{ssim.ci_low:.3f}, {ssim.ci_high:.3f}]"}
             for baseline in BASELINES:
-                if variant not in BASELINES:
+                if variant not in BASELINES and variant not in TARGETS:
                     apart = [wide[(variant, m)].ci_low > wide[(baseline, m)].ci_high for m in ("psnr", "ssim")]
                     row[f"above {baseline}"] = {(True, True): "both", (True, False): "PSNR only",
                                                 (False, True): "SSIM only"}.get(tuple(apart), "no")
