@@ -5,6 +5,8 @@ the same FLOPs (the rate a conv could reach if it ran at GEMM speed). Batch 8 = 
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import torch
 
@@ -19,6 +21,7 @@ SHAPES = ((64, 320, 320, 1), (64, 640, 320, 1), (64, 960, 320, 1), (64, 320, 320
 BATCH = 8
 
 
+@functools.cache  # one trace per process: the tables ask for it per run
 def unet_conv_shapes(image_size: int = 512) -> dict[tuple[int, int, int, int], int]:
     """(input H=W, Cin, Cout, stride) -> how often that 3x3 conv runs in one SD 1.5 UNet call: the
     UNet built on the meta device (shapes only, no weights, no arithmetic), its convs' inputs recorded."""
