@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -88,8 +89,6 @@ def lowbit_runs(results_csvs: list[str]) -> list[str]:
 def warm_outcomes(results_csv: str) -> dict[str, str]:
     """Variant -> how its cache-warming job ended ("ok" or "stopped at the N s deadline"), read from
     the warm.log beside the run's results (benchmarks/warm_compile_cache.py's lines); {} without one."""
-    import re
-
     log = Path(results_csv).with_name("warm.log")
     lines = log.read_text().splitlines() if log.is_file() else []
     jobs = (re.match(r"job\d+ \[(.+)\]: (.+), \d+ s$", line) for line in lines)
@@ -98,8 +97,6 @@ def warm_outcomes(results_csv: str) -> dict[str, str]:
 
 def not_timed(status: str, warm: str | None) -> str:
     """A row's status as the tables show it: why the variant has no time, in one line."""
-    import re
-
     if status.startswith("skipped: time budget"):
         deadline = re.search(r"(\d+) s deadline", warm or "")
         return "not timed: time budget" + (
