@@ -23,7 +23,7 @@ import pandas as pd
 CAPTIONS = Path(__file__).resolve().parents[2] / "data" / "shapes_captions.json"
 GRID_GUIDANCE = (1.0, 3.0, 5.0, 7.5, 10.0)
 GRID_STEPS = (10, 25)
-GRID_PROMPTS = 16
+GRID_PROMPTS = 64
 GRID_SEED = 42  # config.yaml's seed: the grid's prompts are the default run's selection procedure
 
 
@@ -127,7 +127,7 @@ def training_markdown(weights_dir: Path) -> str:
     return "\n".join(lines)
 
 
-RENDER_SETTINGS = ((7.5, 25), (5.0, 25), (3.0, 10))  # (guidance, steps) of the reference images
+RENDER_SETTINGS = ((3.0, 25), (7.5, 25), (3.0, 10))  # (guidance, steps) of the reference images
 
 
 def render(pipe, weights_sha256: str, prompts: int = 8, settings=RENDER_SETTINGS) -> dict:
@@ -161,6 +161,17 @@ def compare_renders(a: dict, b: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def repro_markdown(table: pd.DataFrame) -> str:
+    """Comparisons of renders from two machines (or CPU kernel paths), as the docs show them."""
+    lines = ["| machines | guidance | steps | identical | largest pixel difference | PSNR (dB) | adherence a / b |",
+             "|:---|---:|---:|:---|---:|---:|:---|"]
+    for row in table.itertuples(index=False):
+        psnr = "inf" if np.isinf(row.psnr_db) else f"{row.psnr_db:.1f}"
+        lines.append(f"| {row.machines} | {row.guidance:g} | {row.steps} | {'yes' if row.identical else 'no'} | "
+                     f"{row.max_abs_diff} | {psnr} | {row.adherence_a:.0%} / {row.adherence_b:.0%} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -183,9 +194,21 @@ def main(argv=None) -> None:
     both = sub.add_parser("compare")
     both.add_argument("a", type=Path)
     both.add_argument("b", type=Path)
+    both.add_argument("--label", help="with --csv: what differs between the two renders' machines")
+    both.add_argument("--csv", type=Path, help="append the comparison to this CSV (docs' repro table)")
+    repro = sub.add_parser("repro", help="the docs' table of a compare CSV")
+    repro.add_argument("csv", type=Path)
     args = parser.parse_args(argv)
     if args.command == "compare":
-        print(compare_renders(dict(np.load(args.a)), dict(np.load(args.b))).to_string(index=False))
+        table = compare_renders(dict(np.load(args.a)), dict(np.load(args.b)))
+        print(table.to_string(index=False))
+        if args.csv:
+            table.insert(0, "machines", args.label or f"{args.a.name} vs {args.b.name}")
+            old = pd.read_csv(args.csv) if args.csv.exists() else None
+            pd.concat([old, table]).to_csv(args.csv, index=False, float_format="%.4f")
+        return
+    if args.command == "repro":
+        print(repro_markdown(pd.read_csv(args.csv)))
         return
     if args.command == "table":
         print(markdown(pd.read_csv(args.csv)))
