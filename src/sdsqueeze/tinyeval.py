@@ -161,6 +161,37 @@ def compare_renders(a: dict, b: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+RUN_METRICS = ("psnr", "ssim", "adherence_overall")
+
+
+def compare_runs(a: Path, b: Path, model: str = "tiny") -> pd.DataFrame:
+    """Per variant present in both runs' results folders: each metric's mean over the prompts in
+    either run (PSNR's infinite self-comparison left out)."""
+    rows = []
+    for path in sorted((Path(a) / "metrics" / model / "per_image").glob("*.csv")):
+        other = Path(b) / "metrics" / model / "per_image" / path.name
+        if not other.exists():
+            continue
+        x, y = pd.read_csv(path), pd.read_csv(other)
+        row = {"variant": path.stem}
+        for metric in RUN_METRICS:
+            row[f"{metric}_a"] = float(x[metric].replace(np.inf, np.nan).mean())
+            row[f"{metric}_b"] = float(y[metric].replace(np.inf, np.nan).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runs_markdown(table: pd.DataFrame) -> str:
+    """The whole-run comparison as the docs show it: the change of each variant's mean metric."""
+    lines = ["| variant | PSNR a (dB) | PSNR b − a (dB) | SSIM b − a | adherence a / b |", "|:---|---:|---:|---:|:---|"]
+    for row in table.itertuples(index=False):
+        psnr = "—" if np.isnan(row.psnr_a) else f"{row.psnr_a:.2f}"
+        delta = "—" if np.isnan(row.psnr_a) else f"{row.psnr_b - row.psnr_a:+.4f}"
+        lines.append(f"| {row.variant} | {psnr} | {delta} | {row.ssim_b - row.ssim_a:+.5f} | "
+                     f"{row.adherence_overall_a:.1%} / {row.adherence_overall_b:.1%} |")
+    return "\n".join(lines)
+
+
 def repro_markdown(table: pd.DataFrame) -> str:
     """Comparisons of renders from two machines (or CPU kernel paths), as the docs show them."""
     lines = ["| machines | guidance | steps | identical | largest pixel difference | PSNR (dB) | adherence a / b |",
@@ -198,6 +229,12 @@ def main(argv=None) -> None:
     both.add_argument("--csv", type=Path, help="append the comparison to this CSV (docs' repro table)")
     repro = sub.add_parser("repro", help="the docs' table of a compare CSV")
     repro.add_argument("csv", type=Path)
+    runs = sub.add_parser("compare-runs", help="two default runs' mean metrics per variant")
+    runs.add_argument("a", type=Path, help="results folder of run a")
+    runs.add_argument("b", type=Path, help="results folder of run b")
+    runs.add_argument("--csv", type=Path, required=True)
+    runs_table = sub.add_parser("runs", help="the docs' table of a compare-runs CSV")
+    runs_table.add_argument("csv", type=Path)
     args = parser.parse_args(argv)
     if args.command == "compare":
         table = compare_renders(dict(np.load(args.a)), dict(np.load(args.b)))
@@ -206,6 +243,13 @@ def main(argv=None) -> None:
             table.insert(0, "machines", args.label or f"{args.a.name} vs {args.b.name}")
             old = pd.read_csv(args.csv) if args.csv.exists() else None
             pd.concat([old, table]).to_csv(args.csv, index=False, float_format="%.4f")
+        return
+    if args.command == "compare-runs":
+        compare_runs(args.a, args.b).to_csv(args.csv, index=False, float_format="%.6f")
+        print(runs_markdown(pd.read_csv(args.csv)))
+        return
+    if args.command == "runs":
+        print(runs_markdown(pd.read_csv(args.csv)))
         return
     if args.command == "repro":
         print(repro_markdown(pd.read_csv(args.csv)))
