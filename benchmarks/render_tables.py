@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from sdbench import tables  # noqa: E402 - sdbench sits beside this script
@@ -103,62 +104,112 @@ def _quality_label(column: str, reference: str) -> str:
 
 
 def lowbit_markdown(results: Path = RESULTS) -> str:
-    """docs/lowbit.md's tables: each current run that timed the static 8-bit builds beside the best
-    16-bit build: its variants, the kernel classes of its profiles, its 3x3 conv shapes."""
+    """docs/lowbit.md's tables: each current run that planned static 8-bit builds beside the best
+    16-bit build: its variants, the kernel classes of its profiles, its 3x3 conv shapes. A build's
+    kernel classes and the fp8 conv rates appear once, for the first run that has them (a later
+    run's replicate is in its findings and files), so the doc stays short."""
     root = results.parents[1]
     paths = [str(root / p) for gpu_paths in current_runs(results).values() for p in gpu_paths]
-    parts = []
-    for path in tables.lowbit_runs(paths):
+    parts, profiled, fp8_conv_shown = [], set(), False
+    runs = tables.lowbit_runs(paths)
+    setups = {_setup(measure.meta_for(path)) for path in runs}
+    common = len(setups) == 1
+    if common:
+        parts.append(f"Every run: {setups.pop()}.")
+    for path in runs:
         meta = measure.meta_for(path)
-        versions = meta.get("versions", {})
-        run = Path(path).parent.name
-        head = (f"### `{run}`: {meta.get('machine')}\n\n{versions.get('gpu')}; torch {versions.get('torch')}, "
-                f"triton as shipped with it; {meta.get('note')}; {meta.get('size')} px, {meta.get('steps')} steps, "
-                f"batch 4 (UNet batch 8 with CFG). Measured peaks: bf16 {meta.get('bf16_matmul_tflops'):.0f}, "
-                f"fp8 {meta.get('fp8_matmul_tflops'):.0f} TFLOP/s"
-                + (f", int8 {meta['int8_matmul_tops']:.0f} TOPS" if meta.get("int8_matmul_tops") else "")
-                + " (8192³ products). Command: "
-                f"`{meta.get('command')}`.")
-        variants = tables.lowbit_table(path).drop(columns=["compiled"])
-        reference = meta.get("quality_reference", "fp16-sdpa")
-        variants.columns = [_quality_label(c, reference) for c in variants.columns]
-        digits = {c: "{:.2f}" for c in variants.columns if c.startswith("UNet ms") or "PSNR" in c}
-        digits.update({c: "{:.4f}" for c in variants.columns if "SSIM" in c})
-        digits.update({"s/image": "{:.3f}", "step speedup vs best 16-bit": "{:.2f}x",
-                       "e2e speedup vs best 16-bit": "{:.2f}x", "UNet MB": "{:.0f}", "peak MB": "{:.0f}"})
         classes = tables.kernel_class_table(path)
-        class_digits = {"GPU ms per generation": "{:.1f}", "TFLOP/s": "{:.0f}",
-                        "share of that precision's peak": "{:.0%}"}
-        findings = "\n".join(f"- {line}" for line in tables.lowbit_findings(path))
-        parts.append(head + "\n\n" + findings + "\n\n" + _cells(variants, digits) + "\n\nKernel classes (one profiled generation: "
-                     "51 CFG UNet calls, VAE decode, text encoder):\n\n" + _cells(classes, class_digits))
+        classes = classes[~classes.variant.isin(profiled)] if not classes.empty else classes
+        parts.append(_lowbit_head(path, meta, with_classes=not classes.empty, setup_shown=common))
+        parts.append(_variants_markdown(tables.lowbit_table(path), meta.get("quality_reference", "fp16-sdpa")))
+        if not classes.empty:
+            profiled |= set(classes.variant)
+            classes = classes.drop(columns="batch")
+            class_digits = {"GPU ms per generation": "{:.1f}", "TFLOP/s": "{:.0f}",
+                            "share of that precision's peak": "{:.0%}"}
+            parts.append("Kernel classes (one profiled generation: 51 CFG UNet calls, VAE decode, text encoder):\n\n"
+                         + _cells(classes, class_digits))
         conv_csv = Path(path).with_name("conv_rates.csv")
         if conv_csv.is_file():
-            import pandas as pd
-
-            conv = pd.read_csv(conv_csv)
-            keep = ["hw", "cin", "cout", "stride", "cudnn_fp16_tflops", "triton_fp8_tflops", "triton_fp16_tflops",
-                    "fp8_gemm_same_flops_tflops", "fp8_kernel_vs_simulation_rel_err", "fp8_vs_fp16_conv_rel_err",
-                    "triton_int8_tops", "int8_gemm_same_ops_tops", "int8_kernel_vs_simulation_rel_err",
-                    "int8_vs_fp16_conv_rel_err"]  # int8 columns: runs from the int8 build on
-
-            def label(column: str) -> str:
-                return column.replace("_tflops", " TFLOP/s").replace("_tops", " TOPS").replace("_", " ")
-
-            conv = conv[[c for c in keep if c in conv]]
-            conv_digits = {c: "{:.0f}" for c in conv.columns if c.endswith(("tflops", "tops"))}
-            conv_digits.update({c: "{:.4f}" for c in conv.columns if c.endswith("rel_err")})
-            conv.columns = [label(c) for c in conv.columns]
-            conv_digits = {label(c): f for c, f in conv_digits.items()}
-            parts.append("3x3 convolutions alone (batch 8, channels last; `conv_rates.csv`):\n\n"
-                         + _cells(conv, conv_digits))
+            conv_part, fp8_conv_shown = _conv_rates_part(path, conv_csv, fp8_conv_shown)
+            parts += conv_part
     return "\n\n".join(parts) + "\n"
+
+
+def _setup(meta: dict) -> str:
+    versions = meta.get("versions", {})
+    return (f"{versions.get('gpu')}; torch {versions.get('torch')}, triton as shipped with it; {meta.get('note')}; "
+            f"{meta.get('size')} px, {meta.get('steps')} steps, batch 4 (UNet batch 8 with CFG); peaks measured in "
+            "each run on 8192³ products")
+
+
+def _lowbit_head(path: str, meta: dict, with_classes: bool, setup_shown: bool) -> str:
+    """A run's heading, setup (unless the block's common line gave it), measured peaks, commands and
+    findings (those read from its kernel classes only when its classes table is shown)."""
+    peaks = (f"bf16 {meta.get('bf16_matmul_tflops'):.0f}, fp8 {meta.get('fp8_matmul_tflops'):.0f} TFLOP/s"
+             + (f", int8 {meta['int8_matmul_tops']:.0f} TOPS" if meta.get("int8_matmul_tops") else ""))
+    commands = (f"`{meta['warm_cache_command']}`, then " if meta.get("warm_cache_command") else "") + f"`{meta.get('command')}`"
+    findings = "\n".join(f"- {line}" for line in tables.lowbit_findings(path, with_classes))
+    setup = "" if setup_shown else _setup(meta) + ". "
+    return (f"### `{Path(path).parent.name}`: {meta.get('machine')}\n\n{setup}Peaks: {peaks}. "
+            f"Commands: {commands}.\n\n{findings}")
+
+
+def _variants_markdown(variants, reference: str) -> str:
+    """The variants table, paired columns in one cell (step / end to end, PSNR / SSIM) to stay narrow."""
+    def pair(a, b, fmt_a, fmt_b):
+        return [f"{fmt_a.format(x)} / {fmt_b.format(y)}" if x == x else "—" for x, y in zip(variants[a], variants[b])]
+
+    def column(name, fmt):
+        return [fmt.format(v) if v == v else "—" for v in variants[name]]
+
+    shown = {"variant": variants.variant, "UNet ms/step": column("UNet ms/step", "{:.2f}"),
+             "s/image": column("s/image", "{:.3f}"),
+             "speedup vs best 16-bit, step / e2e": pair("step speedup vs best 16-bit", "e2e speedup vs best 16-bit",
+                                                        "{:.2f}x", "{:.2f}x"),
+             "UNet MB": column("UNet MB", "{:.0f}"), "peak MB": column("peak MB", "{:.0f}")}
+    for what in ("image", "latent"):
+        psnr, ssim = f"vs_{reference}_{what}_psnr_db", f"vs_{reference}_{what}_ssim"
+        if psnr in variants:
+            shown[f"{what} PSNR dB / SSIM vs {reference}"] = pair(psnr, ssim, "{:.2f}", "{:.4f}")
+    shown["status"] = variants.get("status", pd.Series(index=variants.index, dtype=object))
+    return _cells(pd.DataFrame(shown), {})
+
+
+def _conv_rates_part(path: str, conv_csv: Path, fp8_shown: bool) -> tuple[list[str], bool]:
+    """The run's 3x3 conv rates: the fp8 columns (first run only), the int8 table, or why none."""
+    conv = pd.read_csv(conv_csv)
+    failed = conv[~conv.status.eq("ok")]
+    if len(failed) == len(conv):
+        first = failed.status.iloc[0].splitlines()[0]
+        return [f"3x3 conv rates: every shape failed (`{first}`; `conv_rates.csv`)."], fp8_shown
+    parts = []
+    if not fp8_shown and "triton_fp8_tflops" in conv:
+        keep = ["hw", "cin", "cout", "stride", "cudnn_fp16_tflops", "triton_fp8_tflops", "triton_fp16_tflops",
+                "fp8_gemm_same_flops_tflops", "fp8_kernel_vs_simulation_rel_err", "fp8_vs_fp16_conv_rel_err"]
+
+        def label(column: str) -> str:
+            return column.replace("_tflops", " TFLOP/s").replace("_", " ")
+
+        fp8 = conv[conv.status.eq("ok")][keep]
+        fp8_digits = {label(c): "{:.0f}" if c.endswith("tflops") else "{:.4f}" for c in keep[4:]}
+        fp8.columns = [label(c) for c in fp8.columns]
+        parts.append("3x3 convolutions alone (batch 8, channels last; `conv_rates.csv`):\n\n" + _cells(fp8, fp8_digits))
+        fp8_shown = True
+    int8 = tables.int8_conv_table(path)
+    if not int8.empty:
+        int8 = int8.drop(columns=[c for c in int8.columns if c.endswith("rel err")])  # in the findings
+        int8_digits = {"int8 kernel TOPS": "{:.0f}", "share of int8 peak": "{:.0%}", "cuDNN fp16 TFLOP/s": "{:.0f}",
+                       "int8 / cuDNN fp16": "{:.2f}x", "int8 GEMM same ops TOPS": "{:.0f}"}
+        parts.append("3x3 convolutions alone in int8 (batch 8, channels last; `conv_rates.csv`; per UNet call: "
+                     "from a meta-device trace):\n\n" + _cells(int8, int8_digits))
+    return parts, fp8_shown
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--lowbit"]:
         print(lowbit_markdown(), end="")
     elif sys.argv[1:] == ["--targets"]:
-        print(targets_markdown(sorted(str(p) for p in RESULTS.glob("*/results.csv"))))
+        print(targets_markdown(sorted(str(p) for p in RESULTS.glob("gpu_run*/results.csv"))))  # not onnx_cpu's table
     else:
         print(current_markdown(), end="")

@@ -5,6 +5,8 @@ the same FLOPs (the rate a conv could reach if it ran at GEMM speed). Batch 8 = 
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import torch
 
@@ -17,6 +19,37 @@ SHAPES = ((64, 320, 320, 1), (64, 640, 320, 1), (64, 960, 320, 1), (64, 320, 320
           (16, 640, 1280, 1), (16, 1280, 1280, 1), (16, 2560, 1280, 1), (16, 1280, 1280, 2),
           (8, 1280, 1280, 1), (8, 2560, 1280, 1))
 BATCH = 8
+
+
+@functools.cache  # one trace per process: the tables ask for it per run
+def unet_conv_shapes(image_size: int = 512) -> dict[tuple[int, int, int, int], int]:
+    """(input H=W, Cin, Cout, stride) -> how often that 3x3 conv runs in one SD 1.5 UNet call: the
+    UNet built on the meta device (shapes only, no weights, no arithmetic), its convs' inputs recorded."""
+    from collections import Counter
+
+    from sdsqueeze.models import SD15_ARCHITECTURE, build_sd_components
+
+    with torch.device("meta"):
+        unet = build_sd_components(SD15_ARCHITECTURE, image_size)[0]
+    seen: Counter = Counter()
+
+    def record(conv, args, _out):
+        if conv.kernel_size == (3, 3):
+            seen[(args[0].shape[-1], conv.in_channels, conv.out_channels, conv.stride[0])] += 1
+
+    for module in unet.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(record)
+    latent = image_size // 8
+    with torch.no_grad():
+        unet(torch.empty(1, 4, latent, latent, device="meta"), torch.tensor(1, device="meta"),
+             encoder_hidden_states=torch.empty(1, 77, SD15_ARCHITECTURE.text_hidden, device="meta"))
+    return dict(seen)
+
+
+def conv_flops(size: int, cin: int, cout: int, stride: int, batch: int = BATCH) -> int:
+    out_hw = fp8conv.out_size(size, 3, stride, 1)
+    return 2 * batch * out_hw * out_hw * cin * 9 * cout
 
 
 def conv_rates(device: str, log) -> pd.DataFrame:
@@ -41,7 +74,7 @@ def _one_shape(device: str, size: int, cin: int, cout: int, stride: int) -> dict
     conv = torch.nn.Conv2d(cin, cout, 3, stride=stride, padding=1).to(device, torch.float16)
     conv = conv.to(memory_format=torch.channels_last)
     out_hw = fp8conv.out_size(size, 3, stride, 1)
-    flops = 2 * BATCH * out_hw * out_hw * cin * 9 * cout
+    flops = conv_flops(size, cin, cout, stride)
 
     def rate(seconds):
         return flops / seconds / 1e12

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pandas as pd
 
 from sdsqueeze.accel.measure import derived, full_work, in_run_order, load, meta_for, run_of
@@ -60,27 +63,61 @@ def static_format(scheme) -> str | None:
     return scheme.split("-", 1)[0] if isinstance(scheme, str) and scheme in STATIC_CLASSES else None
 
 
+def planned_scheme(variant: str):
+    """The lowbit scheme a benchmark variant is built with (config/accel.yaml), also for rows that
+    were skipped or failed before recording it; None when it has none."""
+    from .run import GROUPS
+
+    builds = {name: build for group in GROUPS.values() for name, build in group.items()}
+    return builds.get(variant, {}).get("lowbit")
+
+
+def _schemes(rows: pd.DataFrame) -> pd.Series:
+    recorded = rows.get("lowbit", pd.Series(index=rows.index, dtype=object))
+    return recorded.where(recorded.map(lambda v: isinstance(v, str)), rows.variant.map(planned_scheme))
+
+
 def lowbit_runs(results_csvs: list[str]) -> list[str]:
-    """The runs that timed a static fp8 or int8 build beside the best 16-bit build."""
+    """The runs that timed the best 16-bit build and planned a static fp8 or int8 build beside it."""
     def has_study(path):
         rows = pd.read_csv(path)
-        return BEST_16BIT in set(rows.variant) and rows.get("lowbit", pd.Series(dtype=str)).astype(str) \
-            .isin(STATIC_CLASSES).any()
+        return BEST_16BIT in set(rows.variant) and _schemes(rows).isin(STATIC_CLASSES).any()
 
     return [p for p in in_run_order(results_csvs) if has_study(p)]
 
 
+def warm_outcomes(results_csv: str) -> dict[str, str]:
+    """Variant -> how its cache-warming job ended ("ok" or "stopped at the N s deadline"), read from
+    the warm.log beside the run's results (benchmarks/warm_compile_cache.py's lines); {} without one."""
+    log = Path(results_csv).with_name("warm.log")
+    lines = log.read_text().splitlines() if log.is_file() else []
+    jobs = (re.match(r"job\d+ \[(.+)\]: (.+), \d+ s$", line) for line in lines)
+    return {entry.split(":", 1)[-1]: m.group(2) for m in jobs if m for entry in m.group(1).split(",")}
+
+
+def not_timed(status: str, warm: str | None) -> str:
+    """A row's status as the tables show it: why the variant has no time, in one line."""
+    if status.startswith("skipped: time budget"):
+        deadline = re.search(r"(\d+) s deadline", warm or "")
+        return "not timed: time budget" + (
+            f" (compile unfinished at the {deadline.group(1)} s warming deadline)" if deadline else "")
+    first = status.splitlines()[0].removeprefix("error: ").replace(": at ", " at ").rstrip(":")
+    return f"not timed: {first}"  # an error's first line; the traceback is in the run's log.txt
+
+
 def lowbit_table(results_csv: str) -> pd.DataFrame:
     """Per variant at batch 4: CFG UNet step and end-to-end time, both against the best 16-bit
-    build, quality against the reference variant's outputs, UNet weight bytes."""
+    build, quality against the reference variant's outputs, UNet weight bytes; the variants
+    without a time last, with the reason."""
     rows, _ = load([results_csv])
+    rows["lowbit"] = _schemes(rows)
     ok = rows[rows.ok & (rows.batch == 4)].set_index("variant")
     best = ok.loc[BEST_16BIT]
     quality = sorted(c for c in ok.columns if c.startswith("vs_"))
     out = []
     for variant, r in ok.iterrows():
         alpha = r.get("lowbit_smoothquant")
-        record = {"variant": variant, "lowbit": r.get("lowbit") if isinstance(r.get("lowbit"), str) else "none",
+        record = {"variant": variant, "lowbit": r.lowbit if isinstance(r.lowbit, str) else "none",
                   "SmoothQuant alpha": alpha if alpha == alpha and alpha is not None else 0.0,
                   "compiled": r.get("compile") not in (None, "none") and r.get("compile") == r.get("compile"),
                   "UNet ms/step": r.unet_ms_step_median, "s/image": r.s_per_image,
@@ -91,8 +128,10 @@ def lowbit_table(results_csv: str) -> pd.DataFrame:
             record[column] = r[column]
         out.append(record)
     skipped = rows[~rows.ok & (rows.batch == 4)]
-    out += [{"variant": v, "lowbit": "", "UNet ms/step": float("nan"), "status": s}
-            for v, s in zip(skipped.variant, skipped.status)]
+    warm = warm_outcomes(results_csv)
+    out += [{"variant": v, "lowbit": scheme if isinstance(scheme, str) else "", "UNet ms/step": float("nan"),
+             "status": not_timed(s, warm.get(v))}
+            for v, scheme, s in zip(skipped.variant, skipped.lowbit, skipped.status)]
     return pd.DataFrame(out)
 
 
@@ -126,17 +165,22 @@ def kernel_class_table(results_csv: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def lowbit_findings(results_csv: str) -> list[str]:
+def lowbit_findings(results_csv: str, with_classes: bool = True) -> list[str]:
     """The study's acceptance figures, judged inside the run: the fastest fp8 build against the best
     16-bit build (CFG UNet step >= 1.3x, end to end >= 1.2x), the fastest int8 build (step >= 1.15x),
-    the best 16-bit build's share of the bf16 matmul rate (>= 50%), and where each 8-bit build's GPU
-    time goes per kernel class."""
+    the best 16-bit build's share of the bf16 matmul rate (>= 50%), where each 8-bit build's GPU
+    time goes per kernel class, and the int8 conv kernel's rate when the run measured it."""
     variants = lowbit_table(results_csv)
     timed = variants[variants["UNet ms/step"].notna()]
     compiled = {fmt: timed[timed.lowbit.map(static_format).eq(fmt) & timed.compiled.eq(True)] for fmt in SPEEDUP_TARGETS}
     rows, flops = load([results_csv])
     meta = meta_for(results_csv)
     out = [_fastest(builds, fmt) for fmt, builds in compiled.items() if not builds.empty]
+    untimed = variants[variants["UNet ms/step"].isna()]
+    for fmt, builds in compiled.items():
+        planned = untimed[untimed.lowbit.map(static_format).eq(fmt)]
+        if builds.empty and not planned.empty:
+            out.append(f"No {fmt} build timed ({len(planned)} planned; why: the status column).")
     base = rows[(rows.variant == BEST_16BIT) & rows.ok & (rows.batch == 4)]
     step_flops = flops.get(4, {}).get("unet_step_flops")
     if not base.empty and step_flops:
@@ -144,10 +188,11 @@ def lowbit_findings(results_csv: str) -> list[str]:
         share = rate / meta["bf16_matmul_tflops"]
         out.append(f"`{BEST_16BIT}` at batch 4: {rate:.0f} TFLOP/s per UNet step, {share:.0%} of the measured "
                    f"bf16 matmul rate (target 50%: {'met' if share >= 0.5 else 'missed'}).")
-    classes = kernel_class_table(results_csv)
-    for fmt, builds in compiled.items():
-        out += _kernel_class_bound(classes, builds, fmt)
-    return out
+    if with_classes:  # False: the caller shows no classes table for this run, so no lines read from it
+        classes = kernel_class_table(results_csv)
+        for fmt, builds in compiled.items():
+            out += _kernel_class_bound(classes, builds, fmt)
+    return out + int8_conv_findings(results_csv)
 
 
 def _fastest(builds: pd.DataFrame, fmt: str) -> str:
@@ -187,4 +232,80 @@ def _kernel_class_bound(classes: pd.DataFrame, builds: pd.DataFrame, fmt: str) -
                f"at 100% of the {fmt} peak, its GPU time would fall from {total:.0f} to {total - low_ms + ideal:.0f} ms "
                f"per generation, {reference / (total - low_ms + ideal):.2f}x the best 16-bit build's {reference:.0f} ms: "
                "the 16-bit classes (norm, attention, elementwise) and the quantize kernels hold the rest.")
+    return out
+
+
+# ---- the int8 implicit-GEMM conv alone, per 3x3 shape of the UNet (conv_rates.csv) --------------
+
+def int8_conv_table(results_csv: str) -> pd.DataFrame:
+    """Per measured 3x3 shape: the int8 kernel's TOPS, its share of the run's measured int8 GEMM peak,
+    cuDNN fp16 beside it and their ratio, an int8 GEMM of the same ops, the kernel's error against its
+    fp32 simulation, and how often the shape runs per UNet call. Empty without int8 rates."""
+    from .convbench import unet_conv_shapes
+
+    conv_csv = Path(results_csv).with_name("conv_rates.csv")
+    peak = meta_for(results_csv).get("int8_matmul_tops")
+    conv = pd.read_csv(conv_csv) if conv_csv.is_file() else pd.DataFrame()
+    if "triton_int8_tops" not in conv or not peak:
+        return pd.DataFrame()
+    conv = conv[conv.status.eq("ok")]
+    counts = unet_conv_shapes()
+    return pd.DataFrame({
+        "hw": conv.hw, "cin": conv.cin, "cout": conv.cout, "stride": conv.stride,
+        "per UNet call": [counts.get((r.hw, r.cin, r.cout, r.stride), 0) for r in conv.itertuples()],
+        "int8 kernel TOPS": conv.triton_int8_tops, "share of int8 peak": conv.triton_int8_tops / peak,
+        "cuDNN fp16 TFLOP/s": conv.cudnn_fp16_tflops, "int8 / cuDNN fp16": conv.triton_int8_tops / conv.cudnn_fp16_tflops,
+        "int8 GEMM same ops TOPS": conv.int8_gemm_same_ops_tops,
+        "int8 kernel vs simulation rel err": conv.int8_kernel_vs_simulation_rel_err,
+        "int8 vs fp16 conv rel err": conv.int8_vs_fp16_conv_rel_err,
+    }).reset_index(drop=True)
+
+
+def int8_conv_findings(results_csv: str) -> list[str]:
+    """The int8 conv kernel's range over the measured shapes and its rate over the UNet's 3x3 convs
+    (each shape weighted by its FLOPs per UNet call, so the rate is total ops over total time), and
+    what that rate would make of the best 16-bit build's conv class in this run's profile."""
+    from .convbench import conv_flops, unet_conv_shapes
+
+    table = int8_conv_table(results_csv)
+    if table.empty:
+        return []
+    peak = meta_for(results_csv)["int8_matmul_tops"]
+    all_shapes = unet_conv_shapes()
+    ops = pd.Series([conv_flops(r.hw, r.cin, r.cout, r.stride) for r in table.itertuples()]) * table["per UNet call"]
+    covered = ops.sum() / sum(conv_flops(*shape) * n for shape, n in all_shapes.items())
+
+    def weighted(rate: pd.Series) -> float:  # total ops / total time over the UNet's measured shapes
+        return ops.sum() / (ops / rate).sum()
+
+    int8, cudnn, gemm = (weighted(table[c]) for c in ("int8 kernel TOPS", "cuDNN fp16 TFLOP/s", "int8 GEMM same ops TOPS"))
+    share, ratio = table["share of int8 peak"], table["int8 / cuDNN fp16"]
+    out = [f"3x3 convs alone: the int8 implicit-GEMM kernel reaches {share.min():.0%}-{share.max():.0%} of the "
+           f"int8 peak measured in this run ({peak:.0f} TOPS) and {ratio.min():.2f}-{ratio.max():.2f}x cuDNN fp16 "
+           f"on the {len(table)} shapes; weighted by FLOPs per UNet call (these shapes: {covered:.0%} of its 3x3 "
+           f"conv FLOPs) {int8:.0f} TOPS, {int8 / peak:.0%} of the peak and {int8 / cudnn:.2f}x cuDNN fp16 "
+           f"({cudnn:.0f} TFLOP/s); an int8 GEMM of the same ops: {gemm:.0f} TOPS, {gemm / cudnn:.2f}x. Relative error "
+           f"at most {table['int8 kernel vs simulation rel err'].max():.1e} against the kernel's fp32 simulation, "
+           f"{table['int8 vs fp16 conv rel err'].max():.3f} against the fp16 conv."]
+    classes = kernel_class_table(results_csv)
+    base = classes[classes.variant == BEST_16BIT].set_index("class")["GPU ms per generation"]
+    if "conv" in base:
+        total, conv_ms = base.sum(), base["conv"]
+
+        def speedup(times_cudnn: float) -> float:
+            return total / (total - conv_ms + conv_ms / times_cudnn)
+
+        target = SPEEDUP_TARGETS["int8"][0]
+        at_kernel, at_gemm = speedup(int8 / cudnn), speedup(gemm / cudnn)
+        if at_kernel >= target:
+            verdict = f"would meet the {target}x target"
+        elif at_gemm >= target:
+            verdict = f"miss the {target}x target, which needs a conv near the int8 GEMM's rate"
+        else:
+            verdict = (f"miss the {target}x target even at the int8 GEMM's rate: the rest must come from "
+                       "the int8 linears and the 16-bit norm, attention and elementwise work")
+        out.append(f"Bound from this run's profile of `{BEST_16BIT}` (conv class, 1x1 and VAE convs included: "
+                   f"{conv_ms:.0f} of {total:.0f} GPU ms per generation): its convs at the kernel's {int8 / cudnn:.2f}x "
+                   f"cuDNN fp16 would make its GPU time {at_kernel:.2f}x as fast, at the int8 GEMM's {gemm / cudnn:.2f}x "
+                   f"{at_gemm:.2f}x; int8 convs alone {verdict}.")
     return out

@@ -161,6 +161,48 @@ def compare_renders(a: dict, b: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+RUN_METRICS = ("psnr", "ssim", "adherence_overall")
+
+
+def compare_runs(a: Path, b: Path, model: str = "tiny") -> pd.DataFrame:
+    """Per variant present in both runs' results folders: each metric's mean over the prompts in
+    either run (PSNR's infinite self-comparison left out)."""
+    rows = []
+    for path in sorted((Path(a) / "metrics" / model / "per_image").glob("*.csv")):
+        other = Path(b) / "metrics" / model / "per_image" / path.name
+        if not other.exists():
+            continue
+        x, y = pd.read_csv(path), pd.read_csv(other)
+        row = {"variant": path.stem}
+        for metric in RUN_METRICS:
+            row[f"{metric}_a"] = float(x[metric].replace(np.inf, np.nan).mean())
+            row[f"{metric}_b"] = float(y[metric].replace(np.inf, np.nan).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runs_markdown(table: pd.DataFrame) -> str:
+    """The whole-run comparison as the docs show it: the change of each variant's mean metric."""
+    lines = ["| variant | PSNR a (dB) | PSNR b − a (dB) | SSIM b − a | adherence a / b |", "|:---|---:|---:|---:|:---|"]
+    for row in table.itertuples(index=False):
+        psnr = "—" if np.isnan(row.psnr_a) else f"{row.psnr_a:.2f}"
+        delta = "—" if np.isnan(row.psnr_a) else f"{row.psnr_b - row.psnr_a:+.4f}"
+        lines.append(f"| {row.variant} | {psnr} | {delta} | {row.ssim_b - row.ssim_a:+.5f} | "
+                     f"{row.adherence_overall_a:.1%} / {row.adherence_overall_b:.1%} |")
+    return "\n".join(lines)
+
+
+def repro_markdown(table: pd.DataFrame) -> str:
+    """Comparisons of renders from two machines (or CPU kernel paths), as the docs show them."""
+    lines = ["| machines | guidance | steps | identical | largest pixel difference | PSNR (dB) | adherence a / b |",
+             "|:---|---:|---:|:---|---:|---:|:---|"]
+    for row in table.itertuples(index=False):
+        psnr = "inf" if np.isinf(row.psnr_db) else f"{row.psnr_db:.1f}"
+        lines.append(f"| {row.machines} | {row.guidance:g} | {row.steps} | {'yes' if row.identical else 'no'} | "
+                     f"{row.max_abs_diff} | {psnr} | {row.adherence_a:.0%} / {row.adherence_b:.0%} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -183,9 +225,34 @@ def main(argv=None) -> None:
     both = sub.add_parser("compare")
     both.add_argument("a", type=Path)
     both.add_argument("b", type=Path)
+    both.add_argument("--label", help="with --csv: what differs between the two renders' machines")
+    both.add_argument("--csv", type=Path, help="append the comparison to this CSV (docs' repro table)")
+    repro = sub.add_parser("repro", help="the docs' table of a compare CSV")
+    repro.add_argument("csv", type=Path)
+    runs = sub.add_parser("compare-runs", help="two default runs' mean metrics per variant")
+    runs.add_argument("a", type=Path, help="results folder of run a")
+    runs.add_argument("b", type=Path, help="results folder of run b")
+    runs.add_argument("--csv", type=Path, required=True)
+    runs_table = sub.add_parser("runs", help="the docs' table of a compare-runs CSV")
+    runs_table.add_argument("csv", type=Path)
     args = parser.parse_args(argv)
     if args.command == "compare":
-        print(compare_renders(dict(np.load(args.a)), dict(np.load(args.b))).to_string(index=False))
+        table = compare_renders(dict(np.load(args.a)), dict(np.load(args.b)))
+        print(table.to_string(index=False))
+        if args.csv:
+            table.insert(0, "machines", args.label or f"{args.a.name} vs {args.b.name}")
+            old = pd.read_csv(args.csv) if args.csv.exists() else None
+            pd.concat([old, table]).to_csv(args.csv, index=False, float_format="%.4f")
+        return
+    if args.command == "compare-runs":
+        compare_runs(args.a, args.b).to_csv(args.csv, index=False, float_format="%.6f")
+        print(runs_markdown(pd.read_csv(args.csv)))
+        return
+    if args.command == "runs":
+        print(runs_markdown(pd.read_csv(args.csv)))
+        return
+    if args.command == "repro":
+        print(repro_markdown(pd.read_csv(args.csv)))
         return
     if args.command == "table":
         print(markdown(pd.read_csv(args.csv)))

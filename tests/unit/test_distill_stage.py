@@ -201,6 +201,39 @@ def test_report_section_shows_the_seed_table_from_the_run_files(tmp_path, monkey
         (s, b) for s in ("pd-4", "lcm-4", "pd-4-w", "lcm-4-w") for b in ("ddim-4", "ddim-4-trailing")}
 
 
+def test_metrics_unavailable_for_one_reason_are_named_on_one_line(tmp_path, monkeypatch):
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from report_fixtures import embedded_distill_config, write_report_inputs
+
+    from sdsqueeze.report import distill
+    from sdsqueeze.report.page import ReportContext
+
+    monkeypatch.chdir(REPO)
+    config = embedded_distill_config()
+    inputs = write_report_inputs(tmp_path / "m", config)
+    variants = pd.read_csv(inputs["summary"][0]).variant.unique()
+    reason = "unavailable: pt_inception.pth: metrics.weights_dir not set"
+    rows = [{"variant": v, "metric": m, "value": float("nan"), "status": reason}
+            for v in variants for m in ("fid_reference", "fid_coco", "inception_score")]
+    rows += [{"variant": v, "metric": "fd_effnetlite0", "value": 1.5, "status": "ok"} for v in variants]
+    pd.DataFrame(rows).to_csv(tmp_path / "distribution.csv", index=False)
+    student = tmp_path / "distill" / "pd-4"
+    student.mkdir(parents=True)
+    (student / "summary.json").write_text(json.dumps(
+        {"student": "pd-4", "description": "pd-4", "teacher": "tiny", "parameters": 60, "teacher_parameters": 100,
+         "unet_bytes": 240, "iterations": 4, "train_seconds": 1.5, "loss_start": 1.0, "loss_end": 0.5}))
+    ctx = ReportContext(inputs={**inputs, "distill": [str(student / "summary.json")], "distill_models": [],
+                                "distribution": [str(tmp_path / "distribution.csv")]},
+                        config=config, out_dir=tmp_path / "report")
+    body = distill.distill_section(ctx).body_html
+    assert body.count("pt_inception.pth") == 1
+    assert "FID vs teacher, FID vs COCO, IS: unavailable: pt_inception.pth" in body
+
+
 def test_default_run_trains_all_three_students_and_compares_both_ddim_spacings():
     """The default config (no overlay) turns the stage on with a student of every method, the
     step-distilled ones next to undistilled DDIM at their steps in both spacings."""

@@ -266,3 +266,61 @@ def test_lowbit_tables_judge_int8_builds_against_their_own_peak(tmp_path):
     assert set(matrix[matrix["class"].isin(["conv", "gemm"])].precision) == {"int8"}
     conv = matrix[matrix["class"] == "conv"].iloc[0]
     assert conv["share of that precision's peak"] == pytest.approx(conv["TFLOP/s"] / 1500.0)
+
+
+def test_untimed_builds_show_why_in_one_line(tmp_path):
+    """A skipped build names the warming deadline its compile missed (from warm.log), a failed one
+    its error's first line; the committed int8 runs read that way."""
+    from sdbench import tables
+
+    (tmp_path / "warm.log").write_text("job0 [lowbit-int8:fp16-compiled-host,lowbit-int8:fp16-int8static-compiled]: "
+                                       "stopped at the 105 s deadline, 105 s\njob1 [lowbit-int8:fp16-sdpa]: ok, 40 s\n")
+    warm = tables.warm_outcomes(str(tmp_path / "results.csv"))
+    assert warm == {"fp16-compiled-host": "stopped at the 105 s deadline",
+                    "fp16-int8static-compiled": "stopped at the 105 s deadline", "fp16-sdpa": "ok"}
+    assert tables.not_timed("skipped: time budget", warm["fp16-int8static-compiled"]) == \
+        "not timed: time budget (compile unfinished at the 105 s warming deadline)"
+    assert tables.not_timed("skipped: time budget", None) == "not timed: time budget"
+    assert tables.not_timed("error: CompilationError: at 33:14:\n    w_rows = ...", None) == \
+        "not timed: CompilationError at 33:14"
+    status = tables.lowbit_table("benchmarks/results/gpu_run18/results.csv").set_index("variant").status
+    assert status["fp16-int8static-compiled"].endswith("(compile unfinished at the 105 s warming deadline)")
+    assert status.drop(["fp16-int8static-compiled", "fp16-int8static-gemm-compiled"]).isna().all()
+
+
+def test_unet_conv_shapes_add_up_to_the_runs_flop_count():
+    """The meta-device trace's 3x3 convs carry exactly the UNet's conv FLOPs torch's counter recorded
+    in the run (all convolutions minus the 1x1 ones), at the benchmark's batch 8."""
+    import json
+
+    from sdbench.convbench import SHAPES, conv_flops, unet_conv_shapes
+
+    shapes = unet_conv_shapes()
+    counted = json.loads(Path("benchmarks/results/gpu_run18/meta.json").read_text())["flops"][0]["unet_step_flops_by_class"]
+    assert sum(conv_flops(*shape) * n for shape, n in shapes.items()) == counted["convolution"] - counted["convolution_1x1"]
+    assert set(SHAPES) <= set(shapes)  # every benchmarked shape runs in the UNet
+
+
+def test_int8_conv_findings_weight_shapes_by_their_flops():
+    """The FLOP-weighted rate is total ops over total time of the measured shapes, each shape's ops
+    times its count per UNet call; the ranges are the per-shape extremes of the CSV."""
+    import json
+
+    import pandas as pd
+
+    from sdbench import tables
+    from sdbench.convbench import conv_flops, unet_conv_shapes
+
+    run = "benchmarks/results/gpu_run18/results.csv"
+    conv = pd.read_csv(Path(run).with_name("conv_rates.csv"))
+    peak = json.loads(Path(run).with_name("meta.json").read_text())["int8_matmul_tops"]
+    ops = [conv_flops(r.hw, r.cin, r.cout, r.stride) * unet_conv_shapes()[(r.hw, r.cin, r.cout, r.stride)]
+           for r in conv.itertuples()]
+    weighted = sum(ops) / sum(o / rate for o, rate in zip(ops, conv.triton_int8_tops))
+    line = next(f for f in tables.lowbit_findings(run) if f.startswith("3x3 convs alone"))
+    share = conv.triton_int8_tops / peak
+    assert f"reaches {share.min():.0%}-{share.max():.0%} of the int8 peak measured in this run ({peak:.0f} TOPS)" in line
+    assert f"{weighted:.0f} TOPS, {weighted / peak:.0%} of the peak" in line
+    table = tables.int8_conv_table(run)
+    assert table["int8 / cuDNN fp16"].tolist() == pytest.approx((conv.triton_int8_tops / conv.cudnn_fp16_tflops).tolist())
+    assert any(f.startswith("Bound from this run's profile") and "1.15x target" in f for f in tables.lowbit_findings(run))

@@ -671,3 +671,15 @@ def test_range_search_keeps_to_the_tensors_device():
     finally:
         ptq.candidate_errors = real
     assert seen == [{torch.device("meta")}]
+
+
+def test_doc_tables_read_the_whole_runs_jobs_and_wall_time_from_snakemakes_log(tmp_path):
+    from sdsqueeze.quant import doctable
+
+    log = tmp_path / "run.snakemake.log"
+    log.write_text("Building DAG of jobs...\n80 of 81 steps (99%) done\n81 of 81 steps (100%) done\n"
+                   "Complete log(s): run.snakemake.log\nElapsed time: 0:07:46.512300\n")
+    assert doctable.snakemake_run_summary(log) == {"jobs": 81, "wall_seconds": 466.5}
+    log.write_text("Building DAG of jobs...\n3 of 81 steps (4%) done\n")  # a run that did not finish
+    with pytest.raises(ValueError, match="not the log of a finished Snakemake run"):
+        doctable.snakemake_run_summary(log)

@@ -121,7 +121,8 @@ def test_training_photographs_ship_with_scikit_image(photo):
     assert np.asarray(getattr(data, photo)()).size > 0
 
 
-@pytest.mark.parametrize("command", ["training data/models/tiny", "table data/models/tiny/grid.csv"])
+@pytest.mark.parametrize("command", ["training data/models/tiny", "table data/models/tiny/grid.csv",
+                                     "repro docs/embedded-model/repro.csv", "runs docs/embedded-model/repro_runs.csv"])
 def test_embedded_model_docs_blocks_are_generated_from_the_committed_records(command):
     from sdsqueeze import tinyeval
 
@@ -131,6 +132,10 @@ def test_embedded_model_docs_blocks_are_generated_from_the_committed_records(com
     what, path = command.split()
     if what == "training":
         rendered = tinyeval.training_markdown(REPO / path)
+    elif what == "repro":
+        rendered = tinyeval.repro_markdown(pd.read_csv(REPO / path))
+    elif what == "runs":
+        rendered = tinyeval.runs_markdown(pd.read_csv(REPO / path))
     else:
         rendered = tinyeval.markdown(pd.read_csv(REPO / path))
     assert block.strip() == rendered.strip(), f"rerun: python -m sdsqueeze.tinyeval {command}, paste between the markers"

@@ -192,14 +192,15 @@ def distill_section(ctx: ReportContext) -> Section | None:
     table = seed_table(ctx, summary, distribution, timing)
     hps_note = f"<p class='muted'>HPSv2: {html.escape(HPSV2_UNAVAILABLE)}.</p>"
     table = table.drop(columns="HPSv2")
+    unavailable: dict[str, list[str]] = {}  # reason -> the columns it empties: one line per reason
     for column in ("FD-EffNetLite0 vs teacher", "FID vs teacher", "FID vs COCO", "IS"):  # unavailable everywhere: one line, not a column
         statuses = set(table[column])
         if len(statuses) == 1 and next(iter(statuses)).startswith(("unavailable", "—")):
-            if next(iter(statuses)) == "—":  # not configured (metrics.distribution): no line either
-                table = table.drop(columns=column)
-                continue
-            hps_note += f"<p class='muted'>{column}: {html.escape(next(iter(statuses)))}.</p>"
+            if next(iter(statuses)) != "—":  # "—": not configured (metrics.distribution): no line either
+                unavailable.setdefault(next(iter(statuses)), []).append(column)
             table = table.drop(columns=column)
+    for reason, columns in unavailable.items():
+        hps_note += f"<p class='muted'>{html.escape(', '.join(columns))}: {html.escape(reason)}.</p>"
     figure = loss_figure(ctx, losses) if losses else None
     checks = comparisons(ctx.config, summary)
     body = (

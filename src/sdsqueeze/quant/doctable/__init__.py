@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import platform
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -57,7 +58,26 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
 
 
-def collect(config_path: Path, results: Path, out: Path, command: str) -> None:
+def snakemake_run_summary(log: Path) -> dict:
+    """Jobs finished and the wall time of a whole Snakemake run, read from its log (Snakemake
+    writes "N of N steps (100%) done" and "Elapsed time: H:MM:SS.ffffff" at the end)."""
+    text = log.read_text()
+    elapsed = re.findall(r"^Elapsed time: (\d+):(\d+):(\d+(?:\.\d+)?)$", text, re.MULTILINE)
+    steps = re.findall(r"^(\d+) of (\d+) steps \(100%\) done$", text, re.MULTILINE)
+    if not elapsed or not steps:
+        raise ValueError(f"{log} is not the log of a finished Snakemake run (no 'Elapsed time' or '100% done')")
+    hours, minutes, seconds = elapsed[-1]
+    return {"jobs": int(steps[-1][1]), "wall_seconds": round(3600 * int(hours) + 60 * int(minutes) + float(seconds), 1)}
+
+
+def latest_snakemake_log(workdir: Path = Path(".")) -> Path:
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        raise FileNotFoundError("no .snakemake/log/*.snakemake.log here: run the workflow first, or pass --snakemake-log")
+    return logs[-1]  # named by start time, so the last is the newest
+
+
+def collect(config_path: Path, results: Path, out: Path, command: str, snakemake_log: Path | None = None) -> None:
     import yaml
 
     from ... import config as sq_config
@@ -73,8 +93,10 @@ def collect(config_path: Path, results: Path, out: Path, command: str) -> None:
     per_image[columns].to_csv(out / "per_image.csv", index=False)
     pd.read_csv(results / "quant" / model / "sizes.csv").to_csv(out / "sizes.csv", index=False)
     job_seconds(results, model, list(specs.variant)).to_csv(out / "jobs.csv", index=False)
+    run = snakemake_run_summary(snakemake_log or latest_snakemake_log())
     pd.DataFrame([{"key": "command", "value": command}, {"key": "machine", "value": machine()},
-                  {"key": "config", "value": str(config_path)}, {"key": "seed", "value": config["seed"]}]
+                  {"key": "config", "value": str(config_path)}, {"key": "seed", "value": config["seed"]},
+                  {"key": "jobs", "value": run["jobs"]}, {"key": "wall_seconds", "value": run["wall_seconds"]}]
                  ).to_csv(out / "run.csv", index=False)
 
 
@@ -116,6 +138,8 @@ def render_block(data: Path = DATA_DIR) -> str:
         f"Run: `{run['command']}` with `{run['config']}` on {run['machine']}. "
         f"Data: `{Path(data).resolve().parent.name}/{Path(data).name}/*.csv`; "
         f"PSNR against the reference, mean [{settings['confidence']:.0%} bootstrap interval over prompts].",
+        *([f"The whole run: {int(run['jobs'])} jobs in {int(float(run['wall_seconds']) // 60)} min "
+           f"{float(run['wall_seconds']) % 60:.0f} s wall (Snakemake's \"Elapsed time\")."] if "wall_seconds" in run else []),
         "",
         "**Q-Diffusion's table** (PSNR in dB; the variant in each cell is the fullest method of that "
         "calibration, without extras):",
