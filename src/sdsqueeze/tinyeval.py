@@ -248,14 +248,9 @@ def main(argv=None) -> None:
         compare_runs(args.a, args.b).to_csv(args.csv, index=False, float_format="%.6f")
         print(runs_markdown(pd.read_csv(args.csv)))
         return
-    if args.command == "runs":
-        print(runs_markdown(pd.read_csv(args.csv)))
-        return
-    if args.command == "repro":
-        print(repro_markdown(pd.read_csv(args.csv)))
-        return
-    if args.command == "table":
-        print(markdown(pd.read_csv(args.csv)))
+    csv_tables = {"table": markdown, "runs": runs_markdown, "repro": repro_markdown}  # a committed CSV -> docs
+    if args.command in csv_tables:
+        print(csv_tables[args.command](pd.read_csv(args.csv)))
         return
     if args.command == "training":
         print(training_markdown(args.weights))
