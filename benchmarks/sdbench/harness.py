@@ -168,7 +168,7 @@ def _spec(name: str, overrides: dict, args) -> dict:
 
 def _row_base(spec: dict) -> dict:
     return {"variant": spec["name"], **{k: spec.get(k) for k in (
-        "dtype", "attention", "scheduler", "steps", "compile", "channels_last", "fuse_qkv",
+        "dtype", "attention", "scheduler", "steps", "compile", "channels_last", "channels_last_groupnorm", "fuse_qkv",
         "kv_cache", "deepcache", "lowbit", "lowbit_smoothquant", "cudnn_benchmark", "inductor_tuning", "freeze_weights",
         "host_timesteps")}}
 

@@ -63,6 +63,8 @@ def parse(argv=None):
                         help="variant whose images and latents the later variants are compared with (PSNR, SSIM)")
     parser.add_argument("--conv-rates", action="store_true",
                         help="first time SD 1.5's 3x3 conv shapes: cuDNN fp16 vs the fp8/fp16 Triton kernel")
+    parser.add_argument("--kernel-rates", action="store_true",
+                        help="first time the HBM copy and exp2 rates, SDPA and GroupNorm+SiLU at the UNet's shapes")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -90,6 +92,7 @@ class BenchRun:
     machine: str | None = None
     quality_reference: str | None = None
     conv_rates: bool = False
+    kernel_rates: bool = False
     profile: frozenset = frozenset()
     profiles: list[str] = field(default_factory=list)
     reference_outputs: dict = field(default_factory=dict)  # batch -> the reference variant's outputs
@@ -177,6 +180,12 @@ def main(argv=None) -> int:
         from .convbench import conv_rates
 
         conv_rates(args.device, log).to_csv(out / "conv_rates.csv", index=False)
+    if args.kernel_rates:
+        from .kernelbench import kernel_rates
+
+        table, limits = kernel_rates(args.device, meta["bf16_matmul_tflops"], log)
+        table.to_csv(out / "kernel_rates.csv", index=False)
+        meta.update(limits)
     if not args.no_flops:
         pipe = harness.build_pipeline(args.shape, args.tokenizer, args.device,
                                     resolve_dtype("float16" if args.device != "cpu" else "float32"))

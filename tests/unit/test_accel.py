@@ -401,3 +401,24 @@ def test_cache_warmer_reports_a_failed_job(tmp_path):
                            "--out", str(tmp_path)])
     assert code == 1
     assert "KeyError" in (tmp_path / "job0.log").read_text()
+
+
+def test_channels_last_groupnorm_swaps_every_groupnorm_and_keeps_the_images():
+    from sdsqueeze.accel.groupnorm import ChannelsLastGroupNorm
+
+    baseline = prepare(fresh_pipeline(), {**SPEC, "channels_last": True})
+    prepared = prepare(fresh_pipeline(), {**SPEC, "channels_last": True, "channels_last_groupnorm": True})
+    norms = [m for m in (*prepared.pipe.unet.modules(), *prepared.pipe.vae.modules()) if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(isinstance(m, ChannelsLastGroupNorm) for m in norms)
+    assert prepared.notes["channels_last_groupnorm"] == f"{len(norms)} GroupNorm modules"
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)).to(memory_format=torch.channels_last)
+    text = torch.randn(1, 77, baseline.pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = baseline.pipe.unet(latent, 10, encoder_hidden_states=text).sample
+        got = prepared.pipe.unet(latent, 10, encoder_hidden_states=text).sample
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_groupnorm_needs_channels_last():
+    with pytest.raises(ValueError, match="set channels_last too"):
+        prepare(fresh_pipeline(), {**SPEC, "channels_last_groupnorm": True})

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..technique import TechniqueConfig
+from .groupnorm import use_channels_last_group_norm
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 # The Inductor settings of diffusers' SDXL speed-up guide ("Accelerate inference of text-to-image
@@ -19,11 +20,12 @@ INDUCTOR_TUNING = {"conv_1x1_as_mm": True, "coordinate_descent_tuning": True, "e
 @dataclass(frozen=True)
 class CompileConfig(TechniqueConfig):
     """Variant keys ``compile`` (a mode of COMPILE_MODES or none), ``compile_vae``, ``channels_last``,
-    ``inductor_tuning``, ``freeze_weights``, ``cudnn_benchmark``."""
+    ``channels_last_groupnorm``, ``inductor_tuning``, ``freeze_weights``, ``cudnn_benchmark``."""
 
     compile: str = "none"
     compile_vae: bool = False
     channels_last: bool = False
+    channels_last_groupnorm: bool = False
     inductor_tuning: bool = False
     freeze_weights: bool = False
     cudnn_benchmark: bool = False
@@ -39,6 +41,11 @@ def apply(prepared, config: CompileConfig) -> None:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
         prepared.notes["channels_last"] = True
+    if config.channels_last_groupnorm:
+        if not config.channels_last:
+            raise ValueError("channels_last_groupnorm reads channels_last activations: set channels_last too")
+        swapped = use_channels_last_group_norm(pipe.unet, pipe.vae)
+        prepared.notes["channels_last_groupnorm"] = f"{swapped} GroupNorm modules"
     if config.cudnn_benchmark:
         # Process-wide: a job runs one variant (the GPU benchmark restores it between variants).
         torch.backends.cudnn.benchmark = True

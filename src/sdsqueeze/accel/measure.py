@@ -190,8 +190,10 @@ def kernel_class(name: str) -> str:
     n = name.lower()
     if "implicit_gemm_conv" in n:  # sdsqueeze.accel.fp8conv's kernel
         return "conv"
+    if "chunk_moments" in n:  # sdsqueeze.accel.groupnorm's statistics kernel
+        return "norm"
     if n.startswith("triton"):
-        if "norm" in n:
+        if "norm" in n or "var_mean" in n or "rsqrt" in n:  # accel/groupnorm's steps, in Inductor's names
             return "norm"
         if "tem_fused" in n:  # Inductor's templates: mm / conv
             return "conv" if "conv" in n else "gemm"
