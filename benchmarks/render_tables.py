@@ -105,12 +105,12 @@ def _quality_label(column: str, reference: str) -> str:
 
 def lowbit_markdown(results: Path = RESULTS) -> str:
     """docs/lowbit.md's tables: each current run that planned static 8-bit builds beside the best
-    16-bit build: its variants, the kernel classes of its profiles, its 3x3 conv shapes. A build's
-    kernel classes and the fp8 conv rates appear once, for the first run that has them (a later
-    run's replicate is in its findings and files), so the doc stays short."""
+    16-bit build: its variants and the kernel classes of its profiles (the kernels alone at the UNet's
+    shapes are in docs/kernel-limits.md). A build's kernel classes appear once, for the first run that
+    has them (a later run's replicate is in its findings and files), so the doc stays short."""
     root = results.parents[1]
     paths = [str(root / p) for gpu_paths in current_runs(results).values() for p in gpu_paths]
-    parts, profiled, fp8_conv_shown = [], set(), False
+    parts, profiled = [], set()
     runs = tables.lowbit_runs(paths)
     setups = {_setup(measure.meta_for(path)) for path in runs}
     common = len(setups) == 1
@@ -124,16 +124,85 @@ def lowbit_markdown(results: Path = RESULTS) -> str:
         parts.append(_variants_markdown(tables.lowbit_table(path), meta.get("quality_reference", "fp16-sdpa")))
         if not classes.empty:
             profiled |= set(classes.variant)
-            classes = classes.drop(columns="batch")
-            class_digits = {"GPU ms per generation": "{:.1f}", "TFLOP/s": "{:.0f}",
-                            "share of that precision's peak": "{:.0%}"}
-            parts.append("Kernel classes (one profiled generation: 51 CFG UNet calls, VAE decode, text encoder):\n\n"
-                         + _cells(classes, class_digits))
-        conv_csv = Path(path).with_name("conv_rates.csv")
+            parts.append("GPU ms per kernel class in one profiled generation (51 CFG UNet calls, VAE decode, text "
+                         "encoder); for matrix classes, TFLOP/s (TOPS for int8) and the share of that precision's "
+                         "peak measured in the run:\n\n" + _classes_markdown(classes))
+    return "\n\n".join(parts) + "\n"
+
+
+def kernel_limits_markdown(results: Path = RESULTS) -> str:
+    """docs/kernel-limits.md's tables: per current run that measured kernels alone at the UNet's
+    shapes, its 3x3 conv rates (conv_rates.csv) and its attention and GroupNorm rates against the
+    copy and exp2 rates (kernel_rates.csv). The fp8 conv table appears once, for the first run."""
+    root = results.parents[1]
+    paths = [str(root / p) for gpu_paths in current_runs(results).values() for p in gpu_paths]
+    parts, fp8_conv_shown = [], False
+    for path in tables.in_run_order(paths):
+        conv_csv, rates_csv = Path(path).with_name("conv_rates.csv"), Path(path).with_name("kernel_rates.csv")
+        if not (conv_csv.is_file() or rates_csv.is_file()):
+            continue
+        meta = measure.meta_for(path)
+        parts.append(f"### `{Path(path).parent.name}`: {meta.get('machine')}\n\n{_setup(meta)}. "
+                     f"Command: `{meta.get('command')}`.")
+        if rates_csv.is_file():
+            parts += _kernel_rates_part(meta, pd.read_csv(rates_csv))
         if conv_csv.is_file():
             conv_part, fp8_conv_shown = _conv_rates_part(path, conv_csv, fp8_conv_shown)
             parts += conv_part
     return "\n\n".join(parts) + "\n"
+
+
+def _kernel_rates_part(meta: dict, rates: pd.DataFrame) -> list[str]:
+    """kernel_rates.csv: attention against the bf16 peak and the exp2 rate, GroupNorm + SiLU against
+    the copy rate, at the UNet's shapes (batch 8), with the per-call totals the bounds are read from."""
+    attention = rates[rates.kind == "attention"]
+    norms = rates[rates.kind == "groupnorm"]
+    fp8 = attention.fp8_sdpa.iloc[0] if "fp8_sdpa" in attention and len(attention) else "not tried"
+    attention_us = (attention.us * attention.per_unet_call).sum()
+    head = (f"Kernel classes against their own limits (`kernel_rates.csv`, UNet shapes at batch 8): copy "
+            f"{meta.get('copy_gbs', float('nan')):.0f} GB/s (HBM, bytes in + out), exp2 "
+            f"{meta.get('exp2_tera_per_s', float('nan')):.2f} T/s (special-function unit), bf16 "
+            f"{meta.get('bf16_matmul_tflops', float('nan')):.0f} TFLOP/s. SDPA per UNet call: {attention_us:.0f} us; "
+            f"an fp8 SDPA call: `{fp8}`.")
+    shown = attention.assign(
+        **{"TFLOP/s": attention.tflops, "share of bf16 peak": attention.share_of_bf16_peak,
+           "share of exp2 rate": attention.share_of_exp_rate, "per UNet call": attention.per_unet_call})
+    shown = shown[["heads", "queries", "keys", "head_dim", "per UNet call", "us", "TFLOP/s", "share of bf16 peak",
+                   "share of exp2 rate"]].rename(columns={"head_dim": "head dim"})
+    shown = shown.astype({c: int for c in ("heads", "queries", "keys", "head dim", "per UNet call")})
+    parts = [head, _cells(shown, {"us": "{:.0f}", "TFLOP/s": "{:.0f}", "share of bf16 peak": "{:.0%}",
+                                  "share of exp2 rate": "{:.0%}"})]
+    if not norms.empty:
+        per_call = {name: (norms[f"{name}_us"] * norms.per_unet_call).sum() for name in ("inductor", "channels_last", "copy")}
+        parts.append(f"GroupNorm + SiLU, compiled, replayed from a CUDA graph: per UNet call {per_call['inductor']:.0f} us "
+                     f"with Inductor's lowering, {per_call['channels_last']:.0f} us channels-last "
+                     f"(`accel/groupnorm.py`); a copy of the same bytes {per_call['copy']:.0f} us.")
+        gn = norms.assign(**{"per UNet call": norms.per_unet_call, "MB in": norms.mbytes_in,
+                             "Inductor us": norms.inductor_us, "channels-last us": norms.channels_last_us,
+                             "copy us": norms.copy_us,
+                             "Inductor / channels-last, share of copy rate":
+                                 [f"{a:.0%} / {b:.0%}" for a, b in zip(norms.inductor_share_of_copy_rate,
+                                                                      norms.channels_last_share_of_copy_rate)]})
+        gn = gn[["channels", "hw", "per UNet call", "MB in", "Inductor us", "channels-last us", "copy us",
+                 "Inductor / channels-last, share of copy rate"]].astype({"channels": int, "hw": int, "per UNet call": int})
+        parts.append(_cells(gn, {"MB in": "{:.1f}", "Inductor us": "{:.1f}", "channels-last us": "{:.1f}",
+                                 "copy us": "{:.1f}"}))
+    return parts
+
+
+def _classes_markdown(classes: pd.DataFrame) -> str:
+    """One row per profiled variant, one column per kernel class: "ms" or "ms: rate precision share"."""
+    def cell(r) -> str:
+        ms = f"{r['GPU ms per generation']:.0f}"
+        if r["TFLOP/s"] != r["TFLOP/s"] or r["TFLOP/s"] is None:
+            return ms
+        share = r["share of that precision's peak"]
+        return f"{ms}: {r['TFLOP/s']:.0f} {r['precision']}" + (f" {share:.0%}" if share == share and share is not None else "")
+
+    cells = classes.assign(cell=classes.apply(cell, axis=1))
+    wide = cells.pivot(index="variant", columns="class", values="cell")
+    order = [c for c in tables.KERNEL_CLASSES if c in wide.columns]
+    return _cells(wide[order].reindex(list(dict.fromkeys(classes.variant))).reset_index(), {})
 
 
 def _setup(meta: dict) -> str:
@@ -146,8 +215,9 @@ def _setup(meta: dict) -> str:
 def _lowbit_head(path: str, meta: dict, with_classes: bool, setup_shown: bool) -> str:
     """A run's heading, setup (unless the block's common line gave it), measured peaks, commands and
     findings (those read from its kernel classes only when its classes table is shown)."""
-    peaks = (f"bf16 {meta.get('bf16_matmul_tflops'):.0f}, fp8 {meta.get('fp8_matmul_tflops'):.0f} TFLOP/s"
-             + (f", int8 {meta['int8_matmul_tops']:.0f} TOPS" if meta.get("int8_matmul_tops") else ""))
+    peaks = ", ".join(f"{name} {meta[key]:.0f} {unit}" for name, key, unit in (
+        ("bf16", "bf16_matmul_tflops", "TFLOP/s"), ("fp8", "fp8_matmul_tflops", "TFLOP/s"),
+        ("int8", "int8_matmul_tops", "TOPS")) if meta.get(key))
     commands = (f"`{meta['warm_cache_command']}`, then " if meta.get("warm_cache_command") else "") + f"`{meta.get('command')}`"
     findings = "\n".join(f"- {line}" for line in tables.lowbit_findings(path, with_classes))
     setup = "" if setup_shown else _setup(meta) + ". "
@@ -209,6 +279,8 @@ def _conv_rates_part(path: str, conv_csv: Path, fp8_shown: bool) -> tuple[list[s
 if __name__ == "__main__":
     if sys.argv[1:] == ["--lowbit"]:
         print(lowbit_markdown(), end="")
+    elif sys.argv[1:] == ["--kernels"]:
+        print(kernel_limits_markdown(), end="")
     elif sys.argv[1:] == ["--targets"]:
         print(targets_markdown(sorted(str(p) for p in RESULTS.glob("gpu_run*/results.csv"))))  # not onnx_cpu's table
     else:

@@ -171,7 +171,7 @@ def main(argv=None) -> int:
         meta["quality_reference"] = args.quality_reference
     meta["bf16_matmul_tflops"] = matmul_tflops(args.device)
     log(f"device {meta['versions'].get('gpu', args.device)}; bf16 matmul {meta['bf16_matmul_tflops']:.0f} TFLOP/s")
-    if args.conv_rates or any(group.startswith("lowbit") for group in args.groups):
+    if args.conv_rates or any(group.startswith("lowbit") or group == "groupnorm" for group in args.groups):
         meta["fp8_matmul_tflops"] = matmul_tflops(args.device, precision="fp8")
         log(f"fp8 matmul {meta['fp8_matmul_tflops']:.0f} TFLOP/s")
         meta["int8_matmul_tops"] = matmul_tflops(args.device, precision="int8")
