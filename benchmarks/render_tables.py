@@ -145,14 +145,16 @@ def kernel_limits_markdown(results: Path = RESULTS) -> str:
         parts.append(f"### `{Path(path).parent.name}`: {meta.get('machine')}\n\n{_setup(meta)}. "
                      f"Command: `{meta.get('command')}`.")
         if rates_csv.is_file():
-            parts += _kernel_rates_part(meta, pd.read_csv(rates_csv))
+            parts += [f"- {line}" for line in tables.matmul_share_findings(path)]
+            parts += _kernel_rates_part(meta, pd.read_csv(rates_csv), path)
         if conv_csv.is_file():
             conv_part, fp8_conv_shown = _conv_rates_part(path, conv_csv, fp8_conv_shown)
             parts += conv_part
+            parts += [f"- {line}" for line in tables.int8_conv_findings(path)]
     return "\n\n".join(parts) + "\n"
 
 
-def _kernel_rates_part(meta: dict, rates: pd.DataFrame) -> list[str]:
+def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> list[str]:
     """kernel_rates.csv: attention against the bf16 peak and the exp2 rate, GroupNorm + SiLU against
     the copy rate, at the UNet's shapes (batch 8), with the per-call totals the bounds are read from."""
     attention = rates[rates.kind == "attention"]
@@ -176,7 +178,8 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame) -> list[str]:
         per_call = {name: (norms[f"{name}_us"] * norms.per_unet_call).sum() for name in ("inductor", "channels_last", "copy")}
         parts.append(f"GroupNorm + SiLU, compiled, replayed from a CUDA graph: per UNet call {per_call['inductor']:.0f} us "
                      f"with Inductor's lowering, {per_call['channels_last']:.0f} us channels-last "
-                     f"(`accel/groupnorm.py`); a copy of the same bytes {per_call['copy']:.0f} us.")
+                     f"(`accel/groupnorm.py`); a copy of the same bytes {per_call['copy']:.0f} us."
+                     + _groupnorm_bound(per_call, meta, results_csv))
         gn = norms.assign(**{"per UNet call": norms.per_unet_call, "MB in": norms.mbytes_in,
                              "Inductor us": norms.inductor_us, "channels-last us": norms.channels_last_us,
                              "copy us": norms.copy_us,
@@ -188,6 +191,21 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame) -> list[str]:
         parts.append(_cells(gn, {"MB in": "{:.1f}", "Inductor us": "{:.1f}", "channels-last us": "{:.1f}",
                                  "copy us": "{:.1f}"}))
     return parts
+
+
+def _groupnorm_bound(per_call: dict, meta: dict, results_csv: str) -> str:
+    """What the best 16-bit build's step would be with GroupNorm + SiLU at its memory floor: two reads
+    and one write, 1.5x a copy of the same bytes."""
+    rows, flops = measure.load([results_csv])
+    timed = rows[rows.ok & (rows.batch == 4) & (rows.variant == "fp16-compiled-host-gn")]
+    step_flops = flops.get(4, {}).get("unet_step_flops")
+    if timed.empty or not step_flops:
+        return ""
+    saved_ms = (per_call["channels_last"] - 1.5 * per_call["copy"]) / 1e3
+    step_ms = timed.unet_ms_step_median.iloc[0] - saved_ms
+    share = step_flops / (step_ms / 1e3) / 1e12 / meta["bf16_matmul_tflops"]
+    return (f" With GroupNorm + SiLU at its memory floor (1.5x the copy: two reads, one write), `fp16-compiled-host-gn` would save "
+            f"{saved_ms:.2f} ms per UNet call: a {step_ms:.2f} ms step, {share:.1%} of the bf16 matmul rate.")
 
 
 def _classes_markdown(classes: pd.DataFrame) -> str:
@@ -207,7 +225,9 @@ def _classes_markdown(classes: pd.DataFrame) -> str:
 
 def _setup(meta: dict) -> str:
     versions = meta.get("versions", {})
-    return (f"{versions.get('gpu')}; torch {versions.get('torch')}, triton as shipped with it; {meta.get('note')}; "
+    torch_version = (f"torch {versions['torch']}, triton as shipped with it" if versions.get("torch")
+                     else f"versions not recorded ({meta.get('recovered_from', 'meta.json has none')})")
+    return (f"{versions.get('gpu')}; {torch_version}; {meta.get('note')}; "
             f"{meta.get('size')} px, {meta.get('steps')} steps, batch 4 (UNet batch 8 with CFG); peaks measured in "
             "each run on 8192³ products")
 

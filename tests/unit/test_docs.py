@@ -84,6 +84,22 @@ def test_lowbit_doc_is_short_and_its_tables_are_generated():
                               text=True, check=True).stdout
     assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py --lowbit, paste between the markers"
     assert "| fp16-compiled-host |" in block and "share of that precision's peak" in block
+    assert "| fp16-compiled-host-gn |" in block
+
+
+def test_kernel_limits_doc_is_short_and_its_tables_are_generated():
+    """docs/kernel-limits.md's results block is exactly `python benchmarks/render_tables.py --kernels`."""
+    import subprocess
+    import sys
+
+    doc = Path("docs/kernel-limits.md").read_text()
+    assert len(doc.encode()) <= 15 * 1024
+    begin = "<!-- BEGIN generated: python benchmarks/render_tables.py --kernels -->\n"
+    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py", "--kernels"], capture_output=True,
+                              text=True, check=True).stdout
+    assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py --kernels, paste between the markers"
+    assert "cudnn fp16 TFLOP/s" in block and "int8 kernel TOPS" in block
 
 
 def test_unconditional_doc_table_is_generated_from_the_committed_run():

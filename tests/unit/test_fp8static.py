@@ -320,10 +320,10 @@ def test_int8_conv_findings_weight_shapes_by_their_flops():
     ops = [conv_flops(r.hw, r.cin, r.cout, r.stride) * unet_conv_shapes()[(r.hw, r.cin, r.cout, r.stride)]
            for r in conv.itertuples()]
     weighted = sum(ops) / sum(o / rate for o, rate in zip(ops, conv.triton_int8_tops))
-    line = next(f for f in tables.lowbit_findings(run) if f.startswith("3x3 convs alone"))
+    line = next(f for f in tables.int8_conv_findings(run) if f.startswith("3x3 convs alone"))
     share = conv.triton_int8_tops / peak
     assert f"reaches {share.min():.0%}-{share.max():.0%} of the int8 peak measured in this run ({peak:.0f} TOPS)" in line
     assert f"{weighted:.0f} TOPS, {weighted / peak:.0%} of the peak" in line
     table = tables.int8_conv_table(run)
     assert table["int8 / cuDNN fp16"].tolist() == pytest.approx((conv.triton_int8_tops / conv.cudnn_fp16_tflops).tolist())
-    assert any(f.startswith("Bound from this run's profile") and "1.15x target" in f for f in tables.lowbit_findings(run))
+    assert any(f.startswith("Bound from this run's profile") and "1.15x target" in f for f in tables.int8_conv_findings(run))
