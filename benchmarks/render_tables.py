@@ -20,6 +20,11 @@ from sdbench import tables  # noqa: E402 - sdbench sits beside this script
 from sdsqueeze.accel import measure  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The 8-bit builds' paired verdicts on the embedded model, kept from a run of config/fp8-static.yaml
+# (``--collect-quality``), beside bf16 SDPA, the 16-bit build the same run judges.
+EMBEDDED_QUALITY = RESULTS.parents[1] / "docs" / "lowbit" / "embedded_quality.csv"
+QUALITY_RUN = "snakemake --cores 2 --configfile config.yaml config/fp8-static.yaml"
+QUALITY_METRICS = {"psnr": "PSNR dB", "ssim": "SSIM Δ", "adherence_overall": "adherence Δ"}
 
 
 def current_runs(results: Path = RESULTS) -> dict[str, list[str]]:
@@ -127,7 +132,39 @@ def lowbit_markdown(results: Path = RESULTS) -> str:
             parts.append("GPU ms per kernel class in one profiled generation (51 CFG UNet calls, VAE decode, text "
                          "encoder); for matrix classes, TFLOP/s (TOPS for int8) and the share of that precision's "
                          "peak measured in the run:\n\n" + _classes_markdown(classes))
+    if EMBEDDED_QUALITY.is_file():
+        parts.append(_embedded_quality_part(pd.read_csv(EMBEDDED_QUALITY)))
     return "\n\n".join(parts) + "\n"
+
+
+def collect_quality(differences_csv: Path) -> None:
+    """Keep the paired verdicts of the overlay's 8-bit variants and bf16 SDPA from a run's differences.csv."""
+    import yaml
+
+    overlay = yaml.safe_load((RESULTS.parents[1] / "config" / "fp8-static.yaml").read_text())["variants"]
+    rows = pd.read_csv(differences_csv)
+    kept = rows[rows.variant.isin([*overlay, "bf16-sdpa"]) & rows.metric.isin(QUALITY_METRICS)]
+    EMBEDDED_QUALITY.parent.mkdir(parents=True, exist_ok=True)
+    kept[["variant", "metric", "difference", "ci_low", "ci_high", "n_prompts", "verdict", "bound"]].to_csv(
+        EMBEDDED_QUALITY, index=False)
+
+
+def _embedded_quality_part(quality: pd.DataFrame) -> str:
+    """One row per variant: each metric's value or difference [95% interval] and verdict."""
+    def cell(r) -> str:
+        digits = "{:.2f}" if r.metric == "psnr" else "{:.3f}"
+        return f"{digits.format(r.difference)} [{digits.format(r.ci_low)}, {digits.format(r.ci_high)}]: {r.verdict}"
+
+    table = quality.assign(cell=quality.apply(cell, axis=1)).pivot(index="variant", columns="metric", values="cell")
+    table = table[[m for m in QUALITY_METRICS if m in table.columns]].rename(columns=QUALITY_METRICS)
+    bounds = quality.drop_duplicates("metric").set_index("metric").bound
+    margins = ", ".join(f"PSNR >= {bounds[m]:g} dB" if m == "psnr" else f"{QUALITY_METRICS[m].split()[0]} |Δ| <= {bounds[m]:g}"
+                        for m in QUALITY_METRICS if m in bounds)
+    return (f"### Quality on the embedded model\n\n`{QUALITY_RUN}` (the 8-bit arithmetic simulated on the CPU), "
+            f"paired with the run's reference `fp32-classic` over {int(quality.n_prompts.max())} prompts, 95% "
+            f"bootstrap intervals; margins: {margins} (`docs/lowbit/embedded_quality.csv`, kept by "
+            "`python benchmarks/render_tables.py --collect-quality results/metrics/tiny/differences.csv`):\n\n"
+            + _cells(table.reindex(list(dict.fromkeys(quality.variant))).reset_index(), {}))
 
 
 def kernel_limits_markdown(results: Path = RESULTS) -> str:
@@ -299,6 +336,8 @@ def _conv_rates_part(path: str, conv_csv: Path, fp8_shown: bool) -> tuple[list[s
 if __name__ == "__main__":
     if sys.argv[1:] == ["--lowbit"]:
         print(lowbit_markdown(), end="")
+    elif sys.argv[1:2] == ["--collect-quality"] and len(sys.argv) == 3:
+        collect_quality(Path(sys.argv[2]))
     elif sys.argv[1:] == ["--kernels"]:
         print(kernel_limits_markdown(), end="")
     elif sys.argv[1:] == ["--targets"]:
