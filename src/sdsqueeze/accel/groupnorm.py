@@ -39,7 +39,7 @@ class ChannelsLastGroupNorm(nn.GroupNorm):
     and weights are untouched); inputs that are not 4-D channels_last take the stock path."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or x.shape[1] == 1:
+        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
             return super().forward(x)
         return channels_last_group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
