@@ -104,6 +104,7 @@ def check_semantics(config: dict) -> None:
     check_diffc(config)
     check_sweep(config)
     check_lowbit(config)
+    check_groupnorm(config)
     check_distill(config)
 
     from .accel.onnx_plan import config_problem
@@ -231,6 +232,15 @@ def check_lowbit(config: dict) -> None:
                 f"invalid config: variant '{name}' sets lowbit_smoothquant, which applies to the static "
                 f"8-bit schemes (fp8-static*, int8-static*), not lowbit '{spec.get('lowbit', 'none')}'"
             )
+
+
+def check_groupnorm(config: dict) -> None:
+    """The channels-last GroupNorm reads channels_last activations: refused before any job without them."""
+    for name, overrides in config["variants"].items():
+        spec = {**config["generation"], **(overrides or {})}
+        if spec.get("channels_last_groupnorm") and not spec.get("channels_last"):
+            raise ConfigError(f"invalid config: variant '{name}' sets channels_last_groupnorm, which reads "
+                              "channels_last activations: set channels_last: true in that variant too")
 
 
 # = sdsqueeze.models.BUILT_SOURCES (tested): not imported, so that an edit of the model builder does

@@ -120,3 +120,12 @@ def test_smoothquant_without_a_static_fp8_scheme_is_refused(default_config):
         sq_config.validate(cfg)
     cfg["variants"]["sq-alone"] = {"lowbit": "fp8-static", "lowbit_smoothquant": 0.8}
     assert sq_config.validate(cfg)["variants"]["sq-alone"]["lowbit_smoothquant"] == 0.8
+
+
+def test_channels_last_groupnorm_without_channels_last_is_refused(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["variants"]["gn"] = {"channels_last_groupnorm": True}
+    with pytest.raises(sq_config.ConfigError, match="variant 'gn' sets channels_last_groupnorm.*channels_last: true"):
+        sq_config.validate(cfg)
+    cfg["variants"]["gn"] = {"channels_last_groupnorm": True, "channels_last": True}
+    assert sq_config.validate(cfg)["variants"]["gn"]["channels_last_groupnorm"] is True
