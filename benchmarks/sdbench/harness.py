@@ -112,13 +112,15 @@ def profile_generation(prepared, batch: int, steps: int, size: int, device: str)
         wall = time.perf_counter() - began
     sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=70)
-    busy, classes, launches, syncs = 0.0, {}, 0, 0
+    busy, classes, kernels, launches, syncs = 0.0, {}, {}, 0, 0
     for event in prof.events():
         if device.startswith("cuda") and event.device_type == torch.autograd.DeviceType.CUDA:
             us = event.self_device_time_total
             busy += us
             label = kernel_class(event.name)
             classes[label] = classes.get(label, 0.0) + us / 1e3
+            calls, ms = kernels.get(event.name, (0, 0.0))
+            kernels[event.name] = (calls + 1, ms + us / 1e3)
         if event.name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx"):
             launches += 1
         if event.name in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"):
@@ -126,8 +128,21 @@ def profile_generation(prepared, batch: int, steps: int, size: int, device: str)
     summary = {"profiled_wall_s": wall, "gpu_busy_s": busy / 1e6,
                "gpu_busy_fraction": busy / 1e6 / wall if wall else float("nan"),
                "kernel_ms_by_class": {k: round(v, 2) for k, v in classes.items()},
-               "kernel_launches": launches, "host_waits": syncs}
+               "kernel_launches": launches, "host_waits": syncs, "_kernels": kernels}
     return table, summary
+
+
+def append_kernels(out: Path, variant: str, batch: int, kernels: dict) -> None:
+    """Every GPU kernel of one profiled generation (calls, ms, class) into the run's kernels.csv, so a
+    run's profile can be re-classed later without a GPU (the profiles.txt table keeps only the top 25)."""
+    import pandas as pd
+
+    if not kernels:
+        return
+    frame = pd.DataFrame([{"variant": variant, "batch": batch, "kernel": name, "calls": calls, "ms": round(ms, 4),
+                           "class": kernel_class(name)} for name, (calls, ms) in kernels.items()])
+    path = Path(out) / "kernels.csv"
+    frame.to_csv(path, mode="a", header=not path.is_file(), index=False)
 
 
 def versions() -> dict:
@@ -206,6 +221,7 @@ def _time_batches(prepared, extra: dict, args, log, on_row) -> list[dict]:
         if status == "ok" and (name, batch) in args.profile:
             try:
                 table, summary = profile_generation(prepared, batch, int(spec["steps"]), args.size, args.device)
+                append_kernels(args.out, name, batch, summary.pop("_kernels"))
                 args.profiles.append(f"===== {name} batch {batch} =====\n{json.dumps(summary)}\n{table}\n")
                 row.update({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in summary.items()})
             except Exception as err:  # noqa: BLE001 -- the timing stands; the profile is extra evidence

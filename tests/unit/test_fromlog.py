@@ -1,4 +1,5 @@
-"""A run's files rebuilt from its console log (benchmarks/sdbench/fromlog.py) hold what the log printed."""
+"""A run's files rebuilt from its console log (benchmarks/sdbench/fromlog.py) hold what the log printed; a
+profiled generation's kernels are kept one per row (sdbench.harness.append_kernels)."""
 
 import json
 
@@ -36,3 +37,16 @@ def test_log_lines_become_rates_rows_and_meta(tmp_path):
     written = json.loads((log.parent / "meta.json").read_text())
     assert written["run"] == "gpu_runX" and "recovered_from" in written and written["copy_gbs"] == 4192
     assert (log.parent / "results.csv").is_file() and (log.parent / "kernel_rates.csv").is_file()
+
+
+def test_profiled_kernels_are_appended_with_their_class(tmp_path):
+    import pandas as pd
+
+    from sdbench.harness import append_kernels
+
+    append_kernels(tmp_path, "a", 4, {"_chunk_moments_kernel": (61, 1.5), "sm90_xmma_fprop_implicit_gemm_f16": (10, 7.0)})
+    append_kernels(tmp_path, "b", 4, {})  # a CPU profile has no GPU kernels: nothing written
+    append_kernels(tmp_path, "b", 4, {"nvjet_sm90_hsh_256x128": (3, 0.25)})
+    rows = pd.read_csv(tmp_path / "kernels.csv")
+    assert list(rows.variant) == ["a", "a", "b"] and list(rows["class"]) == ["norm", "conv", "gemm"]
+    assert rows.loc[0, "calls"] == 61 and rows.loc[1, "ms"] == 7.0
