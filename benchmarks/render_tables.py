@@ -113,8 +113,7 @@ def lowbit_markdown(results: Path = RESULTS) -> str:
     16-bit build: its variants and the kernel classes of its profiles (the kernels alone at the UNet's
     shapes are in docs/kernel-limits.md). A build's kernel classes appear once, for the first run that
     has them (a later run's replicate is in its findings and files), so the doc stays short."""
-    root = results.parents[1]
-    paths = [str(root / p) for gpu_paths in current_runs(results).values() for p in gpu_paths]
+    paths = _current_paths(results)
     parts, profiled = [], set()
     runs = tables.lowbit_runs(paths)
     setups = {_setup(measure.meta_for(path)) for path in runs}
@@ -135,6 +134,11 @@ def lowbit_markdown(results: Path = RESULTS) -> str:
     if EMBEDDED_QUALITY.is_file():
         parts.append(_embedded_quality_part(pd.read_csv(EMBEDDED_QUALITY)))
     return "\n\n".join(parts) + "\n"
+
+
+def _current_paths(results: Path) -> list[str]:
+    """results.csv of every run benchmarks/results/current.yaml lists."""
+    return [str(results.parents[1] / p) for gpu_paths in current_runs(results).values() for p in gpu_paths]
 
 
 def collect_quality(differences_csv: Path) -> None:
@@ -171,8 +175,7 @@ def kernel_limits_markdown(results: Path = RESULTS) -> str:
     """docs/kernel-limits.md's tables: per current run that measured kernels alone at the UNet's
     shapes, its 3x3 conv rates (conv_rates.csv) and its attention and GroupNorm rates against the
     copy and exp2 rates (kernel_rates.csv). The fp8 conv table appears once, for the first run."""
-    root = results.parents[1]
-    paths = [str(root / p) for gpu_paths in current_runs(results).values() for p in gpu_paths]
+    paths = _current_paths(results)
     parts, fp8_conv_shown = [], False
     for path in tables.in_run_order(paths):
         conv_csv, rates_csv = Path(path).with_name("conv_rates.csv"), Path(path).with_name("kernel_rates.csv")
@@ -249,10 +252,10 @@ def _classes_markdown(classes: pd.DataFrame) -> str:
     """One row per profiled variant, one column per kernel class: "ms" or "ms: rate precision share"."""
     def cell(r) -> str:
         ms = f"{r['GPU ms per generation']:.0f}"
-        if r["TFLOP/s"] != r["TFLOP/s"] or r["TFLOP/s"] is None:
+        if pd.isna(r["TFLOP/s"]):
             return ms
         share = r["share of that precision's peak"]
-        return f"{ms}: {r['TFLOP/s']:.0f} {r['precision']}" + (f" {share:.0%}" if share == share and share is not None else "")
+        return f"{ms}: {r['TFLOP/s']:.0f} {r['precision']}" + ("" if pd.isna(share) else f" {share:.0%}")
 
     cells = classes.assign(cell=classes.apply(cell, axis=1))
     wide = cells.pivot(index="variant", columns="class", values="cell")

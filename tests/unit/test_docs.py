@@ -40,19 +40,26 @@ def test_onnx_doc_table_is_generated_from_the_committed_cpu_run():
     assert (rows.repeats >= 3).all() and (rows.min_ms <= rows.median_ms).all() and (rows.median_ms <= rows.max_ms).all()
 
 
-def test_benchmarks_doc_is_short_and_its_tables_are_generated():
-    """docs/benchmarks.md is reference (<= 15 KB); its current-results block is exactly what
-    `python benchmarks/render_tables.py` prints from benchmarks/results/."""
+def generated_block(doc: str, *flags: str) -> str:
+    """The doc's block between `python benchmarks/render_tables.py FLAGS`'s markers, checked to be exactly
+    what that command prints now, in a doc that stays reference (<= 15 KB)."""
     import subprocess
     import sys
 
-    doc = Path("docs/benchmarks.md").read_text()
-    assert len(doc.encode()) <= 15 * 1024
-    begin = "<!-- BEGIN generated: python benchmarks/render_tables.py -->\n"
-    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
-    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py"], capture_output=True, text=True,
-                              check=True).stdout
-    assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py, paste between the markers"
+    text = Path(doc).read_text()
+    assert len(text.encode()) <= 15 * 1024
+    command = " ".join(["python benchmarks/render_tables.py", *flags])
+    block = text.split(f"<!-- BEGIN generated: {command} -->\n", 1)[1].split("<!-- END generated -->", 1)[0]
+    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py", *flags], capture_output=True,
+                              text=True, check=True).stdout
+    assert block.strip() == rendered.strip(), f"rerun: {command}, paste between the markers"
+    return block
+
+
+def test_benchmarks_doc_is_short_and_its_tables_are_generated():
+    """docs/benchmarks.md's current-results block is exactly what `python benchmarks/render_tables.py`
+    prints from benchmarks/results/."""
+    block = generated_block("docs/benchmarks.md")
     assert "| `fp16-sdpa` |" in block  # the baseline of every speedup is in the table
 
 
@@ -73,32 +80,14 @@ def test_metrics_doc_fd_cost_table_is_generated():
 
 def test_lowbit_doc_is_short_and_its_tables_are_generated():
     """docs/lowbit.md's results block is exactly `python benchmarks/render_tables.py --lowbit`."""
-    import subprocess
-    import sys
-
-    doc = Path("docs/lowbit.md").read_text()
-    assert len(doc.encode()) <= 15 * 1024
-    begin = "<!-- BEGIN generated: python benchmarks/render_tables.py --lowbit -->\n"
-    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
-    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py", "--lowbit"], capture_output=True,
-                              text=True, check=True).stdout
-    assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py --lowbit, paste between the markers"
+    block = generated_block("docs/lowbit.md", "--lowbit")
     assert "| fp16-compiled-host |" in block and "share of that precision's peak" in block
     assert "| fp16-compiled-host-gn |" in block and "| fp8static |" in block  # GPU builds, embedded-model verdicts
 
 
 def test_kernel_limits_doc_is_short_and_its_tables_are_generated():
     """docs/kernel-limits.md's results block is exactly `python benchmarks/render_tables.py --kernels`."""
-    import subprocess
-    import sys
-
-    doc = Path("docs/kernel-limits.md").read_text()
-    assert len(doc.encode()) <= 15 * 1024
-    begin = "<!-- BEGIN generated: python benchmarks/render_tables.py --kernels -->\n"
-    block = doc.split(begin, 1)[1].split("<!-- END generated -->", 1)[0]
-    rendered = subprocess.run([sys.executable, "benchmarks/render_tables.py", "--kernels"], capture_output=True,
-                              text=True, check=True).stdout
-    assert block.strip() == rendered.strip(), "rerun: python benchmarks/render_tables.py --kernels, paste between the markers"
+    block = generated_block("docs/kernel-limits.md", "--kernels")
     assert "cudnn fp16 TFLOP/s" in block and "int8 kernel TOPS" in block
 
 
