@@ -111,11 +111,12 @@ def _quality_label(column: str, reference: str) -> str:
 def lowbit_markdown(results: Path = RESULTS) -> str:
     """docs/lowbit.md's tables: each current run that planned static 8-bit builds beside the best
     16-bit build: its variants and the kernel classes of its profiles (the kernels alone at the UNet's
-    shapes are in docs/kernel-limits.md). A build's kernel classes appear once, for the first run that
-    has them (a later run's replicate is in its findings and files), so the doc stays short."""
+    shapes are in docs/kernel-limits.md). A build's kernel classes appear once, for the latest run that
+    has them (an earlier run's replicate is in its findings and files), so the doc stays short."""
     paths = _current_paths(results)
-    parts, profiled = [], set()
+    parts = []
     runs = tables.lowbit_runs(paths)
+    shown_in = {variant: path for path in runs for variant in tables.kernel_class_table(path).get("variant", [])}
     setups = {_setup(measure.meta_for(path)) for path in runs}
     common = len(setups) == 1
     if common:
@@ -123,11 +124,10 @@ def lowbit_markdown(results: Path = RESULTS) -> str:
     for path in runs:
         meta = measure.meta_for(path)
         classes = tables.kernel_class_table(path)
-        classes = classes[~classes.variant.isin(profiled)] if not classes.empty else classes
+        classes = classes[classes.variant.map(shown_in).eq(path)] if not classes.empty else classes
         parts.append(_lowbit_head(path, meta, with_classes=not classes.empty, setup_shown=common))
         parts.append(_variants_markdown(tables.lowbit_table(path), meta.get("quality_reference", "fp16-sdpa")))
         if not classes.empty:
-            profiled |= set(classes.variant)
             parts.append("GPU ms per kernel class in one profiled generation (51 CFG UNet calls, VAE decode, text "
                          "encoder); for matrix classes, TFLOP/s (TOPS for int8) and the share of that precision's "
                          "peak measured in the run:\n\n" + _classes_markdown(classes))

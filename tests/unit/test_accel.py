@@ -233,6 +233,15 @@ def test_inductor_tuning_needs_a_compile_mode():
         prepare(fresh_pipeline(), {**SPEC, "inductor_tuning": True})
 
 
+def test_conv_1x1_as_mm_alone_sets_only_that_inductor_option():
+    prepared = prepare(fresh_pipeline(), {**SPEC, "compile": "reduce-overhead", "conv_1x1_as_mm": True})
+    options = prepared.notes["compile"]["inductor_options"]
+    assert options["conv_1x1_as_mm"] is True and options["triton.cudagraphs"] is True
+    assert "coordinate_descent_tuning" not in options  # the guide's slow tuning stays off
+    with pytest.raises(ValueError, match="set compile"):
+        prepare(fresh_pipeline(), {**SPEC, "conv_1x1_as_mm": True})
+
+
 def test_targets_are_judged_inside_each_run(tmp_path):
     """A fast build in one run never counts against another run's baseline; each run's matmul
     rate comes from its own meta.json."""

@@ -67,16 +67,23 @@ def test_compiled_matches_eager():
 MOMENTS_CHECK = """
 import torch
 from sdsqueeze.accel import groupnorm
-rows = (torch.randn(4 * 128, 320) * 3 + 5).half()
-mean, var = torch.ops.sdsqueeze.chunk_moments(rows, 64)
-exact_var, exact_mean = torch.var_mean(rows.double().reshape(-1, 64, 320), dim=1, correction=0)
-assert mean.shape == (8, 320) and mean.dtype == torch.float32
-assert (mean - exact_mean).abs().max() < 1e-5 and (var - exact_var).abs().max() < 1e-4, "moments differ"
-print("kernel ok")
+for chunk_rows in (64, 256):  # one tile per chunk, and a chunk streamed through four tiles
+    rows = (torch.randn(4 * 256, 320) * 3 + 5).half()
+    mean, var = torch.ops.sdsqueeze.chunk_moments(rows, chunk_rows)
+    exact_var, exact_mean = torch.var_mean(rows.double().reshape(-1, chunk_rows, 320), dim=1, correction=0)
+    assert mean.shape == (4 * 256 // chunk_rows, 320) and mean.dtype == torch.float32
+    assert (mean - exact_mean).abs().max() < 1e-5 and (var - exact_var).abs().max() < 1e-4, "moments differ"
+chunk_mean, chunk_var = torch.randn(2, 5, 96) + 3, torch.rand(2, 5, 96) + 0.5
+weight, bias = torch.randn(96), torch.randn(96)
+got = torch.ops.sdsqueeze.group_scale_shift(chunk_mean, chunk_var, 8, weight, bias, 1e-5)
+expected = groupnorm.group_scale_shift(chunk_mean, chunk_var, 8, weight, bias, 1e-5)  # the torch path
+for g, e in zip(got, expected):
+    assert g.shape == (2, 96) and (g - e).abs().max() < 1e-5, "scale and shift differ"
+print("kernels ok")
 """
 
 
-def test_triton_moments_kernel_matches_float64_in_interpreter():
+def test_triton_kernels_match_float64_and_torch_path_in_interpreter():
     pytest.importorskip("triton")
     import os
     import subprocess
@@ -88,4 +95,12 @@ def test_triton_moments_kernel_matches_float64_in_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(Path(sdsqueeze.__file__).resolve().parents[1])}
     done = subprocess.run([sys.executable, "-c", MOMENTS_CHECK], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "kernel ok" in done.stdout
+    assert "kernels ok" in done.stdout
+
+
+@pytest.mark.parametrize("pixels,channels,rows", [(4096, 320, 256), (4096, 960, 512), (1024, 640, 128),
+                                                  (256, 1280, 64), (64, 1280, 64), (49, 96, 1)])
+def test_chunk_length_depends_on_the_shape_only_and_divides_the_pixels(pixels, channels, rows):
+    from sdsqueeze.accel.groupnorm import chunk_rows_for
+
+    assert chunk_rows_for(pixels, channels) == rows and pixels % rows == 0

@@ -29,9 +29,11 @@ try:
 except ImportError:  # CPU-only torch builds: the torch path below serves every device
     triton = None
 
-# Pixels per chunk of the first statistics step: enough rows per reduction for a long coalesced
-# read, few enough that the per-chunk statistics stay a small tensor.
-CHUNK_ROWS = 64
+# Pixels per chunk of the first statistics step, a power of two in this range: long streamed reads
+# per program, yet enough programs per sample to fill the GPU. The choice depends on the shape only
+# (never on the device or the batch), so every machine sums in the same order.
+CHUNK_ROWS_RANGE = (64, 512)
+PROGRAMS_PER_SAMPLE = 64
 
 
 class ChannelsLastGroupNorm(nn.GroupNorm):
@@ -47,23 +49,49 @@ class ChannelsLastGroupNorm(nn.GroupNorm):
 def channels_last_group_norm(x: torch.Tensor, groups: int, weight, bias, eps: float) -> torch.Tensor:
     batch, channels, height, width = x.shape
     pixels = height * width
-    rows = math.gcd(pixels, CHUNK_ROWS)
-    rows_last = x.permute(0, 2, 3, 1)  # [B, H, W, C]: a view of channels_last memory
-    chunk_mean, chunk_var = chunk_moments(rows_last.reshape(batch * pixels, channels), rows)  # [chunks, C]
-    per_group = (batch, pixels // rows, groups, channels // groups)
-    chunk_mean = chunk_mean.reshape(per_group)
-    chunk_var = chunk_var.reshape(per_group)
+    rows = chunk_rows_for(pixels, channels)
+    rows_last = x.permute(0, 2, 3, 1).reshape(batch * pixels, channels)  # a view of channels_last memory
+    chunk_mean, chunk_var = chunk_moments(rows_last, rows)  # [chunks, C]
+    weight = torch.ones(channels, device=x.device) if weight is None else weight
+    bias = torch.zeros(channels, device=x.device) if bias is None else bias
+    scale, shift = group_scale_shift(chunk_mean.reshape(batch, -1, channels), chunk_var.reshape(batch, -1, channels),
+                                     groups, weight, bias, eps)
+    # One multiply-add per value with a per-(sample, channel) scale and shift, both materialised by
+    # the step before: Inductor's pointwise kernel (fused with SiLU or an 8-bit cast) then does
+    # little arithmetic per value. Recomputing the group's rsqrt per value made it compute-bound.
+    return (x.float() * scale[:, :, None, None] + shift[:, :, None, None]).to(x.dtype)
+
+
+def chunk_rows_for(pixels: int, channels: int) -> int:
+    """The longest chunk (a power of two within CHUNK_ROWS_RANGE dividing ``pixels``) that still
+    gives PROGRAMS_PER_SAMPLE programs of 64 channels; ``gcd(pixels, 64)`` for small images."""
+    shortest, longest = CHUNK_ROWS_RANGE
+    rows = math.gcd(pixels, shortest)
+    while (rows * 2 <= longest and pixels % (rows * 2) == 0
+           and pixels // (rows * 2) * math.ceil(channels / 64) >= PROGRAMS_PER_SAMPLE):
+        rows *= 2
+    return rows
+
+
+def group_scale_shift(chunk_mean: torch.Tensor, chunk_var: torch.Tensor, groups: int, weight: torch.Tensor,
+                      bias: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """From per-chunk, per-channel moments [B, chunks, C]: the float32 [B, C] scale and shift that
+    normalise each channel by its group's statistics and apply the affine parameters."""
+    if chunk_mean.is_cuda and triton is not None:
+        return torch.ops.sdsqueeze.group_scale_shift(chunk_mean.contiguous(), chunk_var.contiguous(), groups,
+                                                     weight.contiguous(), bias.contiguous(), eps)
+    batch, chunks, channels = chunk_mean.shape
+    per_group = (batch, chunks, groups, channels // groups)
+    chunk_mean, chunk_var = chunk_mean.reshape(per_group), chunk_var.reshape(per_group)
     # Every chunk and channel holds the same number of values, so the group's mean is the mean of
     # the chunk means and its variance the mean of (chunk variance + squared offset of chunk mean).
     mean = chunk_mean.mean(dim=(1, 3), keepdim=True)
     var = (chunk_var + (chunk_mean - mean).square()).mean(dim=(1, 3), keepdim=True)
-    scale = torch.rsqrt(var + eps)  # [B, 1, G, 1]
-    grouped = rows_last.float().reshape(batch, height, width, groups, channels // groups)
-    normed = (grouped - mean.reshape(batch, 1, 1, groups, 1)) * scale.reshape(batch, 1, 1, groups, 1)
-    normed = normed.reshape(batch, height, width, channels)
-    if weight is not None:
-        normed = normed * weight.float() + bias.float()
-    return normed.to(x.dtype).permute(0, 3, 1, 2)  # a [B, C, H, W] view, channels_last in memory
+    rstd = torch.rsqrt(var + eps).reshape(batch, groups, 1)
+    scale = rstd.expand(batch, groups, channels // groups).reshape(batch, channels) * weight.float()
+    shift = bias.float() - mean.reshape(batch, groups, 1).expand(batch, groups, channels // groups).reshape(
+        batch, channels) * scale
+    return scale, shift
 
 
 def chunk_moments(rows: torch.Tensor, chunk_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,20 +105,30 @@ def chunk_moments(rows: torch.Tensor, chunk_rows: int) -> tuple[torch.Tensor, to
 
 if triton is not None:
     BLOCK_CHANNELS = 64  # 128 contiguous bytes of fp16 per pixel: whole cache lines
+    BLOCK_ROWS = 64  # rows per loaded tile; a chunk is streamed through in tiles
+    NUM_WARPS = 4
 
     @triton.jit
     def _chunk_moments_kernel(rows_ptr, mean_ptr, var_ptr, channels, CHUNK_ROWS: tl.constexpr,
-                              BLOCK_CHANNELS: tl.constexpr):
+                              BLOCK_ROWS: tl.constexpr, BLOCK_CHANNELS: tl.constexpr):
         chunk = tl.program_id(0)
         cols = tl.program_id(1) * BLOCK_CHANNELS + tl.arange(0, BLOCK_CHANNELS)
-        row = chunk.to(tl.int64) * CHUNK_ROWS + tl.arange(0, CHUNK_ROWS)
         inside = cols < channels
-        values = tl.load(rows_ptr + row[:, None] * channels + cols[None, :], mask=inside[None, :], other=0.0)
-        values = values.to(tl.float32)
-        mean = tl.sum(values, axis=0) / CHUNK_ROWS
-        centred = values - mean[None, :]
-        var = tl.sum(centred * centred, axis=0) / CHUNK_ROWS
-        tl.store(mean_ptr + chunk * channels + cols, mean, mask=inside)
+        first = chunk.to(tl.int64) * CHUNK_ROWS
+        # Sums of offsets from the chunk's first row, so a mean far from zero does not cancel the
+        # variance's digits (the shifted-data algorithm) while the loop still streams one tile at a time.
+        pivot = tl.load(rows_ptr + first * channels + cols, mask=inside, other=0.0).to(tl.float32)
+        sums = tl.zeros([BLOCK_ROWS, BLOCK_CHANNELS], dtype=tl.float32)
+        squares = tl.zeros([BLOCK_ROWS, BLOCK_CHANNELS], dtype=tl.float32)
+        for start in tl.range(0, CHUNK_ROWS, BLOCK_ROWS):
+            row = first + start + tl.arange(0, BLOCK_ROWS)
+            values = tl.load(rows_ptr + row[:, None] * channels + cols[None, :], mask=inside[None, :], other=0.0)
+            offsets = values.to(tl.float32) - pivot[None, :]
+            sums += offsets
+            squares += offsets * offsets
+        mean_offset = tl.sum(sums, axis=0) / CHUNK_ROWS
+        var = tl.maximum(tl.sum(squares, axis=0) / CHUNK_ROWS - mean_offset * mean_offset, 0.0)
+        tl.store(mean_ptr + chunk * channels + cols, pivot + mean_offset, mask=inside)
         tl.store(var_ptr + chunk * channels + cols, var, mask=inside)
 
     @torch.library.triton_op("sdsqueeze::chunk_moments", mutates_args=())
@@ -100,8 +138,43 @@ if triton is not None:
         var = torch.empty_like(mean)
         grid = (count // chunk_rows, triton.cdiv(channels, BLOCK_CHANNELS))
         torch.library.wrap_triton(_chunk_moments_kernel)[grid](
-            rows, mean, var, channels, CHUNK_ROWS=chunk_rows, BLOCK_CHANNELS=BLOCK_CHANNELS)
+            rows, mean, var, channels, CHUNK_ROWS=chunk_rows, BLOCK_ROWS=min(chunk_rows, BLOCK_ROWS),
+            BLOCK_CHANNELS=BLOCK_CHANNELS, num_warps=NUM_WARPS)
         return mean, var
+
+
+    @triton.jit
+    def _group_scale_shift_kernel(mean_ptr, var_ptr, weight_ptr, bias_ptr, scale_ptr, shift_ptr, eps, chunks,
+                                  channels, GROUP_CHANNELS: tl.constexpr, BLOCK_CHUNKS: tl.constexpr,
+                                  BLOCK_GROUP: tl.constexpr):
+        sample, group = tl.program_id(0), tl.program_id(1)
+        chunk = tl.arange(0, BLOCK_CHUNKS)
+        col = group * GROUP_CHANNELS + tl.arange(0, BLOCK_GROUP)
+        col_inside = tl.arange(0, BLOCK_GROUP) < GROUP_CHANNELS
+        inside = (chunk[:, None] < chunks) & col_inside[None, :]
+        offsets = (sample * chunks + chunk[:, None]) * channels + col[None, :]
+        chunk_mean = tl.load(mean_ptr + offsets, mask=inside, other=0.0)
+        chunk_var = tl.load(var_ptr + offsets, mask=inside, other=0.0)
+        count = chunks * GROUP_CHANNELS
+        mean = tl.sum(tl.sum(chunk_mean, axis=1), axis=0) / count
+        spread = tl.where(inside, chunk_var + (chunk_mean - mean) * (chunk_mean - mean), 0.0)
+        rstd = 1.0 / tl.sqrt(tl.sum(tl.sum(spread, axis=1), axis=0) / count + eps)
+        scale = rstd * tl.load(weight_ptr + col, mask=col_inside, other=0.0).to(tl.float32)
+        shift = tl.load(bias_ptr + col, mask=col_inside, other=0.0).to(tl.float32) - mean * scale
+        tl.store(scale_ptr + sample * channels + col, scale, mask=col_inside)
+        tl.store(shift_ptr + sample * channels + col, shift, mask=col_inside)
+
+    @torch.library.triton_op("sdsqueeze::group_scale_shift", mutates_args=())
+    def _group_scale_shift_op(chunk_mean: torch.Tensor, chunk_var: torch.Tensor, groups: int, weight: torch.Tensor,
+                              bias: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, chunks, channels = chunk_mean.shape
+        scale = chunk_mean.new_empty((batch, channels))
+        shift = torch.empty_like(scale)
+        group_channels = channels // groups
+        torch.library.wrap_triton(_group_scale_shift_kernel)[(batch, groups)](
+            chunk_mean, chunk_var, weight, bias, scale, shift, eps, chunks, channels, GROUP_CHANNELS=group_channels,
+            BLOCK_CHUNKS=triton.next_power_of_2(chunks), BLOCK_GROUP=triton.next_power_of_2(group_channels))
+        return scale, shift
 
 
 def use_channels_last_group_norm(*modules: nn.Module) -> int:

@@ -190,7 +190,7 @@ def kernel_class(name: str) -> str:
     n = name.lower()
     if "implicit_gemm_conv" in n:  # sdsqueeze.accel.fp8conv's kernel
         return "conv"
-    if "chunk_moments" in n:  # sdsqueeze.accel.groupnorm's statistics kernel
+    if "chunk_moments" in n or "group_scale_shift" in n:  # sdsqueeze.accel.groupnorm's statistics kernels
         return "norm"
     if n.startswith("triton"):
         if "norm" in n or "var_mean" in n or "rsqrt" in n:  # accel/groupnorm's steps, in Inductor's names
