@@ -8,6 +8,9 @@
 - **Attention**: SDPA (the builds' backend choice) at the UNet's self- and cross-attention shapes;
   its rate as matmul FLOPs against the bf16 peak and as exponentials against the measured exp rate.
   An fp8 SDPA call is tried too: the error says whether torch offers one.
+- **GEGLU** at the UNet's three feed-forward shapes: diffusers' module compiled (cuBLAS GEMM, then
+  Inductor's gelu x value kernel) against ``accel/geglu.py``'s one GEMM with the gate in its epilogue,
+  both replayed from a CUDA graph; the error of each against a float32 product.
 - **GroupNorm + SiLU** at every GroupNorm shape of the UNet: Inductor's lowering of ``nn.GroupNorm``
   against ``accel/groupnorm.py``'s, both compiled and replayed from a CUDA graph (as the builds run),
   as bytes in + out per second against the copy rate.
@@ -158,6 +161,38 @@ def groupnorm_rates(device: str, copy_gbs: float, log) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def geglu_rates(device: str, bf16_tflops: float, log) -> pd.DataFrame:
+    from diffusers.models.activations import GEGLU
+
+    from sdsqueeze.accel.geglu import use_fused_geglu
+
+    rows = []
+    for tokens, width in ((4096, 320), (1024, 640), (256, 1280)):  # SD 1.5's three transformer widths
+        torch.manual_seed(0)
+        stock = GEGLU(width, 4 * width).to(device, torch.float16)
+        fused = GEGLU(width, 4 * width).to(device, torch.float16)
+        fused.load_state_dict(stock.state_dict())
+        use_fused_geglu(fused)
+        x = torch.randn(BATCH, tokens, width, device=device, dtype=torch.float16)
+        with torch.inference_mode():
+            value, gate = F.linear(x.float(), stock.proj.weight.float(), stock.proj.bias.float()).chunk(2, dim=-1)
+            exact = value * F.gelu(gate)
+            flops = 2 * BATCH * tokens * width * 8 * width
+            row = {"tokens": tokens, "width": width, "per_unet_call": 5}
+            for name, module in (("stock", stock), ("fused", fused)):
+                torch._dynamo.reset()
+                compiled = torch.compile(module, dynamic=False)
+                seconds = graph_seconds(compiled, x)
+                row[f"{name}_us"] = seconds * 1e6
+                row[f"{name}_tflops"] = flops / seconds / 1e12
+                row[f"{name}_max_abs_err"] = float((compiled(x).float() - exact).abs().max())
+            row["fused_share_of_bf16_peak"] = row["fused_tflops"] / bf16_tflops
+        rows.append(row)
+        log("geglu " + ", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+                                 for key, value in row.items()))
+    return pd.DataFrame(rows)
+
+
 def _norm_silu(norm, x):
     return F.silu(norm(x))
 
@@ -181,5 +216,9 @@ def kernel_rates(device: str, bf16_tflops: float, log) -> tuple[pd.DataFrame, di
     exp_tera = exp_rate(device)
     log(f"copy {copy_gbs:.0f} GB/s, exp2 {exp_tera:.2f} T/s")
     attention = attention_rates(device, bf16_tflops, exp_tera, log).assign(kind="attention")
-    norm = groupnorm_rates(device, copy_gbs, log).assign(kind="groupnorm")
-    return pd.concat([attention, norm], ignore_index=True), {"copy_gbs": copy_gbs, "exp2_tera_per_s": exp_tera}
+    parts = [attention, groupnorm_rates(device, copy_gbs, log).assign(kind="groupnorm")]
+    try:
+        parts.append(geglu_rates(device, bf16_tflops, log).assign(kind="geglu"))
+    except Exception as err:  # noqa: BLE001 -- a kernel that fails here is reported, the run goes on
+        log(f"geglu: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+    return pd.concat(parts, ignore_index=True), {"copy_gbs": copy_gbs, "exp2_tera_per_s": exp_tera}

@@ -50,9 +50,11 @@ def targets_by_run(results_csvs: list[str]) -> pd.DataFrame:
 # ---- the static fp8 and int8 study: one run, every ratio inside it -----------------------------
 
 BEST_16BIT = "fp16-compiled-host"  # the best 16-bit build (compiled, CUDA graphs, host timesteps)
-# Its channels-last GroupNorm form (accel/groupnorm.py), also with 1x1 convolutions as matmuls: of
-# those a run timed, the fastest is the baseline every 8-bit ratio of that run is taken against.
-BEST_16BIT_CANDIDATES = (BEST_16BIT, "fp16-compiled-host-gn", "fp16-compiled-host-gn-mm")
+# Its channels-last GroupNorm form (accel/groupnorm.py), also with 1x1 convolutions as matmuls or the
+# fused GEGLU (accel/geglu.py): of those a run timed, the fastest is the baseline every 8-bit ratio of
+# that run is taken against.
+BEST_16BIT_CANDIDATES = (BEST_16BIT, "fp16-compiled-host-gn", "fp16-compiled-host-gn-mm",
+                         "fp16-compiled-host-gn-geglu")
 KERNEL_CLASSES = ("conv", "gemm", "attention", "norm", "quantize", "elementwise", "other")
 # The matrix classes each static scheme runs in its 8-bit format (the rest run fp16: bf16 peak).
 STATIC_CLASSES = {f"{fmt}-static{suffix}": classes for fmt in ("fp8", "int8")

@@ -431,3 +431,19 @@ def test_channels_last_groupnorm_swaps_every_groupnorm_and_keeps_the_images():
 def test_channels_last_groupnorm_needs_channels_last():
     with pytest.raises(ValueError, match="set channels_last too"):
         prepare(fresh_pipeline(), {**SPEC, "channels_last_groupnorm": True})
+
+
+def test_fused_geglu_swaps_the_unet_gates_and_keeps_the_images_off_cuda():
+    from diffusers.models.activations import GEGLU
+
+    baseline = prepare(fresh_pipeline(), SPEC)
+    prepared = prepare(fresh_pipeline(), {**SPEC, "fused_geglu": True})
+    gates = [m for m in prepared.pipe.unet.modules() if isinstance(m, GEGLU)]
+    assert gates and all(type(m) is not GEGLU for m in gates)
+    assert prepared.notes["fused_geglu"] == f"{len(gates)} GEGLU modules"
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(1, 77, baseline.pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = baseline.pipe.unet(latent, 10, encoder_hidden_states=text).sample
+        got = prepared.pipe.unet(latent, 10, encoder_hidden_states=text).sample
+    assert torch.equal(got, expected)  # the stock forward off CUDA

@@ -189,6 +189,7 @@ def test_triton_kernel_matches_reference_in_interpreter():
     ("triton_per_fused_add_clone_convolution_div_native_group_norm_silu_1", "norm"),  # names its consumer
     ("_chunk_moments_kernel", "norm"),  # accel/groupnorm's statistics, then Inductor's steps after it
     ("_group_scale_shift_kernel", "norm"),
+    ("_geglu_kernel", "gemm"),
     ("triton_per_fused__to_copy_add_mean_permute_pow_sub_var_mean_view_1", "norm"),
     ("triton_poi_fused__to_copy_add_mean_mul_permute_pow_rsqrt_silu_sub_view_2", "norm"),
     ("sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc", "conv"),

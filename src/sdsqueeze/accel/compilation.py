@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..technique import TechniqueConfig
+from .geglu import use_fused_geglu
 from .groupnorm import use_channels_last_group_norm
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
@@ -20,13 +21,14 @@ INDUCTOR_TUNING = {"conv_1x1_as_mm": True, "coordinate_descent_tuning": True, "e
 @dataclass(frozen=True)
 class CompileConfig(TechniqueConfig):
     """Variant keys ``compile`` (a mode of COMPILE_MODES or none), ``compile_vae``, ``channels_last``,
-    ``channels_last_groupnorm``, ``conv_1x1_as_mm``, ``inductor_tuning``, ``freeze_weights``,
-    ``cudnn_benchmark``."""
+    ``channels_last_groupnorm``, ``fused_geglu``, ``conv_1x1_as_mm``, ``inductor_tuning``,
+    ``freeze_weights``, ``cudnn_benchmark``."""
 
     compile: str = "none"
     compile_vae: bool = False
     channels_last: bool = False
     channels_last_groupnorm: bool = False
+    fused_geglu: bool = False
     conv_1x1_as_mm: bool = False
     inductor_tuning: bool = False
     freeze_weights: bool = False
@@ -48,6 +50,8 @@ def apply(prepared, config: CompileConfig) -> None:
             raise ValueError("channels_last_groupnorm reads channels_last activations: set channels_last too")
         swapped = use_channels_last_group_norm(pipe.unet, pipe.vae)
         prepared.notes["channels_last_groupnorm"] = f"{swapped} GroupNorm modules"
+    if config.fused_geglu:
+        prepared.notes["fused_geglu"] = f"{use_fused_geglu(pipe.unet)} GEGLU modules"
     if config.cudnn_benchmark:
         # Process-wide: a job runs one variant (the GPU benchmark restores it between variants).
         torch.backends.cudnn.benchmark = True

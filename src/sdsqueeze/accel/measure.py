@@ -190,6 +190,8 @@ def kernel_class(name: str) -> str:
     n = name.lower()
     if "implicit_gemm_conv" in n:  # sdsqueeze.accel.fp8conv's kernel
         return "conv"
+    if "geglu_kernel" in n:  # sdsqueeze.accel.geglu's GEMM with the gate in its epilogue
+        return "gemm"
     if "chunk_moments" in n or "group_scale_shift" in n:  # sdsqueeze.accel.groupnorm's statistics kernels
         return "norm"
     if n.startswith("triton"):
