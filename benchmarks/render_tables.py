@@ -230,7 +230,29 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
                  "Inductor / channels-last, share of copy rate"]].astype({"channels": int, "hw": int, "per UNet call": int})
         parts.append(_cells(gn, {"MB in": "{:.1f}", "Inductor us": "{:.1f}", "channels-last us": "{:.1f}",
                                  "copy us": "{:.1f}"}))
+    gates = rates[rates.kind == "geglu"] if "kind" in rates else rates.iloc[:0]
+    if not gates.empty:
+        parts += _geglu_part(gates)
     return parts
+
+
+def _geglu_part(gates: pd.DataFrame) -> list[str]:
+    """kernel_rates.csv's GEGLU rows: diffusers' module compiled against accel/geglu.py's fused GEMM."""
+    per_call = {name: (gates[f"{name}_us"] * gates.per_unet_call).sum() for name in ("stock", "fused")}
+    head = (f"GEGLU (feed-forward projection and gate, batch 8), compiled, replayed from a CUDA graph: per UNet "
+            f"call {per_call['stock']:.0f} us as diffusers' module (cuBLAS GEMM, then Inductor's gate kernel), "
+            f"{per_call['fused']:.0f} us as one GEMM with the gate in its epilogue (`accel/geglu.py`). Error: "
+            "largest absolute difference from a float32 product.")
+    shown = gates.assign(**{"per UNet call": gates.per_unet_call, "stock us": gates.stock_us,
+                            "fused us": gates.fused_us, "fused TFLOP/s": gates.fused_tflops,
+                            "fused share of bf16 peak": gates.fused_share_of_bf16_peak,
+                            "error stock / fused": [f"{a:.2g} / {b:.2g}" for a, b in
+                                                    zip(gates.stock_max_abs_err, gates.fused_max_abs_err)]})
+    shown = shown[["tokens", "width", "per UNet call", "stock us", "fused us", "fused TFLOP/s",
+                   "fused share of bf16 peak", "error stock / fused"]].astype({"tokens": int, "width": int,
+                                                                            "per UNet call": int})
+    return [head, _cells(shown, {"stock us": "{:.1f}", "fused us": "{:.1f}", "fused TFLOP/s": "{:.0f}",
+                                 "fused share of bf16 peak": "{:.0%}"})]
 
 
 def _groupnorm_bound(per_call: dict, meta: dict, results_csv: str) -> str:
