@@ -83,11 +83,13 @@ def _schemes(rows: pd.DataFrame) -> pd.Series:
 
 
 def lowbit_runs(results_csvs: list[str]) -> list[str]:
-    """The runs that timed the best 16-bit build and a static fp8 or int8 build beside it."""
+    """The runs that timed a form of the best 16-bit build and beside it a static fp8 or int8 build
+    or another of its forms (the 16-bit push)."""
     def has_study(path):
         rows = pd.read_csv(path)
         timed = rows[rows.status.eq("ok")]
-        return BEST_16BIT in set(timed.variant) and _schemes(timed).isin(STATIC_CLASSES).any()
+        forms = set(timed.variant) & set(BEST_16BIT_CANDIDATES)
+        return bool(forms) and (_schemes(timed).isin(STATIC_CLASSES).any() or len(forms) > 1)
 
     return [p for p in in_run_order(results_csvs) if has_study(p)]
 
