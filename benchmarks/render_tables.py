@@ -206,20 +206,22 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
             f"{meta.get('exp2_tera_per_s', float('nan')):.2f} T/s (special-function unit), bf16 "
             f"{meta.get('bf16_matmul_tflops', float('nan')):.0f} TFLOP/s. SDPA per UNet call: {attention_us:.0f} us; "
             f"an fp8 SDPA call: `{fp8}`.")
+    floor_us = attention_floor_us(attention, meta)
     shown = attention.assign(
-        **{"TFLOP/s": attention.tflops, "share of bf16 peak": attention.share_of_bf16_peak,
+        **{"floor us": floor_us, "TFLOP/s": attention.tflops, "share of bf16 peak": attention.share_of_bf16_peak,
            "share of exp2 rate": attention.share_of_exp_rate, "per UNet call": attention.per_unet_call})
-    shown = shown[["heads", "queries", "keys", "head_dim", "per UNet call", "us", "TFLOP/s", "share of bf16 peak",
-                   "share of exp2 rate"]].rename(columns={"head_dim": "head dim"})
+    shown = shown[["heads", "queries", "keys", "head_dim", "per UNet call", "us", "floor us", "TFLOP/s",
+                   "share of bf16 peak", "share of exp2 rate"]].rename(columns={"head_dim": "head dim"})
     shown = shown.astype({c: int for c in ("heads", "queries", "keys", "head dim", "per UNet call")})
-    parts = [head, _cells(shown, {"us": "{:.0f}", "TFLOP/s": "{:.0f}", "share of bf16 peak": "{:.0%}",
-                                  "share of exp2 rate": "{:.0%}"})]
+    parts = [head, _cells(shown, {"us": "{:.0f}", "floor us": "{:.0f}", "TFLOP/s": "{:.0f}",
+                                  "share of bf16 peak": "{:.0%}", "share of exp2 rate": "{:.0%}"})]
+    savings = {"SDPA": float(((attention.us - floor_us) * attention.per_unet_call).sum())}
     if not norms.empty:
         per_call = {name: (norms[f"{name}_us"] * norms.per_unet_call).sum() for name in ("inductor", "channels_last", "copy")}
         parts.append(f"GroupNorm + SiLU, compiled, replayed from a CUDA graph: per UNet call {per_call['inductor']:.0f} us "
                      f"with Inductor's lowering, {per_call['channels_last']:.0f} us channels-last "
-                     f"(`accel/groupnorm.py`); a copy of the same bytes {per_call['copy']:.0f} us."
-                     + _groupnorm_bound(per_call, meta, results_csv))
+                     f"(`accel/groupnorm.py`); a copy of the same bytes {per_call['copy']:.0f} us; its floor 1.5 copies "
+                     "(two reads, one write).")
         gn = norms.assign(**{"per UNet call": norms.per_unet_call, "MB in": norms.mbytes_in,
                              "Inductor us": norms.inductor_us, "channels-last us": norms.channels_last_us,
                              "copy us": norms.copy_us,
@@ -230,6 +232,10 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
                  "Inductor / channels-last, share of copy rate"]].astype({"channels": int, "hw": int, "per UNet call": int})
         parts.append(_cells(gn, {"MB in": "{:.1f}", "Inductor us": "{:.1f}", "channels-last us": "{:.1f}",
                                  "copy us": "{:.1f}"}))
+        savings["GroupNorm + SiLU"] = float(per_call["channels_last"] - 1.5 * per_call["copy"])
+    bounds = _floor_bounds(savings, meta, results_csv)
+    if bounds:
+        parts.append(bounds)
     gates = rates[rates.kind == "geglu"] if "kind" in rates else rates.iloc[:0]
     if not gates.empty:
         parts += _geglu_part(gates)
@@ -255,19 +261,37 @@ def _geglu_part(gates: pd.DataFrame) -> list[str]:
                                  "fused share of bf16 peak": "{:.0%}"})]
 
 
-def _groupnorm_bound(per_call: dict, meta: dict, results_csv: str) -> str:
-    """What the best 16-bit build's step would be with GroupNorm + SiLU at its memory floor: two reads
-    and one write, 1.5x a copy of the same bytes."""
+BATCH = 8  # kernel_rates.csv's shapes: batch 4 with classifier-free guidance
+
+
+def attention_floor_us(attention: pd.DataFrame, meta: dict) -> pd.Series:
+    """Per SDPA shape, the least time its work allows: the larger of its exponentials at the measured
+    exp2 rate and its two products at the measured bf16 matmul rate (the units overlapping perfectly)."""
+    scores = BATCH * attention.heads * attention.queries * attention["keys"]
+    exp_us = scores / (meta["exp2_tera_per_s"] * 1e12) * 1e6
+    matmul_us = 4 * scores * attention.head_dim / (meta["bf16_matmul_tflops"] * 1e12) * 1e6
+    return pd.concat([exp_us, matmul_us], axis=1).max(axis=1)
+
+
+def _floor_bounds(savings_us: dict[str, float], meta: dict, results_csv: str) -> str:
+    """What the run's best 16-bit build's step would be with each class (and all of them) at its floor."""
     rows, flops = measure.load([results_csv])
-    timed = rows[rows.ok & (rows.batch == 4) & (rows.variant == "fp16-compiled-host-gn")]
+    best = tables.best_16bit(rows)
+    timed = rows[rows.ok & (rows.batch == 4) & (rows.variant == best)]
     step_flops = flops.get(4, {}).get("unet_step_flops")
     if timed.empty or not step_flops:
         return ""
-    saved_ms = (per_call["channels_last"] - 1.5 * per_call["copy"]) / 1e3
-    step_ms = timed.unet_ms_step_median.iloc[0] - saved_ms
-    share = step_flops / (step_ms / 1e3) / 1e12 / meta["bf16_matmul_tflops"]
-    return (f" With GroupNorm + SiLU at its memory floor (1.5x the copy: two reads, one write), `fp16-compiled-host-gn` would save "
-            f"{saved_ms:.2f} ms per UNet call: a {step_ms:.2f} ms step, {share:.1%} of the bf16 matmul rate.")
+    step_ms = timed.unet_ms_step_median.iloc[0]
+
+    def share(ms: float) -> str:
+        return f"{step_flops / (ms / 1e3) / 1e12 / meta['bf16_matmul_tflops']:.1%}"
+
+    cases = [*savings_us.items(), *([(" and ".join(savings_us), sum(savings_us.values()))] if len(savings_us) > 1 else [])]
+    parts = [f"{what}: a {step_ms - saved / 1e3:.2f} ms step, {share(step_ms - saved / 1e3)}" for what, saved in cases]
+    target_ms = step_flops / (0.5 * meta["bf16_matmul_tflops"] * 1e12) * 1e3
+    return (f"Bounds on the best 16-bit build `{best}` ({step_ms:.2f} ms per CFG UNet step, {share(step_ms)} of the "
+            f"bf16 matmul rate; the 50% target is a {target_ms:.2f} ms step), with the per-call time of these classes "
+            "replaced by their floors: " + "; ".join(parts) + ".")
 
 
 def _classes_markdown(classes: pd.DataFrame) -> str:

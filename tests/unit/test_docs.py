@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -102,3 +104,20 @@ def test_unconditional_doc_table_is_generated_from_the_committed_run():
         "rerun: python -m sdsqueeze.report.uncond render"
     for label in ("| Baseline", "| W/O", "| W (noise)", "| W (raw data)", "W4A8", "W8A8"):
         assert label in block
+
+
+def test_attention_floor_is_the_slower_of_its_exponentials_and_its_products():
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("render_tables", REPO / "benchmarks" / "render_tables.py")
+    render_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render_tables)
+    shapes = pd.DataFrame({"heads": [8, 8], "queries": [4096, 256], "keys": [4096, 256], "head_dim": [40, 160]})
+    meta = {"exp2_tera_per_s": 4.0, "bf16_matmul_tflops": 800.0}
+    floor = render_tables.attention_floor_us(shapes, meta)
+    scores = 8 * 8 * 4096 * 4096
+    assert floor[0] == pytest.approx(max(scores / 4e12, 4 * scores * 40 / 800e12) * 1e6)  # exp2-bound at head dim 40
+    scores = 8 * 8 * 256 * 256
+    assert floor[1] == pytest.approx(4 * scores * 160 / 800e12 * 1e6)  # product-bound at head dim 160
