@@ -210,8 +210,15 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
     shown = attention.assign(
         **{"floor us": floor_us, "TFLOP/s": attention.tflops, "share of bf16 peak": attention.share_of_bf16_peak,
            "share of exp2 rate": attention.share_of_exp_rate, "per UNet call": attention.per_unet_call})
-    shown = shown[["heads", "queries", "keys", "head_dim", "per UNet call", "us", "floor us", "TFLOP/s",
-                   "share of bf16 peak", "share of exp2 rate"]].rename(columns={"head_dim": "head dim"})
+    columns = ["heads", "queries", "keys", "head_dim", "per UNet call", "us", "floor us", "TFLOP/s",
+               "share of bf16 peak", "share of exp2 rate"]
+    if "flex_us" in attention:  # each backend pinned, at the self-attention shapes
+        backends = ("flash_us", "cudnn_us", "efficient_us", "flex_us")
+        shown["us pinned: flash / cuDNN / efficient / flex"] = [
+            "—" if all(pd.isna(v) for v in values) else " / ".join("—" if pd.isna(v) else f"{v:.0f}" for v in values)
+            for values in attention[list(backends)].itertuples(index=False)]
+        columns.append("us pinned: flash / cuDNN / efficient / flex")
+    shown = shown[columns].rename(columns={"head_dim": "head dim"})
     shown = shown.astype({c: int for c in ("heads", "queries", "keys", "head dim", "per UNet call")})
     parts = [head, _cells(shown, {"us": "{:.0f}", "floor us": "{:.0f}", "TFLOP/s": "{:.0f}",
                                   "share of bf16 peak": "{:.0%}", "share of exp2 rate": "{:.0%}"})]

@@ -6,7 +6,8 @@
   rate. Attention computes one exponential per score; with SD 1.5's head dims (40, 80, 160) it has
   few multiply-adds per exponential, so that unit, not the tensor cores, may set its floor.
 - **Attention**: SDPA (the builds' backend choice) at the UNet's self- and cross-attention shapes;
-  its rate as matmul FLOPs against the bf16 peak and as exponentials against the measured exp rate.
+  its rate as matmul FLOPs against the bf16 peak and as exponentials against the measured exp rate;
+  at the self-attention shapes, each SDPA backend pinned and FlexAttention (compiled Triton).
   An fp8 SDPA call is tried too: the error says whether torch offers one.
 - **GEGLU** at the UNet's three feed-forward shapes: diffusers' module compiled (cuBLAS GEMM, then
   Inductor's gelu x value kernel) against ``accel/geglu.py``'s one GEMM with the gate in its epilogue,
@@ -118,11 +119,36 @@ def attention_rates(device: str, bf16_tflops: float, exp_tera: float, log) -> pd
                "us": seconds * 1e6, "tflops": 4 * scores * head_dim / seconds / 1e12,
                "share_of_bf16_peak": 4 * scores * head_dim / seconds / 1e12 / bf16_tflops,
                "share_of_exp_rate": scores / seconds / 1e12 / exp_tera,
-               "fp8_sdpa": _fp8_sdpa(q, k, v, seconds)}
+               "fp8_sdpa": _fp8_sdpa(q, k, v, seconds),
+               **(_backend_us(q, k, v) if queries == keys else {})}  # self-attention: where the time is
         rows.append(row)
         log("attention " + ", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
                                      for key, value in row.items()))
     return pd.DataFrame(rows)
+
+
+SDPA_BACKENDS = ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION")
+
+
+def _backend_us(q, k, v) -> dict:
+    """Microseconds of each SDPA backend pinned, and of FlexAttention compiled (Triton), at one shape:
+    whether a faster attention kernel is on offer. A backend that cannot run the shape gets NaN."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention.flex_attention import flex_attention
+
+    out = {}
+    with torch.inference_mode():
+        for backend in SDPA_BACKENDS:
+            try:
+                with sdpa_kernel([getattr(SDPBackend, backend)]):
+                    out[f"{backend.split('_')[0].lower()}_us"] = kernel_seconds(
+                        functools.partial(F.scaled_dot_product_attention, q, k, v)) * 1e6
+            except RuntimeError:  # "No available kernel": this backend does not take the shape
+                out[f"{backend.split('_')[0].lower()}_us"] = float("nan")
+        torch._dynamo.reset()  # one compile per shape, never a recompile limit
+        flex = torch.compile(flex_attention, dynamic=False)
+        out["flex_us"] = kernel_seconds(functools.partial(flex, q, k, v)) * 1e6
+    return out
 
 
 def _fp8_sdpa(q, k, v, fp16_seconds: float) -> str:
