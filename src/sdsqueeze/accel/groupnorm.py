@@ -4,16 +4,19 @@ Why by hand: Inductor lowers ``nn.GroupNorm`` to one reduction per (sample, grou
 C/G channels. In channels_last memory a group's C/G channels are a short run (10 values of 320 in SD's
 first block) every C values, so each reduction reads scattered short runs with one program per
 (sample, group): 256 programs at batch 8. On an H200 those kernels ran several times slower than
-the bytes they move allow. Here the statistics come in two coalesced steps (per channel over chunks of
-pixels with Welford's ``var_mean``, then per group over chunks and channels by the law of total
-variance), and the normalisation is a pointwise step that Inductor fuses with its producer (a residual
-add) and its consumer (SiLU, the 8-bit quantisation). Same arithmetic in float32, a different
-summation order: outputs match ``nn.GroupNorm`` to float32 rounding.
+the bytes they move allow. Here:
 
-On CUDA the first step is a Triton kernel (``sdsqueeze::chunk_moments``, a ``triton_op``, so
-torch.compile and CUDA graphs keep it in the graph): each program reads a tile of 64 pixels x 64
-channels, 128 contiguous bytes per pixel. Left to Inductor, the same reduction was tiled with few
-channels per program and ran at a fraction of the copy rate. Elsewhere ``torch.var_mean`` does it.
+1. per channel, moments over chunks of pixels (``chunk_moments``): each program streams whole cache
+   lines (64 channels) of one chunk;
+2. per group, by the law of total variance over chunks and channels, a float32 scale and shift per
+   (sample, channel) (``group_scale_shift``);
+3. one multiply-add per value, a pointwise step Inductor fuses with its consumer (SiLU, the 8-bit
+   quantisation). With the group's rsqrt and affine parameters recomputed per value instead, that
+   kernel ran at half the copy rate, limited by arithmetic.
+
+On CUDA steps 1 and 2 are Triton kernels (``triton_op``s, so torch.compile and CUDA graphs keep them
+in the graph); elsewhere torch ops compute the same. Same arithmetic in float32, a different summation
+order: outputs match ``nn.GroupNorm`` to float32 rounding.
 """
 
 from __future__ import annotations
@@ -87,11 +90,11 @@ def group_scale_shift(chunk_mean: torch.Tensor, chunk_var: torch.Tensor, groups:
     # the chunk means and its variance the mean of (chunk variance + squared offset of chunk mean).
     mean = chunk_mean.mean(dim=(1, 3), keepdim=True)
     var = (chunk_var + (chunk_mean - mean).square()).mean(dim=(1, 3), keepdim=True)
-    rstd = torch.rsqrt(var + eps).reshape(batch, groups, 1)
-    scale = rstd.expand(batch, groups, channels // groups).reshape(batch, channels) * weight.float()
-    shift = bias.float() - mean.reshape(batch, groups, 1).expand(batch, groups, channels // groups).reshape(
-        batch, channels) * scale
-    return scale, shift
+    def per_channel(per_sample_group):  # [B, 1, G, 1] -> [B, C], each group's value for its channels
+        return per_sample_group.reshape(batch, groups, 1).expand(-1, -1, channels // groups).reshape(batch, channels)
+
+    scale = per_channel(torch.rsqrt(var + eps)) * weight.float()
+    return scale, bias.float() - per_channel(mean) * scale
 
 
 def chunk_moments(rows: torch.Tensor, chunk_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +109,6 @@ def chunk_moments(rows: torch.Tensor, chunk_rows: int) -> tuple[torch.Tensor, to
 if triton is not None:
     BLOCK_CHANNELS = 64  # 128 contiguous bytes of fp16 per pixel: whole cache lines
     BLOCK_ROWS = 64  # rows per loaded tile; a chunk is streamed through in tiles
-    NUM_WARPS = 4
 
     @triton.jit
     def _chunk_moments_kernel(rows_ptr, mean_ptr, var_ptr, channels, CHUNK_ROWS: tl.constexpr,
@@ -139,7 +141,7 @@ if triton is not None:
         grid = (count // chunk_rows, triton.cdiv(channels, BLOCK_CHANNELS))
         torch.library.wrap_triton(_chunk_moments_kernel)[grid](
             rows, mean, var, channels, CHUNK_ROWS=chunk_rows, BLOCK_ROWS=min(chunk_rows, BLOCK_ROWS),
-            BLOCK_CHANNELS=BLOCK_CHANNELS, num_warps=NUM_WARPS)
+            BLOCK_CHANNELS=BLOCK_CHANNELS)
         return mean, var
 
 
