@@ -200,7 +200,7 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
     attention = rates[rates.kind == "attention"]
     norms = rates[rates.kind == "groupnorm"]
     fp8 = attention.fp8_sdpa.iloc[0] if "fp8_sdpa" in attention and len(attention) else "not tried"
-    attention_us = (attention.us * attention.per_unet_call).sum()
+    attention_us = _per_unet_call(attention, "us")
     head = (f"Kernel classes against their own limits (`kernel_rates.csv`, UNet shapes at batch 8): copy "
             f"{meta.get('copy_gbs', float('nan')):.0f} GB/s (HBM, bytes in + out), exp2 "
             f"{meta.get('exp2_tera_per_s', float('nan')):.2f} T/s (special-function unit), bf16 "
@@ -222,9 +222,9 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
     shown = shown.astype({c: int for c in ("heads", "queries", "keys", "head dim", "per UNet call")})
     parts = [head, _cells(shown, {"us": "{:.0f}", "floor us": "{:.0f}", "TFLOP/s": "{:.0f}",
                                   "share of bf16 peak": "{:.0%}", "share of exp2 rate": "{:.0%}"})]
-    savings = {"SDPA": float(((attention.us - floor_us) * attention.per_unet_call).sum())}
+    savings = {"SDPA": _per_unet_call(attention.assign(excess_us=attention.us - floor_us), "excess_us")}
     if not norms.empty:
-        per_call = {name: (norms[f"{name}_us"] * norms.per_unet_call).sum() for name in ("inductor", "channels_last", "copy")}
+        per_call = {name: _per_unet_call(norms, f"{name}_us") for name in ("inductor", "channels_last", "copy")}
         parts.append(f"GroupNorm + SiLU, compiled, replayed from a CUDA graph: per UNet call {per_call['inductor']:.0f} us "
                      f"with Inductor's lowering, {per_call['channels_last']:.0f} us channels-last "
                      f"(`accel/groupnorm.py`); a copy of the same bytes {per_call['copy']:.0f} us; its floor 1.5 copies "
@@ -249,9 +249,14 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
     return parts
 
 
+def _per_unet_call(rows: pd.DataFrame, column: str) -> float:
+    """Microseconds per UNet call: each shape's time times how often one call runs it."""
+    return float((rows[column] * rows.per_unet_call).sum())
+
+
 def _geglu_part(gates: pd.DataFrame) -> list[str]:
     """kernel_rates.csv's GEGLU rows: diffusers' module compiled against accel/geglu.py's fused GEMM."""
-    per_call = {name: (gates[f"{name}_us"] * gates.per_unet_call).sum() for name in ("stock", "fused")}
+    per_call = {name: _per_unet_call(gates, f"{name}_us") for name in ("stock", "fused")}
     head = (f"GEGLU (feed-forward projection and gate, batch 8), compiled, replayed from a CUDA graph: per UNet "
             f"call {per_call['stock']:.0f} us as diffusers' module (cuBLAS GEMM, then Inductor's gate kernel), "
             f"{per_call['fused']:.0f} us as one GEMM with the gate in its epilogue (`accel/geglu.py`). Error: "

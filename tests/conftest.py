@@ -30,6 +30,21 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
+def triton_interpreter():
+    """``triton_interpreter(script)``: the script's stdout, run in a fresh Python under Triton's
+    interpreter (TRITON_INTERPRET is read at import, so never in this process); fails on a non-zero exit."""
+    pytest.importorskip("triton")
+
+    def run(script: str) -> str:
+        env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO / "src")}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def test_config():
     """``test_config(name)``: .test/<name>/config.yaml as a dict (smallest, unfitted, cluster)."""
 

@@ -107,13 +107,9 @@ def test_unconditional_doc_table_is_generated_from_the_committed_run():
 
 
 def test_attention_floor_is_the_slower_of_its_exponentials_and_its_products():
-    import importlib.util
-
     import pandas as pd
+    import render_tables  # benchmarks/, on the path through tests/conftest.py
 
-    spec = importlib.util.spec_from_file_location("render_tables", REPO / "benchmarks" / "render_tables.py")
-    render_tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(render_tables)
     shapes = pd.DataFrame({"heads": [8, 8], "queries": [4096, 256], "keys": [4096, 256], "head_dim": [40, 160]})
     meta = {"exp2_tera_per_s": 4.0, "bf16_matmul_tflops": 800.0}
     floor = render_tables.attention_floor_us(shapes, meta)

@@ -1,11 +1,6 @@
 """The fused GEGLU (accel/geglu.py): diffusers' GEGLU values, one GEMM with the gate in its epilogue."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import torch
 from diffusers.models.activations import GEGLU
 
@@ -49,25 +44,15 @@ print("kernel ok")
 """
 
 
-def test_triton_kernel_matches_float64_at_least_as_well_as_the_stock_rounding_in_interpreter():
+def test_triton_kernel_matches_float64_at_least_as_well_as_the_stock_rounding_in_interpreter(triton_interpreter):
     """Ragged tiles in rows, columns and depth; with and without bias."""
-    pytest.importorskip("triton")
-    import sdsqueeze
-
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(Path(sdsqueeze.__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "kernel ok" in done.stdout
+    assert "kernel ok" in triton_interpreter(KERNEL_CHECK)
 
 
 def test_kernel_limits_geglu_table_sums_per_unet_call_and_shows_both_errors():
-    import importlib.util
-
     import pandas as pd
+    import render_tables  # benchmarks/, on the path through tests/conftest.py
 
-    spec = importlib.util.spec_from_file_location("render_tables", Path(__file__).parents[2] / "benchmarks" / "render_tables.py")
-    render_tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(render_tables)
     gates = pd.DataFrame({"kind": "geglu", "tokens": [4096, 1024], "width": [320, 640], "per_unet_call": [5, 5],
                           "stock_us": [160.0, 80.0], "fused_us": [100.0, 50.0], "fused_tflops": [540.0, 500.0],
                           "fused_share_of_bf16_peak": [0.68, 0.63], "stock_max_abs_err": [0.004, 0.004],

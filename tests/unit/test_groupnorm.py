@@ -83,19 +83,8 @@ print("kernels ok")
 """
 
 
-def test_triton_kernels_match_float64_and_torch_path_in_interpreter():
-    pytest.importorskip("triton")
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import sdsqueeze
-
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(Path(sdsqueeze.__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", MOMENTS_CHECK], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "kernels ok" in done.stdout
+def test_triton_kernels_match_float64_and_torch_path_in_interpreter(triton_interpreter):
+    assert "kernels ok" in triton_interpreter(MOMENTS_CHECK)
 
 
 @pytest.mark.parametrize("pixels,channels,rows", [(4096, 320, 256), (4096, 960, 512), (1024, 640, 128),
