@@ -273,12 +273,11 @@ def _geglu_part(gates: pd.DataFrame) -> list[str]:
                                  "fused share of bf16 peak": "{:.0%}"})]
 
 
-BATCH = 8  # kernel_rates.csv's shapes: batch 4 with classifier-free guidance
-
-
 def attention_floor_us(attention: pd.DataFrame, meta: dict) -> pd.Series:
     """Per SDPA shape, the least time its work allows: the larger of its exponentials at the measured
     exp2 rate and its two products at the measured bf16 matmul rate (the units overlapping perfectly)."""
+    from sdbench.kernelbench import BATCH  # the batch kernel_rates.csv's shapes were timed at
+
     scores = BATCH * attention.heads * attention.queries * attention["keys"]
     exp_us = scores / (meta["exp2_tera_per_s"] * 1e12) * 1e6
     matmul_us = 4 * scores * attention.head_dim / (meta["bf16_matmul_tflops"] * 1e12) * 1e6
