@@ -174,11 +174,15 @@ def _embedded_quality_part(quality: pd.DataFrame) -> str:
 def kernel_limits_markdown(results: Path = RESULTS) -> str:
     """docs/kernel-limits.md's tables: per current run that measured kernels alone at the UNet's
     shapes, its 3x3 conv rates (conv_rates.csv) and its attention and GroupNorm rates against the
-    copy and exp2 rates (kernel_rates.csv). The fp8 conv table appears once, for the first run."""
-    paths = _current_paths(results)
+    copy and exp2 rates (kernel_rates.csv). The fp8 conv table appears once, for the first run; the
+    kernel rates for the latest run that measured them (earlier ones stay in their folders)."""
+    paths = tables.in_run_order(_current_paths(results))
     parts, fp8_conv_shown = [], False
-    for path in tables.in_run_order(paths):
+    with_rates = [path for path in paths if Path(path).with_name("kernel_rates.csv").is_file()]
+    for path in paths:
         conv_csv, rates_csv = Path(path).with_name("conv_rates.csv"), Path(path).with_name("kernel_rates.csv")
+        if path not in with_rates[-1:]:
+            rates_csv = Path("/nonexistent")  # superseded by a later run's
         if not (conv_csv.is_file() or rates_csv.is_file()):
             continue
         meta = measure.meta_for(path)
@@ -240,12 +244,14 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
         parts.append(_cells(gn, {"MB in": "{:.1f}", "Inductor us": "{:.1f}", "channels-last us": "{:.1f}",
                                  "copy us": "{:.1f}"}))
         savings["GroupNorm + SiLU"] = float(per_call["channels_last"] - 1.5 * per_call["copy"])
-    bounds = _floor_bounds(savings, meta, results_csv)
-    if bounds:
-        parts.append(bounds)
     gates = rates[rates.kind == "geglu"] if "kind" in rates else rates.iloc[:0]
     if not gates.empty:
         parts += _geglu_part(gates)
+        if "gemm_us" in gates and gates.gemm_us.notna().all():
+            savings["GEGLU's gate"] = _per_unet_call(gates.assign(gate_us=gates.stock_us - gates.gemm_us), "gate_us")
+    bounds = _floor_bounds(savings, meta, results_csv)
+    if bounds:
+        parts.append(bounds)
     return parts
 
 
@@ -256,21 +262,24 @@ def _per_unet_call(rows: pd.DataFrame, column: str) -> float:
 
 def _geglu_part(gates: pd.DataFrame) -> list[str]:
     """kernel_rates.csv's GEGLU rows: diffusers' module compiled against accel/geglu.py's fused GEMM."""
-    per_call = {name: _per_unet_call(gates, f"{name}_us") for name in ("stock", "fused")}
+    has_gemm = "gemm_us" in gates and gates.gemm_us.notna().all()
+    per_call = {name: _per_unet_call(gates, f"{name}_us") for name in ("stock", "fused", *(["gemm"] if has_gemm else []))}
     head = (f"GEGLU (feed-forward projection and gate, batch 8), compiled, replayed from a CUDA graph: per UNet "
             f"call {per_call['stock']:.0f} us as diffusers' module (cuBLAS GEMM, then Inductor's gate kernel), "
-            f"{per_call['fused']:.0f} us as one GEMM with the gate in its epilogue (`accel/geglu.py`). Error: "
-            "largest absolute difference from a float32 product.")
+            f"{per_call['fused']:.0f} us as one GEMM with the gate in its epilogue (`accel/geglu.py`)"
+            + (f", {per_call['gemm']:.0f} us for cuBLAS's GEMM alone (a gate at no cost)" if has_gemm else "")
+            + ". Error: largest absolute difference from a float32 product.")
     shown = gates.assign(**{"per UNet call": gates.per_unet_call, "stock us": gates.stock_us,
+                            "GEMM alone us": gates.gemm_us if has_gemm else float("nan"),
                             "fused us": gates.fused_us, "fused TFLOP/s": gates.fused_tflops,
                             "fused share of bf16 peak": gates.fused_share_of_bf16_peak,
                             "error stock / fused": [f"{a:.2g} / {b:.2g}" for a, b in
                                                     zip(gates.stock_max_abs_err, gates.fused_max_abs_err)]})
-    shown = shown[["tokens", "width", "per UNet call", "stock us", "fused us", "fused TFLOP/s",
-                   "fused share of bf16 peak", "error stock / fused"]].astype({"tokens": int, "width": int,
-                                                                            "per UNet call": int})
-    return [head, _cells(shown, {"stock us": "{:.1f}", "fused us": "{:.1f}", "fused TFLOP/s": "{:.0f}",
-                                 "fused share of bf16 peak": "{:.0%}"})]
+    columns = ["tokens", "width", "per UNet call", "stock us", *(["GEMM alone us"] if has_gemm else []), "fused us",
+               "fused TFLOP/s", "fused share of bf16 peak", "error stock / fused"]
+    shown = shown[columns].astype({"tokens": int, "width": int, "per UNet call": int})
+    return [head, _cells(shown, {"stock us": "{:.1f}", "GEMM alone us": "{:.1f}", "fused us": "{:.1f}",
+                                 "fused TFLOP/s": "{:.0f}", "fused share of bf16 peak": "{:.0%}"})]
 
 
 def attention_floor_us(attention: pd.DataFrame, meta: dict) -> pd.Series:
@@ -297,12 +306,16 @@ def _floor_bounds(savings_us: dict[str, float], meta: dict, results_csv: str) ->
     def share(ms: float) -> str:
         return f"{step_flops / (ms / 1e3) / 1e12 / meta['bf16_matmul_tflops']:.1%}"
 
-    cases = [*savings_us.items(), *([(" and ".join(savings_us), sum(savings_us.values()))] if len(savings_us) > 1 else [])]
+    names = list(savings_us)
+    # each class alone; with three or more, all but attention (the kernels this project writes); then all
+    groups = [[name] for name in names] + ([names[1:]] if len(names) > 2 else []) + ([names] if len(names) > 1 else [])
+    cases = [(" and ".join(group), sum(savings_us[name] for name in group)) for group in groups]
     parts = [f"{what}: a {step_ms - saved / 1e3:.2f} ms step, {share(step_ms - saved / 1e3)}" for what, saved in cases]
     target_ms = step_flops / (0.5 * meta["bf16_matmul_tflops"] * 1e12) * 1e3
+    gate_note = " (GEGLU's gate: at no cost)" if "GEGLU's gate" in savings_us else ""
     return (f"Bounds on the best 16-bit build `{best}` ({step_ms:.2f} ms per CFG UNet step, {share(step_ms)} of the "
             f"bf16 matmul rate; the 50% target is a {target_ms:.2f} ms step), with the per-call time of these classes "
-            "replaced by their floors: " + "; ".join(parts) + ".")
+            f"replaced by their floors{gate_note}: " + "; ".join(parts) + ".")
 
 
 def _classes_markdown(classes: pd.DataFrame) -> str:

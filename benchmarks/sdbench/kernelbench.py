@@ -9,9 +9,10 @@
   its rate as matmul FLOPs against the bf16 peak and as exponentials against the measured exp rate;
   at the self-attention shapes, each SDPA backend pinned and FlexAttention (compiled Triton).
   An fp8 SDPA call is tried too: the error says whether torch offers one.
-- **GEGLU** at the UNet's three feed-forward shapes: diffusers' module compiled (cuBLAS GEMM, then
+- **GEGLU** at the UNet's feed-forward shapes: diffusers' module compiled (cuBLAS GEMM, then
   Inductor's gelu x value kernel) against ``accel/geglu.py``'s one GEMM with the gate in its epilogue,
-  both replayed from a CUDA graph; the error of each against a float32 product.
+  both replayed from a CUDA graph; the error of each against a float32 product; the cuBLAS GEMM
+  alone, the floor of a gate fused into it.
 - **GroupNorm + SiLU** at every GroupNorm shape of the UNet: Inductor's lowering of ``nn.GroupNorm``
   against ``accel/groupnorm.py``'s, both compiled and replayed from a CUDA graph (as the builds run),
   as bytes in + out per second against the copy rate.
@@ -193,7 +194,9 @@ def geglu_rates(device: str, bf16_tflops: float, log) -> pd.DataFrame:
     from sdsqueeze.accel.geglu import use_fused_geglu
 
     rows = []
-    for tokens, width in ((4096, 320), (1024, 640), (256, 1280)):  # SD 1.5's three transformer widths
+    # SD 1.5's transformer shapes: tokens (latent pixels) and width, per UNet call (2 down + 3 up
+    # blocks per level, one in the middle block)
+    for tokens, width, per_call in ((4096, 320, 5), (1024, 640, 5), (256, 1280, 5), (64, 1280, 1)):
         torch.manual_seed(0)
         stock = GEGLU(width, 4 * width).to(device, torch.float16)
         fused = GEGLU(width, 4 * width).to(device, torch.float16)
@@ -204,7 +207,11 @@ def geglu_rates(device: str, bf16_tflops: float, log) -> pd.DataFrame:
             value, gate = F.linear(x.float(), stock.proj.weight.float(), stock.proj.bias.float()).chunk(2, dim=-1)
             exact = value * F.gelu(gate)
             flops = 2 * BATCH * tokens * width * 8 * width
-            row = {"tokens": tokens, "width": width, "per_unet_call": 5}
+            row = {"tokens": tokens, "width": width, "per_unet_call": per_call}
+            # the projection's GEMM alone (cuBLAS, both halves written): the stock module with its
+            # gate kernel free, the time a fused epilogue could at best reach
+            row["gemm_us"] = graph_seconds(functools.partial(F.linear, weight=stock.proj.weight,
+                                                             bias=stock.proj.bias), x) * 1e6
             for name, module in (("stock", stock), ("fused", fused)):
                 torch._dynamo.reset()
                 compiled = torch.compile(module, dynamic=False)

@@ -117,3 +117,29 @@ def test_attention_floor_is_the_slower_of_its_exponentials_and_its_products():
     assert floor[0] == pytest.approx(max(scores / 4e12, 4 * scores * 40 / 800e12) * 1e6)  # exp2-bound at head dim 40
     scores = 8 * 8 * 256 * 256
     assert floor[1] == pytest.approx(4 * scores * 160 / 800e12 * 1e6)  # product-bound at head dim 160
+
+
+def test_floor_bounds_show_each_class_then_the_written_kernels_together_then_all():
+    """Bounds subtract each class's excess over its floor from the run's best 16-bit step: alone,
+    all but attention (GroupNorm and GEGLU, the kernels this project writes), and everything."""
+    import json
+
+    import render_tables  # benchmarks/, on the path through tests/conftest.py
+
+    run = REPO / "benchmarks/results/gpu_run24"
+    meta = json.loads((run / "meta.json").read_text())
+    savings = {"SDPA": 1000.0, "GroupNorm + SiLU": 400.0, "GEGLU's gate": 600.0}
+    line = render_tables._floor_bounds(savings, meta, str(run / "results.csv"))
+    step_ms = 17.21  # gpu_run24's fp16-compiled-host-gn, its only 16-bit build
+    flops = meta["flops"][0]["unet_step_flops"]
+
+    def case(what: str, saved_us: float) -> str:
+        ms = step_ms - saved_us / 1e3
+        return f"{what}: a {ms:.2f} ms step, {flops / (ms / 1e3) / 1e12 / meta['bf16_matmul_tflops']:.1%}"
+
+    assert "(GEGLU's gate: at no cost)" in line
+    expected = [case("SDPA", 1000), case("GroupNorm + SiLU", 400), case("GEGLU's gate", 600),
+                case("GroupNorm + SiLU and GEGLU's gate", 1000), case("SDPA and GroupNorm + SiLU and GEGLU's gate", 2000)]
+    assert line.endswith("floors (GEGLU's gate: at no cost): " + "; ".join(expected) + ".")
+    two = render_tables._floor_bounds({"SDPA": 1000.0, "GroupNorm + SiLU": 400.0}, meta, str(run / "results.csv"))
+    assert "at no cost" not in two and two.endswith(case("SDPA and GroupNorm + SiLU", 1400) + ".")

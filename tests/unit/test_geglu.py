@@ -60,3 +60,17 @@ def test_kernel_limits_geglu_table_sums_per_unet_call_and_shows_both_errors():
     head, table = render_tables._geglu_part(gates)
     assert "per UNet call 1200 us as diffusers' module" in head and "750 us as one GEMM" in head
     assert "| 4096 | 320 | 5 | 160.0 | 100.0 | 540 | 68% | 0.004 / 0.002 |" in table
+
+
+def test_kernel_limits_geglu_table_shows_the_gemm_alone_when_the_run_timed_it():
+    import pandas as pd
+    import render_tables  # benchmarks/, on the path through tests/conftest.py
+
+    gates = pd.DataFrame({"kind": "geglu", "tokens": [4096, 64], "width": [320, 1280], "per_unet_call": [5, 1],
+                          "stock_us": [160.0, 30.0], "gemm_us": [110.0, 20.0], "fused_us": [150.0, 35.0],
+                          "fused_tflops": [300.0, 350.0], "fused_share_of_bf16_peak": [0.38, 0.44],
+                          "stock_max_abs_err": [0.005, 0.002], "fused_max_abs_err": [0.002, 0.002]})
+    head, table = render_tables._geglu_part(gates)
+    assert "per UNet call 830 us as diffusers' module" in head and "570 us for cuBLAS's GEMM alone" in head
+    assert "| stock us | GEMM alone us | fused us |" in table
+    assert "| 4096 | 320 | 5 | 160.0 | 110.0 | 150.0 | 300 | 38% | 0.005 / 0.002 |" in table

@@ -5,8 +5,9 @@ Why by hand: diffusers' ``GEGLU`` runs its projection as one cuBLAS GEMM that wr
 the product. In SD 1.5 that round trip is the largest elementwise kernel of the UNet (batch 8 at
 64x64: 168 MB written, read again, 84 MB written). cuBLAS has no epilogue that multiplies two
 column blocks, and Inductor's GEMM templates fuse pointwise epilogues of one output, not a gate
-from the other half of the columns. Here each program computes the same tile of both halves from
-one read of its input rows, so only the gated result reaches memory.
+from the other half of the columns. Here each program computes a tile of value and gate columns,
+interleaved in pairs, as one accumulator (one wide product per K step, as in a plain GEMM), and its
+epilogue splits the pairs: only the gated result reaches memory.
 
 Accumulation is float32 in blocks of ``BLOCK_K`` along K, the same for every tile shape, so the
 result does not depend on the launch configuration; bias, gelu (exact, erf) and product are taken
@@ -14,9 +15,8 @@ in float32 and rounded once, where the stock path rounds the projection to 16 bi
 Off CUDA, for other dtypes and for projections that are not a plain ``nn.Linear`` (the 8-bit
 builds' quantised layers), the stock forward runs.
 
-Measured on an H200 (docs/lowbit.md, variant ``fp16-compiled-host-gn-geglu``), this kernel took more
-time than cuBLAS's GEMM and Inductor's gate kernel together: its GEMM ran at a lower share of the
-bf16 peak than cuBLAS's. It stays behind its switch until it beats them.
+Measured on an H200 (docs/lowbit.md and docs/kernel-limits.md, variant ``fp16-compiled-host-gn-geglu``)
+against cuBLAS's GEMM plus Inductor's gate kernel; it stays behind its switch.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ except ImportError:  # CPU-only torch builds: the stock forward serves every dev
 
 FUSED_DTYPES = (torch.float16, torch.bfloat16)
 BLOCK_K = 64  # one K step for every configuration, so the tuned choice never changes the sums
-# Triton's autotuner times these tiles (of each half) per shape on the GPU and keeps the fastest.
-TUNED_LAUNCHES = [(128, 128, 8, 3), (128, 128, 8, 4), (128, 64, 4, 4), (64, 128, 4, 4)]
+# Triton's autotuner times these tiles (BLOCK_N counts value and gate columns, interleaved; rows,
+# columns, warps, stages) per shape on the GPU and keeps the fastest.
+TUNED_LAUNCHES = [(128, 256, 8, 3), (128, 256, 8, 4), (256, 128, 8, 3), (128, 128, 8, 4), (128, 128, 4, 4),
+                  (64, 256, 4, 4)]
 # Triton's interpreter (tests on the CPU) has nothing to time: one small tile.
-INTERPRETER_LAUNCH = {"BLOCK_M": 64, "BLOCK_N": 32, "GROUP_M": 2}
+INTERPRETER_LAUNCH = {"BLOCK_M": 64, "BLOCK_N": 64, "GROUP_M": 2}
 
 
 @functools.cache  # one class, so every swapped module has the same type
@@ -79,7 +81,8 @@ if triton is not None:
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
         # Programs walk GROUP_M row tiles per column tile, so neighbours share weight tiles in L2.
         pid = tl.program_id(0)
-        row_tiles, col_tiles = tl.cdiv(rows, BLOCK_M), tl.cdiv(cols, BLOCK_N)
+        half_n: tl.constexpr = BLOCK_N // 2  # gated outputs per tile
+        row_tiles, col_tiles = tl.cdiv(rows, BLOCK_M), tl.cdiv(cols, half_n)
         per_group = GROUP_M * col_tiles
         first_row_tile = (pid // per_group) * GROUP_M
         group_rows = tl.minimum(row_tiles - first_row_tile, GROUP_M)
@@ -87,29 +90,31 @@ if triton is not None:
         col_tile = (pid % per_group) // group_rows
 
         row = row_tile * BLOCK_M + tl.arange(0, BLOCK_M)
-        col = col_tile * BLOCK_N + tl.arange(0, BLOCK_N)
+        # One accumulator over interleaved columns: column 2j is output j's value, 2j+1 its gate (whose
+        # weight row follows the values' by ``cols``). One wide dot per K step, as in a plain GEMM; the
+        # epilogue splits the pairs. The interleaving lives in the pointers: no reordered weight copy.
+        pair = tl.arange(0, BLOCK_N)
+        out_col = col_tile * half_n + pair // 2
+        weight_row = out_col + (pair % 2) * cols
         k = tl.arange(0, BLOCK_K)
-        row_inside, col_inside = row < rows, col < cols
+        row_inside, pair_inside = row < rows, out_col < cols
         x_tile = x_ptr + row.to(tl.int64)[:, None] * depth + k[None, :]
-        value_tile = w_ptr + col.to(tl.int64)[None, :] * depth + k[:, None]  # W_v^T: [BLOCK_K, BLOCK_N]
-        gate_tile = value_tile + cols * depth  # the gate's rows follow the value's in the weight
-        value = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        w_tile = w_ptr + weight_row.to(tl.int64)[None, :] * depth + k[:, None]  # [BLOCK_K, BLOCK_N] of W^T
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for start in range(0, depth, BLOCK_K):
             k_inside = k < depth - start
             x = tl.load(x_tile, mask=row_inside[:, None] & k_inside[None, :], other=0.0)
-            w_mask = k_inside[:, None] & col_inside[None, :]
-            value = tl.dot(x, tl.load(value_tile, mask=w_mask, other=0.0), value)
-            gate = tl.dot(x, tl.load(gate_tile, mask=w_mask, other=0.0), gate)
+            w = tl.load(w_tile, mask=k_inside[:, None] & pair_inside[None, :], other=0.0)
+            acc = tl.dot(x, w, acc)
             x_tile += BLOCK_K
-            value_tile += BLOCK_K
-            gate_tile += BLOCK_K
+            w_tile += BLOCK_K
         if HAS_BIAS:
-            value += tl.load(bias_ptr + col, mask=col_inside, other=0.0).to(tl.float32)[None, :]
-            gate += tl.load(bias_ptr + cols + col, mask=col_inside, other=0.0).to(tl.float32)[None, :]
+            acc += tl.load(bias_ptr + weight_row, mask=pair_inside, other=0.0).to(tl.float32)[None, :]
+        value, gate = tl.split(tl.reshape(acc, (BLOCK_M, half_n, 2)))
         gated = value * (0.5 * gate * (1.0 + tl.math.erf(gate * 0.7071067811865476)))
+        col = col_tile * half_n + tl.arange(0, half_n)
         out = out_ptr + row.to(tl.int64)[:, None] * cols + col[None, :]
-        tl.store(out, gated.to(out_ptr.dtype.element_ty), mask=row_inside[:, None] & col_inside[None, :])
+        tl.store(out, gated.to(out_ptr.dtype.element_ty), mask=row_inside[:, None] & (col < cols)[None, :])
 
     _tuned_geglu_kernel = triton.autotune(
         configs=[triton.Config({"BLOCK_M": m, "BLOCK_N": n, "GROUP_M": 8}, num_warps=warps, num_stages=stages)
@@ -124,7 +129,7 @@ if triton is not None:
         kernel, launch = (_tuned_geglu_kernel, {}) if x.is_cuda else (_geglu_kernel, INTERPRETER_LAUNCH)
 
         def grid(meta):
-            return (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(cols, meta["BLOCK_N"]),)
+            return (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(cols, meta["BLOCK_N"] // 2),)
 
         torch.library.wrap_triton(kernel)[grid](
             x, weight.contiguous(), bias if bias is not None else weight, out, rows, cols, depth,
