@@ -204,21 +204,19 @@ def lowbit_findings(results_csv: str, with_classes: bool = True) -> list[str]:
 
 
 def matmul_share_findings(results_csv: str) -> list[str]:
-    """Each 16-bit candidate build the run timed at batch 4: its UNet step's TFLOP/s and share of the
-    run's bf16 matmul rate, against the 50% target."""
+    """One line: each 16-bit candidate build the run timed at batch 4, its UNet step, TFLOP/s and share
+    of the run's bf16 matmul rate, and each share's verdict against the 50% target."""
     rows, flops = load([results_csv])
     step_flops = flops.get(4, {}).get("unet_step_flops")
     peak = meta_for(results_csv).get("bf16_matmul_tflops")
     timed = rows[rows.ok & (rows.batch == 4) & rows.variant.isin(BEST_16BIT_CANDIDATES)]
-    if not step_flops or not peak:
-        return []
-    if timed.empty:
+    if not step_flops or not peak or timed.empty:
         return []
     shares = []
     for variant, step_ms in zip(timed.variant, timed.unet_ms_step_median):
         rate = step_flops / (step_ms / 1e3) / 1e12
         shares.append((f"`{variant}` {step_ms:.2f} ms, {rate:.0f} TFLOP/s, {rate / peak:.1%}", rate / peak))
-    verdicts = ", ".join(f"{'met' if share >= 0.5 else 'missed'}" for _, share in shares)
+    verdicts = ", ".join("met" if share >= 0.5 else "missed" for _, share in shares)
     return ["16-bit builds at batch 4, CFG UNet step and share of the measured bf16 matmul rate (target 50%): "
             + "; ".join(text for text, _ in shares) + f" ({verdicts})."]
 
