@@ -181,14 +181,13 @@ def kernel_limits_markdown(results: Path = RESULTS) -> str:
     with_rates = [path for path in paths if Path(path).with_name("kernel_rates.csv").is_file()]
     for path in paths:
         conv_csv, rates_csv = Path(path).with_name("conv_rates.csv"), Path(path).with_name("kernel_rates.csv")
-        if path not in with_rates[-1:]:
-            rates_csv = Path("/nonexistent")  # superseded by a later run's
-        if not (conv_csv.is_file() or rates_csv.is_file()):
+        show_rates = path in with_rates[-1:]  # an earlier run's rates are superseded by the latest's
+        if not (conv_csv.is_file() or show_rates):
             continue
         meta = measure.meta_for(path)
         parts.append(f"### `{Path(path).parent.name}`: {meta.get('machine')}\n\n{_setup(meta)}. "
                      f"Command: `{meta.get('command')}`.")
-        if rates_csv.is_file():
+        if show_rates:
             parts += [f"- {line}" for line in tables.matmul_share_findings(path)]
             parts += _kernel_rates_part(meta, pd.read_csv(rates_csv), path)
         if conv_csv.is_file():
@@ -247,7 +246,7 @@ def _kernel_rates_part(meta: dict, rates: pd.DataFrame, results_csv: str) -> lis
     gates = rates[rates.kind == "geglu"] if "kind" in rates else rates.iloc[:0]
     if not gates.empty:
         parts += _geglu_part(gates)
-        if "gemm_us" in gates and gates.gemm_us.notna().all():
+        if _has_gemm_alone(gates):
             savings["GEGLU's gate"] = _per_unet_call(gates.assign(gate_us=gates.stock_us - gates.gemm_us), "gate_us")
     bounds = _floor_bounds(savings, meta, results_csv)
     if bounds:
@@ -260,9 +259,14 @@ def _per_unet_call(rows: pd.DataFrame, column: str) -> float:
     return float((rows[column] * rows.per_unet_call).sum())
 
 
+def _has_gemm_alone(gates: pd.DataFrame) -> bool:
+    """Whether the run timed the GEGLU projection's cuBLAS GEMM alone (later runs' ``gemm_us``)."""
+    return "gemm_us" in gates and bool(gates.gemm_us.notna().all())
+
+
 def _geglu_part(gates: pd.DataFrame) -> list[str]:
     """kernel_rates.csv's GEGLU rows: diffusers' module compiled against accel/geglu.py's fused GEMM."""
-    has_gemm = "gemm_us" in gates and gates.gemm_us.notna().all()
+    has_gemm = _has_gemm_alone(gates)
     per_call = {name: _per_unet_call(gates, f"{name}_us") for name in ("stock", "fused", *(["gemm"] if has_gemm else []))}
     head = (f"GEGLU (feed-forward projection and gate, batch 8), compiled, replayed from a CUDA graph: per UNet "
             f"call {per_call['stock']:.0f} us as diffusers' module (cuBLAS GEMM, then Inductor's gate kernel), "
@@ -307,8 +311,9 @@ def _floor_bounds(savings_us: dict[str, float], meta: dict, results_csv: str) ->
         return f"{step_flops / (ms / 1e3) / 1e12 / meta['bf16_matmul_tflops']:.1%}"
 
     names = list(savings_us)
-    # each class alone; with three or more, all but attention (the kernels this project writes); then all
-    groups = [[name] for name in names] + ([names[1:]] if len(names) > 2 else []) + ([names] if len(names) > 1 else [])
+    written = [name for name in names if name != "SDPA"]  # the classes this project writes kernels for
+    # each class alone; with three or more, those written here together; then all
+    groups = [[name] for name in names] + ([written] if len(names) > 2 else []) + ([names] if len(names) > 1 else [])
     cases = [(" and ".join(group), sum(savings_us[name] for name in group)) for group in groups]
     parts = [f"{what}: a {step_ms - saved / 1e3:.2f} ms step, {share(step_ms - saved / 1e3)}" for what, saved in cases]
     target_ms = step_flops / (0.5 * meta["bf16_matmul_tflops"] * 1e12) * 1e3

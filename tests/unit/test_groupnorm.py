@@ -67,7 +67,7 @@ def test_compiled_matches_eager():
 MOMENTS_CHECK = """
 import torch
 from sdsqueeze.accel import groupnorm
-for chunk_rows in (64, 256):  # one tile per chunk, and a chunk streamed through four tiles
+for chunk_rows in (64, 256):  # one tile per chunk, and a chunk streamed through several tiles
     rows = (torch.randn(4 * 256, 320) * 3 + 5).half()
     mean, var = torch.ops.sdsqueeze.chunk_moments(rows, chunk_rows)
     exact_var, exact_mean = torch.var_mean(rows.double().reshape(-1, chunk_rows, 320), dim=1, correction=0)
