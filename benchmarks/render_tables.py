@@ -3,11 +3,14 @@
     python benchmarks/render_tables.py                  # the current table of each GPU type
     python benchmarks/render_tables.py --targets        # the study's targets, per committed run
     python benchmarks/render_tables.py --lowbit         # the static fp8/int8 study (docs/lowbit.md)
+    python benchmarks/render_tables.py --kernels        # kernel classes alone (docs/kernel-limits.md)
+    python benchmarks/render_tables.py --routes         # routes past them (docs/kernel-limits.md)
 
 The current runs per GPU type are listed in benchmarks/results/current.yaml; tests/unit/test_docs.py
 re-renders the block between the markers in docs/benchmarks.md and compares.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from sdsqueeze.accel import measure  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 # The 8-bit builds' paired verdicts on the embedded model, kept from a run of config/fp8-static.yaml
 # (``--collect-quality``), beside bf16 SDPA, the 16-bit build the same run judges.
+ROUTES = RESULTS / "routes_h200"  # benchmarks/kernel_routes.py's committed run
 EMBEDDED_QUALITY = RESULTS.parents[1] / "docs" / "lowbit" / "embedded_quality.csv"
 QUALITY_RUN = "snakemake --cores 2 --configfile config.yaml config/fp8-static.yaml"
 QUALITY_METRICS = {"psnr": "PSNR dB", "ssim": "SSIM Δ", "adherence_overall": "adherence Δ"}
@@ -338,6 +342,46 @@ def _classes_markdown(classes: pd.DataFrame) -> str:
     return _cells(wide[order].reindex(list(dict.fromkeys(classes.variant))).reset_index(), {})
 
 
+def routes_markdown(folder: Path = ROUTES) -> str:
+    """docs/kernel-limits.md's routes table: each route's microseconds against the kernel the best
+    16-bit build runs now (route_rates.csv of benchmarks/kernel_routes.py's run), and one line per kind."""
+    meta = json.loads((folder / "meta.json").read_text())
+    rates = pd.read_csv(folder / "route_rates.csv")
+    versions = meta["versions"]
+    head = (f"`{folder.name}`: {meta['machine']}; {versions['gpu']}, torch {versions['torch']}, triton as shipped "
+            f"with it; {meta['note']}. Command: `{meta['command']}`.")
+    findings = "\n".join(f"- {line}" for line in _route_findings(rates))
+    # attention: the two fastest launches (the others are in route_rates.csv), so the doc stays short
+    attention = rates.kind.eq("attention")
+    rates = pd.concat([rates[~attention], rates[attention].nsmallest(2, "route_us")]).sort_index()
+    table = rates.assign(kind=rates.kind + " vs " + rates.current,
+                         shape=rates["shape"].fillna("independent chains"))[
+        ["kind", "shape", "route", "current_us", "route_us", "speedup"]]
+    table.columns = ["kind vs current kernel", "shape", "route", "current us", "route us", "route vs current"]
+    digits = {"current us": "{:.1f}", "route us": "{:.1f}", "route vs current": "{:.2f}x"}
+    return "\n\n".join([head, _cells(table, digits), findings]) + "\n"
+
+
+def _route_findings(rates: pd.DataFrame) -> list[str]:
+    by_kind = dict(tuple(rates.groupby("kind")))
+    lines = []
+    if "exp2" in by_kind:
+        exp = by_kind["exp2"].iloc[0]
+        lines.append(f"Exponentials in pairs: {exp.route_rate:.2f} T/s against fp32's {exp.current_rate:.2f} T/s: "
+                     "two per instruction, at half the instruction rate.")
+    if "attention" in by_kind:
+        attention = by_kind["attention"]
+        best = attention.loc[attention.route_us.idxmin()]
+        lines.append(f"Attention: the fastest of {len(attention)} launches ({best.route}) takes {best.route_us:.0f} us, "
+                     f"{best.speedup:.2f}x cuDNN's {best.current_us:.0f} us; largest error "
+                     f"{best.route_error:.1e} against {best.current_error:.1e} (float32 reference).")
+    if "gemm" in by_kind:
+        gemm = by_kind["gemm"]
+        lines.append(f"Autotuned GEMMs: {gemm.speedup.min():.2f}x-{gemm.speedup.max():.2f}x the default at these "
+                     f"shapes, {gemm.current_us.sum() / gemm.route_us.sum():.2f}x over them together.")
+    return lines
+
+
 def _setup(meta: dict) -> str:
     versions = meta.get("versions", {})
     torch_version = (f"torch {versions['torch']}, triton as shipped with it" if versions.get("torch")
@@ -416,6 +460,8 @@ if __name__ == "__main__":
         print(lowbit_markdown(), end="")
     elif sys.argv[1:2] == ["--collect-quality"] and len(sys.argv) == 3:
         collect_quality(Path(sys.argv[2]))
+    elif sys.argv[1:] == ["--routes"]:
+        print(routes_markdown(), end="")
     elif sys.argv[1:] == ["--kernels"]:
         print(kernel_limits_markdown(), end="")
     elif sys.argv[1:] == ["--targets"]:

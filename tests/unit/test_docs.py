@@ -93,6 +93,12 @@ def test_kernel_limits_doc_is_short_and_its_tables_are_generated():
     assert "cudnn fp16 TFLOP/s" in block and "int8 kernel TOPS" in block
 
 
+def test_kernel_limits_routes_block_is_generated():
+    """docs/kernel-limits.md's routes block is exactly `python benchmarks/render_tables.py --routes`."""
+    block = generated_block("docs/kernel-limits.md", "--routes")
+    assert "route vs current" in block and "cuDNN SDPA" in block
+
+
 def test_unconditional_doc_table_is_generated_from_the_committed_run():
     """docs/unconditional.md's LSUN-layout table is exactly what `python -m sdsqueeze.report.uncond
     render` makes of the committed CSVs (the report's own table function)."""
