@@ -123,7 +123,7 @@ def attention_rates(device: str, bf16_tflops: float, exp_tera: float, log) -> pd
                "fp8_sdpa": _fp8_sdpa(q, k, v, seconds),
                **(_backend_us(q, k, v) if queries == keys else {})}  # self-attention: where the time is
         rows.append(row)
-        _log_row(log, "attention", row)
+        log_row(log, "attention", row)
     return pd.DataFrame(rows)
 
 
@@ -182,7 +182,7 @@ def groupnorm_rates(device: str, copy_gbs: float, log) -> pd.DataFrame:
                 row[f"{name}_share_of_copy_rate"] = moved / seconds / 1e9 / copy_gbs
             row["max_abs_diff"] = float((compiled(x).float() - F.silu(stock(x)).float()).abs().max())
         rows.append(row)
-        _log_row(log, "groupnorm", row)
+        log_row(log, "groupnorm", row)
     return pd.DataFrame(rows)
 
 
@@ -219,11 +219,11 @@ def geglu_rates(device: str, bf16_tflops: float, log) -> pd.DataFrame:
                 row[f"{name}_max_abs_err"] = float((compiled(x).float() - exact).abs().max())
             row["fused_share_of_bf16_peak"] = row["fused_tflops"] / bf16_tflops
         rows.append(row)
-        _log_row(log, "geglu", row)
+        log_row(log, "geglu", row)
     return pd.DataFrame(rows)
 
 
-def _log_row(log, kind: str, row: dict) -> None:
+def log_row(log, kind: str, row: dict) -> None:
     """One console line per measured shape, ``kind key value, key value, ...``: the form
     ``sdbench.fromlog`` rebuilds kernel_rates.csv from when a call's files do not come back."""
     log(f"{kind} " + ", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .kernelbench import BATCH, EXP_ITERATIONS, _log_row, exp_chains, graph_seconds, kernel_seconds
+from .kernelbench import BATCH, EXP_ITERATIONS, exp_chains, graph_seconds, kernel_seconds, log_row
 
 # (rows = batch x tokens, in features, out features, residual added) of the UNet's linears: fused QKV,
 # attention output, GEGLU projection and feed-forward output at 64x64, and the widest at 32x32, 16x16.
@@ -51,7 +51,7 @@ def exp_rates(device: str, log) -> list[dict]:
     row = {"kind": "exp2", "route": "ex2.approx.f16x2", "current": "fp32 exp2", "current_us": fp32 * 1e6,
            "route_us": pairs * 1e6, "speedup": fp32 / pairs, "current_rate": count / fp32 / 1e12,
            "route_rate": count / pairs / 1e12}
-    _log_row(log, "route", row)
+    log_row(log, "route", row)
     return [row]
 
 
@@ -80,7 +80,7 @@ def attention_rates(device: str, log) -> list[dict]:
                "current_error": cudnn_error, "route_error": error,
                "shape": f"{heads} heads x {tokens} x {tokens}, head dim {head_dim}"}
         rows.append(row)
-        _log_row(log, "route", row)
+        log_row(log, "route", row)
     return rows
 
 
@@ -109,7 +109,7 @@ def gemm_rates(device: str, log, deadline: float = 0) -> list[dict]:
                "current_rate": flops / seconds["default"] / 1e12, "route_rate": flops / seconds["autotuned"] / 1e12,
                "shape": f"{m} x {depth} -> {width}" + (" + residual" if residual else "")}
         rows.append(row)
-        _log_row(log, "route", row)
+        log_row(log, "route", row)
     return rows
 
 

@@ -2,9 +2,9 @@
 ``sdbench.routebench`` (a route past the best 16-bit build's attention; no build uses it).
 
 Why by hand: at SD 1.5's 64x64 self-attention (4096 queries and keys, head dim 40) every score costs
-one exponential and only 160 multiply-adds, so the special-function unit (one fp32 ``ex2`` per lane
-and clock) and the tensor cores bound it about equally (docs/kernel-limits.md). torch's SDPA
-backends pad the head to 64 and take fp32 exponentials. This kernel tries what a short head allows:
+one exponential and only 160 multiply-adds, so the special-function unit (16 fp32 ``ex2`` per SM and
+clock on Hopper) and the tensor cores bound it about equally (docs/kernel-limits.md). torch's flash
+backend runs a 64-wide head kernel with fp32 exponentials. This kernel tries what a short head allows:
 
 - The head is split into a 32-wide and a 16-wide part (Triton's tile widths are powers of two, its
   fp16 products at least 16 deep), so the products run on 48 columns, not 64.
@@ -28,7 +28,7 @@ import torch
 try:
     import triton
     import triton.language as tl
-except ImportError:  # CPU-only torch builds: no kernel, callers keep SDPA
+except ImportError:  # CPU-only torch builds: no kernel (the routes are timed on a GPU)
     triton = None
 
 SPLIT_48 = (32, 16)  # head dim 40 as two tensor-core parts, the second padded: 48 columns
