@@ -23,9 +23,9 @@ from sdbench import tables  # noqa: E402 - sdbench sits beside this script
 from sdsqueeze.accel import measure  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROUTES = RESULTS / "routes_h200"  # benchmarks/kernel_routes.py's committed run
 # The 8-bit builds' paired verdicts on the embedded model, kept from a run of config/fp8-static.yaml
 # (``--collect-quality``), beside bf16 SDPA, the 16-bit build the same run judges.
-ROUTES = RESULTS / "routes_h200"  # benchmarks/kernel_routes.py's committed run
 EMBEDDED_QUALITY = RESULTS.parents[1] / "docs" / "lowbit" / "embedded_quality.csv"
 QUALITY_RUN = "snakemake --cores 2 --configfile config.yaml config/fp8-static.yaml"
 QUALITY_METRICS = {"psnr": "PSNR dB", "ssim": "SSIM Δ", "adherence_overall": "adherence Δ"}

@@ -76,11 +76,15 @@ def copy_bandwidth(device: str) -> float:
     return 2 * source.numel() * 2 / seconds / 1e9
 
 
+def exp_chain_launch(device: str) -> tuple[int, int]:
+    """(programs, values per program) of the exp2 chains: 64 programs per SM keep every unit busy."""
+    return torch.cuda.get_device_properties(device).multi_processor_count * 64, 2048
+
+
 def exp_rate(device: str) -> float:
     """Exponentials per second (tera) of the special-function unit: independent ``exp2`` chains,
     one per value a thread holds, each step feeding the next (exp2(-x) stays in [0.5, 1])."""
-    block = 2048
-    programs = torch.cuda.get_device_properties(device).multi_processor_count * 64
+    programs, block = exp_chain_launch(device)
     out = torch.empty(programs * block, device=device)
     seconds = kernel_seconds(lambda: exp_chains(out, programs, block))
     return out.numel() * EXP_ITERATIONS / seconds / 1e12

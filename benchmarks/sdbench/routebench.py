@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .kernelbench import BATCH, EXP_ITERATIONS, exp_chains, graph_seconds, kernel_seconds, log_row
+from .kernelbench import BATCH, EXP_ITERATIONS, exp_chain_launch, exp_chains, graph_seconds, kernel_seconds, log_row
 
 # (rows = batch x tokens, in features, out features, residual added) of the UNet's linears: fused QKV,
 # attention output, GEGLU projection and feed-forward output at 64x64, and the widest at 32x32, 16x16.
@@ -41,8 +41,7 @@ ATTENTION_LAUNCHES = [((32, 16), 128, 128, 4, 3, True), ((32, 16), 128, 128, 4, 
 def exp_rates(device: str, log) -> list[dict]:
     from .shorthead import exp2_pair_chains
 
-    block = 2048
-    programs = torch.cuda.get_device_properties(device).multi_processor_count * 64
+    programs, block = exp_chain_launch(device)
     out = torch.empty(programs * block, device=device)
     half = out.half()
     count = out.numel() * EXP_ITERATIONS

@@ -43,6 +43,15 @@ if triton is not None:
                                          is_pure=True, pack=2)
 
     @triton.jit
+    def _exp2_pair_chains_kernel(out_ptr, ITERATIONS: tl.constexpr, BLOCK: tl.constexpr):
+        # As kernelbench's fp32 chains: one independent chain per value, each step feeding the next.
+        offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        value = (offsets.to(tl.float32) * 1e-7).to(tl.float16)
+        for _ in range(ITERATIONS):
+            value = _exp2_half(-value)
+        tl.store(out_ptr + offsets, value)
+
+    @triton.jit
     def _attention_kernel(q_ptr, k_ptr, v_ptr, out_ptr, scale_log2, heads, queries, keys,
                           sq_b, sq_h, sq_n, sk_b, sk_h, sk_n, sv_b, sv_h, sv_n, so_b, so_h, so_n,
                           HEAD_DIM: tl.constexpr, LOW: tl.constexpr, HIGH: tl.constexpr,
@@ -112,17 +121,6 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, parts
                             HEAD_DIM=head_dim, LOW=low, HIGH=high, BLOCK_M=block_m, BLOCK_N=block_n,
                             HALF_EXP=half_exp, num_warps=num_warps, num_stages=num_stages)
     return out
-
-
-if triton is not None:
-    @triton.jit
-    def _exp2_pair_chains_kernel(out_ptr, ITERATIONS: tl.constexpr, BLOCK: tl.constexpr):
-        # As kernelbench's fp32 chains: one independent chain per value, each step feeding the next.
-        offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        value = (offsets.to(tl.float32) * 1e-7).to(tl.float16)
-        for _ in range(ITERATIONS):
-            value = _exp2_half(-value)
-        tl.store(out_ptr + offsets, value)
 
 
 def exp2_pair_chains(out: torch.Tensor, programs: int, block: int, iterations: int) -> torch.Tensor:
